@@ -1,0 +1,74 @@
+//! Elementwise maps, activations and dropout masks.
+
+use crate::backend::Unary;
+use crate::float::Float;
+use crate::rng::hash_uniform;
+use rayon::prelude::*;
+
+const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+/// 1/sqrt(2π), the standard normal density's constant.
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
+}
+
+pub fn unary_forward<T: Float>(op: Unary, x: &[T]) -> Vec<T> {
+    let half = T::from_f64(0.5);
+    let r2 = T::from_f64(INV_SQRT_2);
+    x.par_iter()
+        .map(|&v| match op {
+            Unary::Relu => {
+                if v > T::ZERO {
+                    v
+                } else {
+                    T::ZERO
+                }
+            }
+            Unary::Sigmoid => T::ONE / (T::ONE + (-v).exp()),
+            Unary::Tanh => v.tanh(),
+            Unary::Gelu => half * v * (T::ONE + (v * r2).erf()),
+        })
+        .collect()
+}
+
+pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], dy: &[T]) -> Vec<T> {
+    let half = T::from_f64(0.5);
+    let r2 = T::from_f64(INV_SQRT_2);
+    let c = T::from_f64(INV_SQRT_2PI);
+    (0..dy.len())
+        .into_par_iter()
+        .map(|i| {
+            let d = dy[i];
+            match op {
+                Unary::Relu => {
+                    if y[i] > T::ZERO {
+                        d
+                    } else {
+                        T::ZERO
+                    }
+                }
+                Unary::Sigmoid => d * y[i] * (T::ONE - y[i]),
+                Unary::Tanh => d * (T::ONE - y[i] * y[i]),
+                Unary::Gelu => {
+                    let v = x[i];
+                    let cdf = half * (T::ONE + (v * r2).erf());
+                    let pdf = c * (-half * v * v).exp();
+                    d * (cdf + v * pdf)
+                }
+            }
+        })
+        .collect()
+}
+
+pub fn dropout_mask<T: Float>(len: usize, p: f64, seed: u64) -> Vec<T> {
+    let keep = T::from_f64(1.0 / (1.0 - p));
+    (0..len)
+        .into_par_iter()
+        .map(|i| if hash_uniform(seed, i as u64) < p { T::ZERO } else { keep })
+        .collect()
+}
+
+pub fn sum_squares<T: Float>(x: &[T]) -> f64 {
+    x.par_chunks(4096).map(|c| c.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>()).sum()
+}

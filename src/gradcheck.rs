@@ -1,0 +1,141 @@
+//! Central finite differences in f64 against the tape's gradients: per op and per network.
+
+use crate::backend::Backend;
+use crate::backend::cpu::Cpu;
+use crate::error::Result;
+use crate::nn::{ModelConfig, SeedNet};
+use crate::ops;
+use crate::params::ParamStore;
+use crate::rng::Rng;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+use crate::train::{Batch, forward_backward, forward_loss};
+
+type C64 = Cpu<f64>;
+
+/// |a − n| / max(|a| + |n|, floor): relative where the gradient is sizeable, absolute (scaled
+/// by 1/floor) where it is zero up to rounding.
+pub fn rel_err(analytic: f64, numeric: f64, floor: f64) -> f64 {
+    (analytic - numeric).abs() / (analytic.abs() + numeric.abs()).max(floor)
+}
+
+/// Checks `f` (inputs -> any tensor) by projecting its output on a fixed random direction
+/// R, so the scalar is Σ out·R. Returns the max relative error per input, over every element.
+pub fn check_op(
+    shapes: &[Vec<usize>],
+    seed: u64,
+    h: f64,
+    f: impl Fn(&mut Tape<C64>, &[Var]) -> Result<Var>,
+) -> Result<Vec<f64>> {
+    let be = C64::new();
+    let mut rng = Rng::new(seed);
+    let inputs: Vec<Vec<f64>> =
+        shapes.iter().map(|s| (0..s.iter().product::<usize>()).map(|_| rng.normal()).collect()).collect();
+    let eval = |vals: &[Vec<f64>], rdir: Option<&Vec<f64>>| -> Result<(Tape<C64>, Vec<Var>, Var, usize)> {
+        let mut tape = Tape::new(be);
+        let vars: Vec<Var> = vals
+            .iter()
+            .zip(shapes)
+            .map(|(v, s)| Ok(tape.input(Tensor::from_f64(&be, s, v)?, true)))
+            .collect::<Result<_>>()?;
+        let out = f(&mut tape, &vars)?;
+        let n = tape.value(out).numel();
+        let flat = ops::reshape(&mut tape, out, &[1, n])?;
+        let r = match rdir {
+            Some(r) => r.clone(),
+            None => vec![0.0; n],
+        };
+        let rv = tape.input(Tensor::from_f64(&be, &[1, n], &r)?, false);
+        let s = ops::linear(&mut tape, flat, rv, None)?;
+        Ok((tape, vars, s, n))
+    };
+    let (_, _, _, n_out) = eval(&inputs, None)?;
+    let rdir: Vec<f64> = (0..n_out).map(|_| rng.normal()).collect();
+    let (tape, vars, s, _) = eval(&inputs, Some(&rdir))?;
+    let mut store = ParamStore::new(be);
+    let grads = tape.backward(s, &mut store)?;
+    let scalar = |vals: &[Vec<f64>]| -> Result<f64> {
+        let (t, _, s, _) = eval(vals, Some(&rdir))?;
+        Ok(t.value(s).to_f64(&be)?[0])
+    };
+    let mut worst = Vec::new();
+    for (i, v) in vars.iter().enumerate() {
+        let an = match grads.get(*v) {
+            Some(g) => be.download(g)?,
+            None => vec![0.0; inputs[i].len()],
+        };
+        let mut w: f64 = 0.0;
+        for j in 0..inputs[i].len() {
+            let mut p = inputs.clone();
+            p[i][j] += h;
+            let lp = scalar(&p)?;
+            p[i][j] -= 2.0 * h;
+            let lm = scalar(&p)?;
+            let num = (lp - lm) / (2.0 * h);
+            w = w.max(rel_err(an[j], num, 1e-6));
+        }
+        worst.push(w);
+    }
+    Ok(worst)
+}
+
+/// One row of a network gradient check.
+#[derive(Debug, Clone)]
+pub struct ParamCheck {
+    pub name: String,
+    pub checked: usize,
+    pub max_rel_err: f64,
+}
+
+/// Finite differences through the whole seed network in f64, training mode with dropout off.
+/// Checks `per_tensor` elements of each parameter tensor: the largest-gradient one and random
+/// others.
+pub fn check_network(
+    mut config: ModelConfig,
+    input: [usize; 4],
+    seed: u64,
+    per_tensor: usize,
+    h: f64,
+) -> Result<Vec<ParamCheck>> {
+    config.dropout = 0.0;
+    let be = C64::new();
+    let mut rng = Rng::new(seed);
+    let mut store = ParamStore::new(be);
+    let net = SeedNet::new(config.clone(), &mut store, &mut rng)?;
+    let [b, c, hh, ww] = input;
+    let normal = |rng: &mut Rng, n: usize| -> Vec<f64> { (0..n).map(|_| rng.normal()).collect() };
+    let audio = Tensor::from_f64(&be, &input, &normal(&mut rng, b * c * hh * ww))?;
+    let lyrics = Tensor::from_f64(&be, &[b, config.lyrics_dim], &normal(&mut rng, b * config.lyrics_dim))?;
+    let target: Vec<f64> = (0..b * 2).map(|_| rng.uniform()).collect();
+    let batch = Batch { audio, lyrics, target: Tensor::from_f64(&be, &[b, 2], &target)? };
+    forward_backward(&net, &mut store, &batch, true, seed)?;
+    let ids = store.param_ids();
+    let grads: Vec<Vec<f64>> = ids
+        .iter()
+        .map(|&id| store.grad(id).map_or(Ok(vec![0.0; store.value(id).numel()]), |g| be.download(g)))
+        .collect::<Result<_>>()?;
+    let mut rows = Vec::new();
+    for (k, &id) in ids.iter().enumerate() {
+        let g = &grads[k];
+        let n = g.len();
+        let mut picks = vec![(0..n).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap_or(0)];
+        while picks.len() < per_tensor.min(n) {
+            picks.push(rng.below(n));
+        }
+        let mut worst: f64 = 0.0;
+        for &j in &picks {
+            let orig = store.value(id).buf[j];
+            let at = |x: f64, store: &mut ParamStore<C64>| -> Result<f64> {
+                store.value_mut(id).buf[j] = x;
+                forward_loss(&net, store, &batch, true, seed)
+            };
+            let lp = at(orig + h, &mut store)?;
+            let lm = at(orig - h, &mut store)?;
+            store.value_mut(id).buf[j] = orig;
+            let num = (lp - lm) / (2.0 * h);
+            worst = worst.max(rel_err(g[j], num, 1e-6));
+        }
+        rows.push(ParamCheck { name: store.name(id).to_string(), checked: picks.len(), max_rel_err: worst });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,7 @@
+//! Layers with named parameters and the seed study's network built from them.
+
+pub mod attention;
+pub mod layers;
+pub mod seed;
+
+pub use seed::{AttentionKind, ModelConfig, Outputs, SeedNet};

@@ -1,0 +1,232 @@
+//! The seed study's bimodal network, built from a configuration.
+//!
+//! Module tree and `state_dict` names follow the seed's PyTorch code exactly:
+//! `audio_tower.features.<i>` (conv, bn, relu, pool … [SE], avgpool), then either
+//! `audio_tower.classifier.{1,4}` (SE variant) or `audio_tower.{fc1,attention.attention.{0,2},fc2}`
+//! (legacy), then `classifier_head.{1,4}` over concat(audio 64, lyrics T).
+
+use super::attention::{FeatureAttention, SqueezeExcite};
+use super::layers::{BatchNorm2d, Conv2d, Linear};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::params::ParamStore;
+use crate::rng::{Rng, mix64};
+use crate::tape::{Tape, Var};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKind {
+    /// SEAttention(512, r) inside `features`, then `classifier` (the guide's fix; default).
+    Se,
+    /// No SE; fc1 → AttentionModule(256) → fc2 (the notebooks as they stand).
+    Legacy,
+}
+
+impl std::str::FromStr for AttentionKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "se" => Ok(AttentionKind::Se),
+            "legacy" => Ok(AttentionKind::Legacy),
+            _ => Err(Error::Invalid(format!("unknown attention `{s}`: use se or legacy"))),
+        }
+    }
+}
+
+/// Everything that shapes the network. `preset` gives the seed's models.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Conv+BN+ReLU units per VGG block: 1 for MODEL_3/MODEL_5, 2 for MODEL_4.
+    pub convs_per_block: usize,
+    /// Output channels of each block (max-pool after every block but the last).
+    pub channels: Vec<usize>,
+    pub attention: AttentionKind,
+    pub se_reduction: usize,
+    /// The audio tower's hidden and output widths (256 and 64 in the seed).
+    pub audio_hidden: usize,
+    pub audio_out: usize,
+    /// Width of the lyrics vector (768 for BERT-base's [CLS]).
+    pub lyrics_dim: usize,
+    pub head_hidden: usize,
+    pub dropout: f64,
+}
+
+impl ModelConfig {
+    /// `model3`, `model4` or `model5` (model5's audio tower is model3's; its BERT is fine-tuned).
+    pub fn preset(name: &str, attention: AttentionKind) -> Result<Self> {
+        let convs_per_block = match name {
+            "model3" | "model5" => 1,
+            "model4" => 2,
+            _ => return Err(Error::Invalid(format!("unknown model `{name}`: use model3, model4 or model5"))),
+        };
+        Ok(ModelConfig {
+            convs_per_block,
+            channels: vec![64, 128, 256, 512],
+            attention,
+            se_reduction: 16,
+            audio_hidden: 256,
+            audio_out: 64,
+            lyrics_dim: 768,
+            head_hidden: 100,
+            dropout: 0.5,
+        })
+    }
+}
+
+enum Feature {
+    Conv(Conv2d),
+    Bn(BatchNorm2d),
+    Relu,
+    Pool,
+    Se(SqueezeExcite),
+}
+
+enum AudioHead {
+    /// classifier = Dropout, Linear(C,256), ReLU, Dropout, Linear(256,64).
+    Se { fc1: Linear, fc2: Linear },
+    /// dropout1, fc1, relu1, dropout2, attention, fc2.
+    Legacy { fc1: Linear, attention: FeatureAttention, fc2: Linear },
+}
+
+pub struct SeedNet {
+    pub config: ModelConfig,
+    features: Vec<Feature>,
+    audio_head: AudioHead,
+    head_fc1: Linear,
+    head_fc2: Linear,
+}
+
+/// What one forward pass produces.
+pub struct Outputs {
+    /// The audio tower's 64-d vector.
+    pub audio: Var,
+    /// [B, 2]: valence, arousal.
+    pub pred: Var,
+}
+
+impl SeedNet {
+    /// Registers every parameter in `store` under its PyTorch name, initialised as PyTorch does.
+    pub fn new<B: Backend>(config: ModelConfig, store: &mut ParamStore<B>, rng: &mut Rng) -> Result<Self> {
+        if config.channels.is_empty() || config.convs_per_block == 0 {
+            return Err(Error::Invalid("the audio tower needs at least one block of one conv".into()));
+        }
+        let mut features = Vec::new();
+        let mut c_in = 1;
+        let last = config.channels.len() - 1;
+        for (bi, &c) in config.channels.iter().enumerate() {
+            for _ in 0..config.convs_per_block {
+                let i = features.len();
+                features.push(Feature::Conv(Conv2d::new(
+                    store,
+                    rng,
+                    &format!("audio_tower.features.{i}"),
+                    c_in,
+                    c,
+                    3,
+                    1,
+                    1,
+                )?));
+                features.push(Feature::Bn(BatchNorm2d::new(store, &format!("audio_tower.features.{}", i + 1), c)?));
+                features.push(Feature::Relu);
+                c_in = c;
+            }
+            if bi != last {
+                features.push(Feature::Pool);
+            }
+        }
+        let c_last = c_in;
+        let (h, o) = (config.audio_hidden, config.audio_out);
+        let audio_head = match config.attention {
+            AttentionKind::Se => {
+                let i = features.len();
+                let se = SqueezeExcite::new(store, rng, &format!("audio_tower.features.{i}"), c_last, config.se_reduction)?;
+                features.push(Feature::Se(se));
+                AudioHead::Se {
+                    fc1: Linear::new(store, rng, "audio_tower.classifier.1", c_last, h, true)?,
+                    fc2: Linear::new(store, rng, "audio_tower.classifier.4", h, o, true)?,
+                }
+            }
+            AttentionKind::Legacy => AudioHead::Legacy {
+                fc1: Linear::new(store, rng, "audio_tower.fc1", c_last, h, true)?,
+                attention: FeatureAttention::new(store, rng, "audio_tower.attention", h)?,
+                fc2: Linear::new(store, rng, "audio_tower.fc2", h, o, true)?,
+            },
+        };
+        let head_fc1 = Linear::new(store, rng, "classifier_head.1", o + config.lyrics_dim, config.head_hidden, true)?;
+        let head_fc2 = Linear::new(store, rng, "classifier_head.4", config.head_hidden, 2, true)?;
+        Ok(SeedNet { config, features, audio_head, head_fc1, head_fc2 })
+    }
+
+    /// Smallest input height/width the tower accepts (each pool halves, floor).
+    pub fn min_input_side(&self) -> usize {
+        1 << (self.config.channels.len() - 1)
+    }
+
+    /// One forward pass. `train` selects batch statistics and live dropout; `seed` draws the
+    /// dropout masks (each dropout layer mixes its own index into it).
+    pub fn forward<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        audio: Var,
+        lyrics: Var,
+        train: bool,
+        seed: u64,
+    ) -> Result<Outputs> {
+        let s = tape.shape(audio).to_vec();
+        if s.len() != 4 || s[1] != 1 {
+            return Err(Error::shape("audio tower", format!("expected audio [B, 1, H, W], got {s:?}")));
+        }
+        let side = self.min_input_side();
+        if s[2] < side || s[3] < side {
+            return Err(Error::shape("audio tower", format!("input {s:?} is smaller than {side}x{side}")));
+        }
+        let ls = tape.shape(lyrics).to_vec();
+        if ls != [s[0], self.config.lyrics_dim] {
+            return Err(Error::shape(
+                "classifier_head",
+                format!("lyrics vector {ls:?}, expected [{}, {}]", s[0], self.config.lyrics_dim),
+            ));
+        }
+        let p = self.config.dropout;
+        let drop_seed = |k: u64| mix64(seed ^ k.wrapping_mul(0x9e37_79b9));
+        let mut x = audio;
+        for f in &self.features {
+            x = match f {
+                Feature::Conv(c) => c.forward(tape, store, x)?,
+                Feature::Bn(bn) => bn.forward(tape, store, x, train)?,
+                Feature::Relu => ops::relu(tape, x)?,
+                Feature::Pool => ops::maxpool2d(tape, x, 2, 2)?,
+                Feature::Se(se) => se.forward(tape, store, x)?,
+            };
+        }
+        let pooled = ops::global_avgpool(tape, x)?;
+        let n = s[0];
+        let c = tape.shape(pooled)[1];
+        let mut a = ops::reshape(tape, pooled, &[n, c])?;
+        a = ops::dropout(tape, a, p, train, drop_seed(1))?;
+        a = match &self.audio_head {
+            AudioHead::Se { fc1, fc2 } => {
+                let h = fc1.forward(tape, store, a)?;
+                let h = ops::relu(tape, h)?;
+                let h = ops::dropout(tape, h, p, train, drop_seed(2))?;
+                fc2.forward(tape, store, h)?
+            }
+            AudioHead::Legacy { fc1, attention, fc2 } => {
+                let h = fc1.forward(tape, store, a)?;
+                let h = ops::relu(tape, h)?;
+                let h = ops::dropout(tape, h, p, train, drop_seed(2))?;
+                let h = attention.forward(tape, store, h)?;
+                fc2.forward(tape, store, h)?
+            }
+        };
+        let audio_vec = a;
+        let z = ops::concat_cols(tape, audio_vec, lyrics)?;
+        let z = ops::dropout(tape, z, p, train, drop_seed(3))?;
+        let z = self.head_fc1.forward(tape, store, z)?;
+        let z = ops::relu(tape, z)?;
+        let z = ops::dropout(tape, z, p, train, drop_seed(4))?;
+        let pred = self.head_fc2.forward(tape, store, z)?;
+        Ok(Outputs { audio: audio_vec, pred })
+    }
+}

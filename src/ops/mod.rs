@@ -1,0 +1,44 @@
+//! Differentiable ops: each computes its forward on the backend and records a backward closure.
+//!
+//! Ops check shapes and return `Error::Shape` on a mismatch; the backend below trusts them.
+
+mod activation;
+mod conv;
+mod elementwise;
+mod linear;
+mod loss;
+mod norm;
+mod pool;
+
+pub use activation::{gelu, relu, sigmoid, tanh, unary};
+pub use conv::conv2d;
+pub use elementwise::{add, concat_cols, dropout, mul, reshape};
+pub use linear::linear;
+pub use loss::{cross_entropy, l1_loss, mse_loss};
+pub use norm::{BatchNormState, batchnorm2d};
+pub use pool::{channel_scale, global_avgpool, maxpool2d};
+
+use crate::error::{Error, Result};
+
+/// Splits an NCHW shape, or fails naming the op.
+pub(crate) fn nchw(op: &'static str, s: &[usize]) -> Result<(usize, usize, usize, usize)> {
+    match s {
+        [n, c, h, w] => Ok((*n, *c, *h, *w)),
+        _ => Err(Error::shape(op, format!("expected an NCHW tensor, got shape {s:?}"))),
+    }
+}
+
+pub(crate) fn matrix(op: &'static str, s: &[usize]) -> Result<(usize, usize)> {
+    match s {
+        [r, c] => Ok((*r, *c)),
+        _ => Err(Error::shape(op, format!("expected a 2-D tensor, got shape {s:?}"))),
+    }
+}
+
+pub(crate) fn same_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::shape(op, format!("shapes differ: {a:?} vs {b:?}")))
+    }
+}

@@ -1,0 +1,91 @@
+//! One optimisation step of the seed network: forward, MSE, backward, clip, Adam.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::nn::SeedNet;
+use crate::ops;
+use crate::optim::{Adam, clip_coefficient, grad_norm};
+use crate::params::ParamStore;
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+
+/// A batch: spectrograms [B, 1, H, W], lyrics vectors [B, T], targets [B, 2] (valence, arousal).
+pub struct Batch<B: Backend> {
+    pub audio: Tensor<B>,
+    pub lyrics: Tensor<B>,
+    pub target: Tensor<B>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    /// The loss before this step's update.
+    pub loss: f64,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// Forward + backward (gradients left in `store`, replacing old ones); returns the loss.
+pub fn forward_backward<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    batch: &Batch<B>,
+    train: bool,
+    seed: u64,
+) -> Result<f64> {
+    store.zero_grad();
+    let mut tape = Tape::new(store.backend.clone());
+    let (loss, lv) = record_loss(&mut tape, net, store, batch, train, seed)?;
+    tape.backward(loss, store)?;
+    Ok(lv)
+}
+
+/// The loss alone, recording nothing.
+pub fn forward_loss<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    batch: &Batch<B>,
+    train: bool,
+    seed: u64,
+) -> Result<f64> {
+    let mut tape = Tape::no_grad(store.backend.clone());
+    Ok(record_loss(&mut tape, net, store, batch, train, seed)?.1)
+}
+
+fn record_loss<B: Backend>(
+    tape: &mut Tape<B>,
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    batch: &Batch<B>,
+    train: bool,
+    seed: u64,
+) -> Result<(crate::tape::Var, f64)> {
+    let be = store.backend.clone();
+    let a = tape.input(batch.audio.clone(), false);
+    let l = tape.input(batch.lyrics.clone(), false);
+    let t = tape.input(batch.target.clone(), false);
+    let out = net.forward(tape, store, a, l, train, seed)?;
+    let loss = ops::mse_loss(tape, out.pred, t)?;
+    let lv = tape.value(loss).to_f64(&be)?[0];
+    if !lv.is_finite() {
+        return Err(Error::NonFinite(format!(
+            "the loss is {lv}; no weights were changed (check the batch for NaN/Inf, or lower the learning rate)"
+        )));
+    }
+    Ok((loss, lv))
+}
+
+/// One training step; `clip` is the max global gradient norm (None: no clipping).
+pub fn train_step<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    opt: &mut Adam<B>,
+    batch: &Batch<B>,
+    clip: Option<f64>,
+    seed: u64,
+) -> Result<StepReport> {
+    let loss = forward_backward(net, store, batch, true, seed)?;
+    let norm = grad_norm(store)?;
+    let scale = clip.map_or(1.0, |c| clip_coefficient(norm, c));
+    opt.step(store, scale)?;
+    Ok(StepReport { loss, grad_norm: norm })
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""PyTorch CPU baselines for moodgrad's kernels and training step (float32).
+
+Measures, after warm-up, the median of several runs, with
+torch.set_num_threads(os.cpu_count()) (override with --threads):
+
+  conv2d_3x3   Conv2d(k=3, pad=1, bias) forward, and forward+backward (input grad + weight
+               grad + bias grad, from a fixed random upstream gradient), batch 1, for the
+               four VGG shapes of a 1x128x1292 input:
+                 1->64 @128x1292, 64->128 @64x646, 128->256 @32x323, 256->512 @16x161.
+               FLOP count: 2*N*Cout*H*W*Cin*9 per forward, x3 for forward+backward;
+               gflops = that / time.
+  se_block     SEAttention(512, r=16) forward+backward at 1x512x16x161 (input grad + the
+               two excitation weight grads).
+  train_step   one full training step of Seed(model3|model4, "se"), default channels
+               (64,128,256,512), lyrics_dim 768, batch 2, audio 2x1x128x1292, model.train()
+               with dropout 0.5: zero_grad, forward, MSELoss, backward,
+               clip_grad_norm_(1.0), Adam(lr 1e-3) step.
+
+Prints JSON to stdout; --out F.json also writes it to a file. Takes ~2-4 minutes on
+2 cores (--repeats lowers/raises the run counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from seed_model import Seed, SEAttention  # noqa: E402
+
+CONV_SHAPES = [  # (name, cin, cout, h, w)
+    ("block1", 1, 64, 128, 1292),
+    ("block2", 64, 128, 64, 646),
+    ("block3", 128, 256, 32, 323),
+    ("block4", 256, 512, 16, 161),
+]
+
+
+def timeit(fn, warmup, runs):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts), ts
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench_conv(runs, warmup):
+    out = []
+    for name, cin, cout, h, w in CONV_SHAPES:
+        torch.manual_seed(0)
+        conv = nn.Conv2d(cin, cout, 3, padding=1)
+        x = torch.randn(1, cin, h, w, requires_grad=True)
+        gy = torch.randn(1, cout, h, w)
+
+        def fwd():
+            with torch.no_grad():
+                conv(x)
+
+        def fwd_bwd():
+            x.grad = None
+            conv.weight.grad = None
+            conv.bias.grad = None
+            y = conv(x)
+            y.backward(gy)
+
+        fwd_ms, fwd_runs = timeit(fwd, warmup, runs)
+        fb_ms, fb_runs = timeit(fwd_bwd, warmup, runs)
+        flop_fwd = 2 * 1 * cout * h * w * cin * 9
+        out.append(dict(
+            name=name, batch=1, cin=cin, cout=cout, h=h, w=w,
+            gflop_fwd=flop_fwd / 1e9, gflop_fwd_bwd=3 * flop_fwd / 1e9,
+            fwd_ms=fwd_ms, fwd_gflops=flop_fwd / (fwd_ms * 1e6),
+            fwd_bwd_ms=fb_ms, fwd_bwd_gflops=3 * flop_fwd / (fb_ms * 1e6),
+            fwd_runs_ms=fwd_runs, fwd_bwd_runs_ms=fb_runs,
+        ))
+        print(f"conv {name} {cin}->{cout} @{h}x{w}: fwd {fwd_ms:.2f} ms, fwd+bwd {fb_ms:.2f} ms "
+              f"({3 * flop_fwd / (fb_ms * 1e6):.1f} GFLOP/s)", file=sys.stderr)
+    return out
+
+
+def bench_se(runs, warmup):
+    torch.manual_seed(0)
+    se = SEAttention(512, 16)
+    x = torch.randn(1, 512, 16, 161, requires_grad=True)
+    gy = torch.randn(1, 512, 16, 161)
+
+    def fwd_bwd():
+        x.grad = None
+        for p in se.parameters():
+            p.grad = None
+        se(x).backward(gy)
+
+    ms, ts = timeit(fwd_bwd, warmup, runs)
+    print(f"SE block 1x512x16x161 fwd+bwd: {ms:.3f} ms", file=sys.stderr)
+    return dict(shape=[1, 512, 16, 161], r=16, fwd_bwd_ms=ms, runs_ms=ts)
+
+
+def bench_step(model_kind, runs, warmup, batch=2, h=128, w=1292, lyrics_dim=768):
+    torch.manual_seed(0)
+    model = Seed(model_kind, "se", (64, 128, 256, 512), lyrics_dim, dropout=0.5)
+    model.train()
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    loss_fn = nn.MSELoss()
+    audio = torch.randn(batch, 1, h, w)
+    lyrics = torch.randn(batch, lyrics_dim)
+    target = torch.rand(batch, 2)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(audio, lyrics), target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    ms, ts = timeit(step, warmup, runs)
+    n_params = sum(p.numel() for p in params)
+    print(f"train step {model_kind}+se batch {batch}: {ms:.1f} ms", file=sys.stderr)
+    return dict(model=model_kind, attention="se", batch=batch, input=[batch, 1, h, w],
+                lyrics_dim=lyrics_dim, dropout=0.5, params=n_params, ms=ms, runs_ms=ts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs for kernels (train steps use max(3, repeats-2))")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--skip-steps", action="store_true", help="only the kernel benchmarks")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    res = dict(
+        torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+        cpu=cpu_name(), dtype="float32", statistic="median", repeats=args.repeats, warmup=args.warmup,
+        flop_convention="conv fwd = 2*N*Cout*H*W*Cin*9; fwd+bwd = 3x fwd",
+    )
+    res["conv2d_3x3"] = bench_conv(args.repeats, args.warmup)
+    res["se_block"] = bench_se(max(args.repeats, 10), args.warmup)
+    if not args.skip_steps:
+        step_runs = max(3, args.repeats - 2)
+        res["train_step"] = {
+            "model3_se": bench_step("model3", step_runs, args.warmup),
+            "model4_se": bench_step("model4", step_runs, args.warmup),
+        }
+    res["total_bench_s"] = time.time() - t0
+    text = json.dumps(res, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
