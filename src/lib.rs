@@ -15,3 +15,4 @@ pub mod io;
 pub mod optim;
 pub mod gradcheck;
 pub mod train;
+pub mod cli;

@@ -1,3 +1,154 @@
-fn main() {
-    println!("Hello, world!");
+use clap::{Parser, Subcommand};
+use moodgrad::cli;
+use moodgrad::error::Result;
+use moodgrad::nn::{AttentionKind, ModelConfig};
+use moodgrad::optim::AdamConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// moodgrad: trains bimodal (audio + lyrics) music-emotion models without libtorch.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// The network's shape: a seed preset, its attention variant, optional narrower widths.
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// model3 (one conv per block), model4 (two) or model5.
+    #[arg(long, default_value = "model3")]
+    model: String,
+    /// se (the guide's fix) or legacy (the notebooks' feature attention).
+    #[arg(long, default_value = "se")]
+    attention: String,
+}
+
+impl ModelArgs {
+    fn config(&self) -> Result<ModelConfig> {
+        ModelConfig::preset(&self.model, self.attention.parse()?)
+    }
+    fn attention(&self) -> Result<AttentionKind> {
+        self.attention.parse()
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train MODEL_3 on built-in synthetic data and report the validation loss as it falls.
+    Demo {
+        #[arg(long, default_value_t = 40)]
+        steps: usize,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Save the trained weights here (safetensors).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write a freshly initialised network's weights (PyTorch's default init distributions).
+    Init {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Block widths, e.g. 8,16,32,64 for a small test network.
+        #[arg(long, default_value = "64,128,256,512")]
+        channels: String,
+        #[arg(long, default_value_t = 768)]
+        lyrics_dim: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Finite differences through a whole small network (CPU, f64); non-zero exit above tolerance.
+    Gradcheck {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Input BxCxHxW (C must be 1).
+        #[arg(long, default_value = "2x1x16x24")]
+        input: String,
+        #[arg(long, default_value = "64,128,256,512")]
+        channels: String,
+        #[arg(long, default_value_t = 16)]
+        lyrics_dim: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Elements checked per parameter tensor (the largest-gradient one plus random ones).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+    },
+    /// N training steps (train mode, dropout off) from given weights on a given batch.
+    Step {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// state_dict as safetensors (block widths are read from it).
+        #[arg(long)]
+        weights: PathBuf,
+        /// safetensors with `audio` [B,1,H,W], `lyrics` [B,T], `target` [B,2].
+        #[arg(long)]
+        batch: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Max global gradient norm; 0 turns clipping off.
+        #[arg(long, default_value_t = 1.0)]
+        clip: f64,
+        #[arg(long, default_value_t = 0.9)]
+        beta1: f64,
+        #[arg(long, default_value_t = 0.999)]
+        beta2: f64,
+        #[arg(long, default_value_t = 1e-8)]
+        eps: f64,
+        #[arg(long, default_value_t = 0.0)]
+        weight_decay: f64,
+        /// AdamW (decoupled weight decay) instead of Adam.
+        #[arg(long)]
+        adamw: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Demo { steps, batch, seed, out } => cli::demo::run(steps, batch, seed, out.as_deref()),
+        Cmd::Init { model, channels, lyrics_dim, seed, out } => {
+            let mut cfg = model.config()?;
+            cfg.channels = cli::parse_channels(&channels)?;
+            cfg.lyrics_dim = lyrics_dim;
+            cli::init::run(cfg, seed, &out)
+        }
+        Cmd::Gradcheck { model, input, channels, lyrics_dim, seed, samples } => {
+            let mut cfg = model.config()?;
+            cfg.channels = cli::parse_channels(&channels)?;
+            cfg.lyrics_dim = lyrics_dim;
+            cli::gradcheck::run(cfg, cli::parse_dims::<4>(&input)?, seed, samples)
+        }
+        Cmd::Step { model, weights, batch, steps, lr, clip, beta1, beta2, eps, weight_decay, adamw, out } => {
+            let adam = AdamConfig { lr, beta1, beta2, eps, weight_decay, decoupled: adamw };
+            cli::step::run(&cli::step::StepArgs {
+                model: &model.model,
+                attention: model.attention()?,
+                weights: &weights,
+                batch: &batch,
+                steps,
+                adam,
+                clip: (clip > 0.0).then_some(clip),
+                out: &out,
+            })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,65 @@
+//! The `moodgrad` command line: each subcommand in its own file.
+
+pub mod demo;
+pub mod gradcheck;
+pub mod init;
+pub mod step;
+
+use crate::error::{Error, Result};
+use crate::io::TensorFile;
+use crate::nn::{AttentionKind, ModelConfig};
+use std::path::Path;
+
+/// "3x1x40x72" -> [3, 1, 40, 72].
+pub fn parse_dims<const N: usize>(s: &str) -> Result<[usize; N]> {
+    let v: Vec<usize> = s
+        .split(['x', 'X', ','])
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Invalid(format!("`{s}` is not a list of {N} sizes like 2x1x16x24")))?;
+    v.try_into().map_err(|_| Error::Invalid(format!("`{s}` needs exactly {N} sizes")))
+}
+
+pub fn parse_channels(s: &str) -> Result<Vec<usize>> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::Invalid(format!("--channels `{s}`: expected a list like 64,128,256,512")))?;
+    if v.is_empty() || v.contains(&0) {
+        return Err(Error::Invalid(format!("--channels `{s}`: need at least one positive width")));
+    }
+    Ok(v)
+}
+
+/// The preset, with the audio tower's widths read off a weights file's conv weights when the
+/// file has them (so narrow test networks need no extra flag).
+pub fn config_for_weights(model: &str, attention: AttentionKind, file: &TensorFile, path: &Path) -> Result<ModelConfig> {
+    let mut cfg = ModelConfig::preset(model, attention)?;
+    let mut convs: Vec<(usize, usize)> = file
+        .tensors
+        .iter()
+        .filter_map(|(k, t)| {
+            let idx = k.strip_prefix("audio_tower.features.")?.strip_suffix(".weight")?;
+            (t.shape.len() == 4).then(|| idx.parse::<usize>().ok().map(|i| (i, t.shape[0])))?
+        })
+        .collect();
+    convs.sort();
+    if convs.is_empty() {
+        return Err(Error::file(path, "no audio_tower.features.<i>.weight conv tensors: is this a moodgrad/seed checkpoint?"));
+    }
+    let per = cfg.convs_per_block;
+    if convs.len() % per != 0 {
+        return Err(Error::file(
+            path,
+            format!("{} conv layers do not make whole blocks of {per} (wrong --model?)", convs.len()),
+        ));
+    }
+    cfg.channels = convs.iter().skip(per - 1).step_by(per).map(|c| c.1).collect();
+    if let Some(t) = file.tensors.get("classifier_head.1.weight") {
+        if t.shape.len() == 2 && t.shape[1] > cfg.audio_out {
+            cfg.lyrics_dim = t.shape[1] - cfg.audio_out;
+        }
+    }
+    Ok(cfg)
+}

@@ -1,0 +1,73 @@
+//! `moodgrad step`: N training steps from given weights on a given batch, writing everything a
+//! user needs to hold moodgrad against PyTorch (see tools/torch_step.py for the other side).
+
+use super::config_for_weights;
+use crate::backend::Backend;
+use crate::backend::cpu::Cpu;
+use crate::error::{Error, Result};
+use crate::io::{self, HostTensor, TensorFile};
+use crate::nn::{AttentionKind, SeedNet};
+use crate::optim::{Adam, AdamConfig};
+use crate::params::ParamStore;
+use crate::rng::Rng;
+use crate::train::{Batch, train_step};
+use std::path::Path;
+
+pub struct StepArgs<'a> {
+    pub model: &'a str,
+    pub attention: AttentionKind,
+    pub weights: &'a Path,
+    pub batch: &'a Path,
+    pub steps: usize,
+    pub adam: AdamConfig,
+    pub clip: Option<f64>,
+    pub out: &'a Path,
+}
+
+pub fn run(a: &StepArgs) -> Result<()> {
+    run_on(Cpu::<f32>::new(), a)
+}
+
+/// The same on any backend (the CUDA issue adds `--device`).
+pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
+    if a.steps == 0 {
+        return Err(Error::Invalid("--steps must be at least 1".into()));
+    }
+    let wfile = io::read(a.weights)?;
+    let bfile = io::read(a.batch)?;
+    let audio = io::tensor_from_file(&be, a.batch, &bfile, "audio", 4)?;
+    let lyrics = io::tensor_from_file(&be, a.batch, &bfile, "lyrics", 2)?;
+    let target = io::tensor_from_file(&be, a.batch, &bfile, "target", 2)?;
+    let mut cfg = config_for_weights(a.model, a.attention, &wfile, a.weights)?;
+    cfg.lyrics_dim = lyrics.shape[1];
+    // Training mode with every dropout off, as PyTorch's model.train() with p = 0.
+    cfg.dropout = 0.0;
+    let mut store = ParamStore::new(be.clone());
+    let net = SeedNet::new(cfg, &mut store, &mut Rng::new(0))?;
+    io::load_state_dict(&mut store, a.weights, &wfile, &[])?;
+    let batch = Batch { audio, lyrics, target };
+    let mut opt = Adam::new(a.adam);
+    let mut out = TensorFile::default();
+    let (mut losses, mut norms) = (Vec::new(), Vec::new());
+    for s in 0..a.steps {
+        let r = train_step(&net, &mut store, &mut opt, &batch, a.clip, s as u64)?;
+        if s == 0 {
+            for id in store.param_ids() {
+                if let Some(g) = store.grad(id) {
+                    let shape = store.value(id).shape.clone();
+                    let v: Vec<f32> = be.download_f64(g)?.into_iter().map(|x| x as f32).collect();
+                    out.tensors.insert(format!("grad.{}", store.name(id)), HostTensor::f32(&shape, v));
+                }
+            }
+        }
+        println!("step {:>3}  loss {:.6}  grad_norm {:.6}", s + 1, r.loss, r.grad_norm);
+        losses.push(r.loss as f32);
+        norms.push(r.grad_norm as f32);
+    }
+    out.tensors.insert("loss".into(), HostTensor::f32(&[a.steps], losses));
+    out.tensors.insert("grad_norm".into(), HostTensor::f32(&[a.steps], norms));
+    out.tensors.extend(io::state_dict(&store)?);
+    io::write(a.out, &out)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
