@@ -91,6 +91,12 @@ impl<B: Backend> ParamStore<B> {
         let (x, y) = unsafe { (&mut *x, &mut *y) };
         if swap { (y, x) } else { (x, y) }
     }
+    pub fn counter(&self, id: ParamId) -> Option<i64> {
+        match self.entries[id.0].slot {
+            Slot::Counter(c) => Some(c),
+            _ => None,
+        }
+    }
     pub fn bump_counter(&mut self, id: ParamId) {
         if let Slot::Counter(c) = &mut self.entries[id.0].slot {
             *c += 1;

@@ -17,6 +17,10 @@ torch.set_num_threads(os.cpu_count()) (override with --threads):
                with dropout 0.5: zero_grad, forward, MSELoss, backward,
                clip_grad_norm_(1.0), Adam(lr 1e-3) step.
 
+Also records how much CPU time other processes used while timing (other_cpu_s per
+entry; a concurrent cargo build can easily double the step times), and warns if it is
+more than 5% of the wall time.
+
 Prints JSON to stdout; --out F.json also writes it to a file. Takes about a minute on
 2 cores of a recent x86 server (--repeats/--step-repeats change the run counts).
 """
@@ -45,14 +49,48 @@ CONV_SHAPES = [  # (name, cin, cout, h, w)
 ]
 
 
+def _cpu_busy_s():
+    """(system-wide busy CPU seconds, this process's CPU seconds), Linux only."""
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        busy = (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    t = os.times()
+    return busy, t.user + t.system
+
+
+class Contention:
+    """CPU seconds used by *other* processes while timing (load from a concurrent build skews
+    results; the JSON records it so numbers can be trusted or rerun)."""
+
+    total = 0.0
+
+    def __enter__(self):
+        self.start = _cpu_busy_s()
+        return self
+
+    def __exit__(self, *exc):
+        end = _cpu_busy_s()
+        if self.start is None or end is None:
+            self.other_cpu_s = None
+        else:
+            self.other_cpu_s = max(0.0, (end[0] - self.start[0]) - (end[1] - self.start[1]))
+            Contention.total += self.other_cpu_s
+
+
 def timeit(fn, warmup, runs):
     for _ in range(warmup):
         fn()
     ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
+    with Contention() as c:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+    timeit.other_cpu_s = c.other_cpu_s
     return statistics.median(ts), ts
 
 
@@ -94,7 +132,7 @@ def bench_conv(runs, warmup):
             gflop_fwd=flop_fwd / 1e9, gflop_fwd_bwd=3 * flop_fwd / 1e9,
             fwd_ms=fwd_ms, fwd_gflops=flop_fwd / (fwd_ms * 1e6),
             fwd_bwd_ms=fb_ms, fwd_bwd_gflops=3 * flop_fwd / (fb_ms * 1e6),
-            fwd_runs_ms=fwd_runs, fwd_bwd_runs_ms=fb_runs,
+            fwd_runs_ms=fwd_runs, fwd_bwd_runs_ms=fb_runs, other_cpu_s=timeit.other_cpu_s,
         ))
         print(f"conv {name} {cin}->{cout} @{h}x{w}: fwd {fwd_ms:.2f} ms, fwd+bwd {fb_ms:.2f} ms "
               f"({3 * flop_fwd / (fb_ms * 1e6):.1f} GFLOP/s)", file=sys.stderr)
@@ -115,7 +153,7 @@ def bench_se(runs, warmup):
 
     ms, ts = timeit(fwd_bwd, warmup, runs)
     print(f"SE block 1x512x16x161 fwd+bwd: {ms:.3f} ms", file=sys.stderr)
-    return dict(shape=[1, 512, 16, 161], r=16, fwd_bwd_ms=ms, runs_ms=ts)
+    return dict(shape=[1, 512, 16, 161], r=16, fwd_bwd_ms=ms, runs_ms=ts, other_cpu_s=timeit.other_cpu_s)
 
 
 def bench_step(model_kind, runs, warmup, batch=2, h=128, w=1292, lyrics_dim=768):
@@ -140,7 +178,8 @@ def bench_step(model_kind, runs, warmup, batch=2, h=128, w=1292, lyrics_dim=768)
     n_params = sum(p.numel() for p in params)
     print(f"train step {model_kind}+se batch {batch}: {ms:.1f} ms", file=sys.stderr)
     return dict(model=model_kind, attention="se", batch=batch, input=[batch, 1, h, w],
-                lyrics_dim=lyrics_dim, dropout=0.5, params=n_params, ms=ms, runs_ms=ts)
+                lyrics_dim=lyrics_dim, dropout=0.5, params=n_params, ms=ms, runs_ms=ts,
+                other_cpu_s=timeit.other_cpu_s)
 
 
 def main(argv=None):
@@ -170,6 +209,11 @@ def main(argv=None):
             "model4_se": bench_step("model4", step_runs, args.warmup),
         }
     res["total_bench_s"] = time.time() - t0
+    res["other_processes_cpu_s_while_timing"] = Contention.total
+    res["loadavg_end"] = os.getloadavg()
+    if Contention.total > 0.05 * res["total_bench_s"]:
+        print(f"warning: other processes used {Contention.total:.1f} CPU-s while timing; "
+              "numbers are likely inflated, rerun on an idle machine", file=sys.stderr)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:
