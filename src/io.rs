@@ -156,22 +156,6 @@ pub fn load_state_dict<B: Backend>(
 ) -> Result<()> {
     let be = store.backend.clone();
     let expected: Vec<String> = store.entries().iter().map(|e| e.name.clone()).collect();
-    let extra: Vec<&String> = file
-        .tensors
-        .keys()
-        .filter(|k| !expected.contains(k) && !ignore_prefixes.iter().any(|p| k.starts_with(p)))
-        .collect();
-    if !extra.is_empty() {
-        let list: Vec<&str> = extra.iter().take(5).map(|s| s.as_str()).collect();
-        return Err(Error::file(
-            path,
-            format!(
-                "{} unexpected tensor(s) not in this model: {} (wrong --model or --attention?)",
-                extra.len(),
-                list.join(", ")
-            ),
-        ));
-    }
     // Check everything before changing anything.
     for e in store.entries() {
         let t = file.tensors.get(&e.name).ok_or_else(|| {
@@ -205,6 +189,22 @@ pub fn load_state_dict<B: Backend>(
         if numel(&t.shape) != t.to_f64().len() {
             return Err(Error::file(path, format!("tensor `{}` holds the wrong number of bytes", e.name)));
         }
+    }
+    let extra: Vec<&String> = file
+        .tensors
+        .keys()
+        .filter(|k| !expected.contains(k) && !ignore_prefixes.iter().any(|p| k.starts_with(p)))
+        .collect();
+    if !extra.is_empty() {
+        let list: Vec<&str> = extra.iter().take(5).map(|s| s.as_str()).collect();
+        return Err(Error::file(
+            path,
+            format!(
+                "{} unexpected tensor(s) not in this model: {} (wrong --model or --attention?)",
+                extra.len(),
+                list.join(", ")
+            ),
+        ));
     }
     for e in store.entries_mut() {
         let t = &file.tensors[&e.name];
