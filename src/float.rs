@@ -38,7 +38,8 @@ pub trait Float:
     fn abs(self) -> Self;
     fn is_finite(self) -> bool;
     fn is_nan(self) -> bool;
-    /// C = alpha * A * B + beta * C with arbitrary row/column strides (matrixmultiply).
+    /// C = alpha * A * B + beta * C with arbitrary row/column strides, parallel over `threads`
+    /// (the `gemm` crate, which has AVX-512 and AVX2 kernels).
     ///
     /// # Safety
     /// The pointers and strides must describe valid, non-overlapping (for C) matrices.
@@ -58,13 +59,14 @@ pub trait Float:
         c: *mut Self,
         rsc: isize,
         csc: isize,
+        threads: usize,
     );
     fn from_le_bytes(b: &[u8]) -> Self;
     fn extend_le_bytes(self, out: &mut Vec<u8>);
 }
 
 macro_rules! impl_float {
-    ($t:ty, $dtype:expr, $name:expr, $gemm:path, $erf:path) => {
+    ($t:ty, $dtype:expr, $name:expr, $erf:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -125,9 +127,17 @@ macro_rules! impl_float {
                 c: *mut Self,
                 rsc: isize,
                 csc: isize,
+                threads: usize,
             ) {
-                // SAFETY: forwarded verbatim; the caller upholds matrixmultiply's contract.
-                unsafe { $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+                let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+                // gemm computes dst := alpha·dst + beta·lhs·rhs, so our (alpha, beta) swap roles.
+                // SAFETY: the caller upholds the pointer/stride contract documented above.
+                unsafe {
+                    gemm::gemm(
+                        m, n, k, c, csc, rsc, beta != 0.0, a, csa, rsa, b, csb, rsb, beta, alpha, false, false,
+                        false, par,
+                    )
+                }
             }
             fn from_le_bytes(b: &[u8]) -> Self {
                 <$t>::from_le_bytes(b.try_into().expect("slice of element size"))
@@ -139,5 +149,5 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, safetensors::Dtype::F32, "f32", matrixmultiply::sgemm, libm::erff);
-impl_float!(f64, safetensors::Dtype::F64, "f64", matrixmultiply::dgemm, libm::erf);
+impl_float!(f32, safetensors::Dtype::F32, "f32", libm::erff);
+impl_float!(f64, safetensors::Dtype::F64, "f64", libm::erf);

@@ -195,7 +195,7 @@ def maxabs(t):
     return t.detach().abs().max().item() if t.numel() else 0.0
 
 
-def check(model_kind, attention, seed, verbose=False):
+def check(model_kind, attention, seed):
     model, audio, lyrics, target = draw(model_kind, attention, seed)
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     cats = categorize(model)
@@ -249,7 +249,7 @@ def check(model_kind, attention, seed, verbose=False):
                 note("after." + cat, float("inf"))
             continue
         if n in bnfed:
-            note("after." + cat + "[not checked]", maxabs(a32.double() - a64) / LR)
+            note("after." + cat + "[abs/lr, not checked]", maxabs(a32.double() - a64) / LR)
             continue
         a32 = a32.double()
         if n in rm_fix:

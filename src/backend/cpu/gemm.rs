@@ -1,8 +1,6 @@
-//! Parallel GEMM on top of matrixmultiply: the output is cut into column (or row) panels, one
-//! rayon task each, so a single large product uses every core.
+//! Strided matrix views and a GEMM entry point that uses every rayon thread.
 
 use crate::float::Float;
-use rayon::prelude::*;
 
 /// A raw pointer that may cross threads; every user writes disjoint ranges through it.
 #[derive(Clone, Copy)]
@@ -43,13 +41,9 @@ impl<T> Mat<T> {
     pub fn transposed(ptr: *const T, cols_of_stored: usize) -> Self {
         Mat { ptr, rs: 1, cs: cols_of_stored as isize }
     }
-    fn offset(self, r: usize, c: usize) -> *const T {
-        // SAFETY: callers only offset within the matrix they described.
-        unsafe { self.ptr.offset(r as isize * self.rs + c as isize * self.cs) }
-    }
 }
 
-/// C[m, n] (row-major, leading dimension ldc) = alpha·A·B + beta·C, parallel over panels.
+/// C[m, n] (row-major, leading dimension ldc) = alpha·A·B + beta·C, on every rayon thread.
 ///
 /// # Safety
 /// A, B and C must describe valid matrices of the stated sizes; C must not alias A or B.
@@ -68,52 +62,8 @@ pub unsafe fn par_gemm<T: Float>(
     if m == 0 || n == 0 {
         return;
     }
-    let threads = rayon::current_num_threads();
-    let work = m * n * k.max(1);
-    // Below ~1 MFLOP the rayon hand-off costs more than it saves.
-    let tasks = if work < (1 << 18) { 1 } else { threads * 2 };
-    let c = SyncPtr(c);
-    let (a, b) = (&SendMat(a), &SendMat(b));
-    if n >= m {
-        let chunk = n.div_ceil(tasks).max(16);
-        (0..n.div_ceil(chunk)).into_par_iter().for_each(|t| {
-            let (a, b) = (a.get(), b.get());
-            let j0 = t * chunk;
-            let nn = chunk.min(n - j0);
-            // SAFETY: each task writes the disjoint column panel [j0, j0+nn) of C.
-            unsafe {
-                T::gemm(
-                    m, k, nn, alpha, a.ptr, a.rs, a.cs, b.offset(0, j0), b.rs, b.cs, beta,
-                    c.add(j0), ldc as isize, 1,
-                )
-            }
-        });
-    } else {
-        let chunk = m.div_ceil(tasks).max(16);
-        (0..m.div_ceil(chunk)).into_par_iter().for_each(|t| {
-            let (a, b) = (a.get(), b.get());
-            let i0 = t * chunk;
-            let mm = chunk.min(m - i0);
-            // SAFETY: each task writes the disjoint row panel [i0, i0+mm) of C.
-            unsafe {
-                T::gemm(
-                    mm, k, n, alpha, a.offset(i0, 0), a.rs, a.cs, b.ptr, b.rs, b.cs, beta,
-                    c.add(i0 * ldc), ldc as isize, 1,
-                )
-            }
-        });
-    }
+    // Below ~1 MFLOP the thread hand-off costs more than it saves.
+    let threads = if m * n * k.max(1) < (1 << 18) { 1 } else { rayon::current_num_threads() };
+    // SAFETY: upheld by the caller.
+    unsafe { T::gemm(m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, c, ldc as isize, 1, threads) }
 }
-
-struct SendMat<T>(Mat<T>);
-
-impl<T> SendMat<T> {
-    // A method, so closures capture the whole (Sync) wrapper rather than its raw-pointer field.
-    fn get(&self) -> Mat<T> {
-        self.0
-    }
-}
-// SAFETY: the matrices are only read while par_gemm runs.
-unsafe impl<T> Send for SendMat<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SendMat<T> {}

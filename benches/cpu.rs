@@ -1,0 +1,109 @@
+//! CPU benchmarks: the four VGG conv shapes, the SE block, one full MODEL_3 training step.
+//! tools/perf_report.py puts these beside tools/bench_torch_cpu.py's PyTorch figures.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use moodgrad::backend::cpu::Cpu;
+use moodgrad::backend::{Backend, ConvGeom};
+use moodgrad::nn::attention::SqueezeExcite;
+use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
+use moodgrad::ops;
+use moodgrad::optim::{Adam, AdamConfig};
+use moodgrad::params::ParamStore;
+use moodgrad::rng::Rng;
+use moodgrad::tape::Tape;
+use moodgrad::tensor::Tensor;
+use moodgrad::train::{Batch, train_step};
+use std::hint::black_box;
+use std::time::Duration;
+
+type B = Cpu<f32>;
+
+fn randn(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.normal() as f32).collect()
+}
+
+/// (name, c_in, c_out, h, w): the VGG convs of a 1×128×1292 spectrogram.
+const VGG: [(&str, usize, usize, usize, usize); 4] = [
+    ("block1_1to64_128x1292", 1, 64, 128, 1292),
+    ("block2_64to128_64x646", 64, 128, 64, 646),
+    ("block3_128to256_32x323", 128, 256, 32, 323),
+    ("block4_256to512_16x161", 256, 512, 16, 161),
+];
+
+fn conv(c: &mut Criterion) {
+    let be = B::new();
+    let mut rng = Rng::new(1);
+    let mut g = c.benchmark_group("conv2d_fwd_bwd");
+    g.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    for (name, ci, co, h, w) in VGG {
+        let geom = ConvGeom { n: 1, c_in: ci, h, w, c_out: co, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let x = randn(&mut rng, geom.input_len());
+        let wt = randn(&mut rng, geom.weight_len());
+        let b = randn(&mut rng, co);
+        let dy = randn(&mut rng, geom.output_len());
+        g.throughput(Throughput::Elements((3.0 * geom.forward_flops()) as u64));
+        g.bench_function(name, |bch| {
+            bch.iter(|| {
+                let y = be.conv2d_forward(&x, &wt, Some(&b), &geom).unwrap();
+                let dx = be.conv2d_backward_input(&dy, &wt, &geom).unwrap();
+                let dw = be.conv2d_backward_weight(&dy, &x, &geom).unwrap();
+                let db = be.channel_sums(&dy, 1, co, h * w).unwrap();
+                black_box((y, dx, dw, db))
+            })
+        });
+    }
+    g.finish();
+}
+
+fn se_block(c: &mut Criterion) {
+    let be = B::new();
+    let mut rng = Rng::new(2);
+    let mut store = ParamStore::new(be);
+    let se = SqueezeExcite::new(&mut store, &mut rng, "se", 512, 16).unwrap();
+    let shape = [1, 512, 16, 161];
+    let x = Tensor::new(shape.to_vec(), randn(&mut rng, 512 * 16 * 161));
+    let r = Tensor::new(vec![1, 512 * 16 * 161], randn(&mut rng, 512 * 16 * 161));
+    let mut g = c.benchmark_group("se_block");
+    g.sample_size(20);
+    g.bench_function("fwd_bwd_1x512x16x161", |bch| {
+        bch.iter(|| {
+            let mut tape = Tape::new(be);
+            let xv = tape.input(x.clone(), true);
+            let y = se.forward(&mut tape, &store, xv).unwrap();
+            let y = ops::reshape(&mut tape, y, &[1, 512 * 16 * 161]).unwrap();
+            let rv = tape.input(r.clone(), false);
+            let s = ops::linear(&mut tape, y, rv, None).unwrap();
+            let mut st = ParamStore::new(be);
+            black_box(tape.backward(s, &mut st).unwrap().get(xv).map(|g| g[0]))
+        })
+    });
+    g.finish();
+}
+
+fn train(c: &mut Criterion) {
+    let be = B::new();
+    let mut g = c.benchmark_group("train_step");
+    g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
+    for model in ["model3"] {
+        let mut rng = Rng::new(3);
+        let mut store = ParamStore::new(be);
+        let net = SeedNet::new(ModelConfig::preset(model, AttentionKind::Se).unwrap(), &mut store, &mut rng).unwrap();
+        let batch = Batch {
+            audio: Tensor::new(vec![2, 1, 128, 1292], randn(&mut rng, 2 * 128 * 1292)),
+            lyrics: Tensor::new(vec![2, 768], randn(&mut rng, 2 * 768)),
+            target: Tensor::new(vec![2, 2], vec![0.2, 0.7, 0.6, 0.4]),
+        };
+        let mut opt = Adam::new(AdamConfig::default());
+        let mut s = 0u64;
+        g.bench_function(format!("{model}_batch2_128x1292"), |bch| {
+            bch.iter(|| {
+                s += 1;
+                black_box(train_step(&net, &mut store, &mut opt, &batch, Some(1.0), s).unwrap())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, conv, se_block, train);
+criterion_main!(benches);
