@@ -18,7 +18,10 @@ fn main() {
             let t = Instant::now();
             let _dw = be.conv2d_backward_weight(&dy, &x, &g).unwrap();
             let t3 = t.elapsed().as_secs_f64() * 1e3;
-            println!("{ci}->{co}: fwd {t1:.1} ms  bwd_in {t2:.1}  bwd_w {t3:.1}  ({:.1} GFLOP per pass)", g.forward_flops() / 1e9);
+            println!(
+                "{ci}->{co}: fwd {t1:.1} ms  bwd_in {t2:.1}  bwd_w {t3:.1}  ({:.1} GFLOP per pass)",
+                g.forward_flops() / 1e9
+            );
         }
     }
 }

@@ -134,8 +134,25 @@ macro_rules! impl_float {
                 // SAFETY: the caller upholds the pointer/stride contract documented above.
                 unsafe {
                     gemm::gemm(
-                        m, n, k, c, csc, rsc, beta != 0.0, a, csa, rsa, b, csb, rsb, beta, alpha, false, false,
-                        false, par,
+                        m,
+                        n,
+                        k,
+                        c,
+                        csc,
+                        rsc,
+                        beta != 0.0,
+                        a,
+                        csa,
+                        rsa,
+                        b,
+                        csb,
+                        rsb,
+                        beta,
+                        alpha,
+                        false,
+                        false,
+                        false,
+                        par,
                     )
                 }
             }

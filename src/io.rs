@@ -63,9 +63,9 @@ pub struct TensorFile {
 impl TensorFile {
     /// A named tensor, or an error naming the file, the tensor and what was expected.
     pub fn get(&self, path: &Path, name: &str) -> Result<&HostTensor> {
-        self.tensors.get(name).ok_or_else(|| {
-            Error::file(path, format!("missing tensor `{name}` (file holds: {})", self.names_preview()))
-        })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::file(path, format!("missing tensor `{name}` (file holds: {})", self.names_preview())))
     }
     fn names_preview(&self) -> String {
         let names: Vec<&str> = self.tensors.keys().map(|s| s.as_str()).take(8).collect();
@@ -94,7 +94,9 @@ pub fn read(path: &Path) -> Result<TensorFile> {
             other => {
                 return Err(Error::file(
                     path,
-                    format!("tensor `{name}` has dtype {other:?}; moodgrad reads F32, F64 and I64 (convert with tensor.float())"),
+                    format!(
+                        "tensor `{name}` has dtype {other:?}; moodgrad reads F32, F64 and I64 (convert with tensor.float())"
+                    ),
                 ));
             }
         };
@@ -223,7 +225,13 @@ pub fn load_state_dict<B: Backend>(
 }
 
 /// A float tensor from a file onto the device, checking its rank and dtype.
-pub fn tensor_from_file<B: Backend>(be: &B, path: &Path, file: &TensorFile, name: &str, rank: usize) -> Result<Tensor<B>> {
+pub fn tensor_from_file<B: Backend>(
+    be: &B,
+    path: &Path,
+    file: &TensorFile,
+    name: &str,
+    rank: usize,
+) -> Result<Tensor<B>> {
     let t = file.get(path, name)?;
     if t.shape.len() != rank {
         return Err(Error::file(
@@ -236,7 +244,10 @@ pub fn tensor_from_file<B: Backend>(be: &B, path: &Path, file: &TensorFile, name
     }
     let v = t.to_f64();
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(Error::file(path, format!("tensor `{name}` holds a non-finite value ({}) at flat index {i}", v[i])));
+        return Err(Error::file(
+            path,
+            format!("tensor `{name}` holds a non-finite value ({}) at flat index {i}", v[i]),
+        ));
     }
     Tensor::from_f64(be, &t.shape, &v)
 }

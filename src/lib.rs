@@ -6,13 +6,13 @@ pub mod float;
 pub mod rng;
 
 pub use error::{Error, Result};
+pub mod cli;
+pub mod gradcheck;
+pub mod io;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod params;
 pub mod tape;
 pub mod tensor;
-pub mod nn;
-pub mod io;
-pub mod optim;
-pub mod gradcheck;
 pub mod train;
-pub mod cli;

@@ -23,12 +23,15 @@ impl Default for AdamConfig {
     }
 }
 
+/// First and second moments and the step count of one parameter.
+type Moments<B> = (<B as Backend>::Buf, <B as Backend>::Buf, u64);
+
 /// Per-parameter moments, created on a parameter's first update.
 pub struct Adam<B: Backend> {
     pub config: AdamConfig,
     /// Per-parameter learning rates (parameter groups); `config.lr` where absent.
     pub lr_override: Vec<(ParamId, f64)>,
-    state: Vec<Option<(B::Buf, B::Buf, u64)>>,
+    state: Vec<Option<Moments<B>>>,
 }
 
 impl<B: Backend> Adam<B> {
@@ -84,14 +87,14 @@ pub fn grad_norm<B: Backend>(store: &ParamStore<B>) -> Result<f64> {
     let norm = total.sqrt();
     if !norm.is_finite() {
         for id in store.param_ids() {
-            if let Some(g) = store.grad(id) {
-                if !be.all_finite(g)? {
-                    return Err(Error::NonFinite(format!(
-                        "the gradient of `{}` contains NaN or Inf; no weights were changed \
+            if let Some(g) = store.grad(id)
+                && !be.all_finite(g)?
+            {
+                return Err(Error::NonFinite(format!(
+                    "the gradient of `{}` contains NaN or Inf; no weights were changed \
                          (check the inputs for NaN/Inf or lower the learning rate)",
-                        store.name(id)
-                    )));
-                }
+                    store.name(id)
+                )));
             }
         }
         return Err(Error::NonFinite(format!("gradient norm overflowed to {norm}; no weights were changed")));

@@ -19,7 +19,15 @@ fn tmp(tag: &str) -> PathBuf {
 fn gradcheck_passes_on_every_architecture() {
     for (model, att) in [("model3", "se"), ("model4", "se"), ("model3", "legacy")] {
         let (ok, out) = moodgrad(&[
-            "gradcheck", "--model", model, "--attention", att, "--input", "2x1x16x24", "--channels", "8,16,32,64",
+            "gradcheck",
+            "--model",
+            model,
+            "--attention",
+            att,
+            "--input",
+            "2x1x16x24",
+            "--channels",
+            "8,16,32,64",
         ]);
         assert!(ok, "{model} {att}: {out}");
         assert!(out.contains("gradcheck passed"), "{out}");
@@ -42,7 +50,17 @@ fn step_from_init_writes_everything_and_bad_files_fail_cleanly() {
     f.tensors.insert("target".into(), moodgrad::io::HostTensor::f32(&[2, 2], vec![0.2, 0.8, 0.6, 0.3]));
     moodgrad::io::write(&b, &f).unwrap();
     let o = d.join("o.safetensors");
-    let args = ["step", "--weights", w.to_str().unwrap(), "--batch", b.to_str().unwrap(), "--steps", "3", "--out", o.to_str().unwrap()];
+    let args = [
+        "step",
+        "--weights",
+        w.to_str().unwrap(),
+        "--batch",
+        b.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--out",
+        o.to_str().unwrap(),
+    ];
     let (ok, out) = moodgrad(&args);
     assert!(ok, "{out}");
     let res = moodgrad::io::read(&o).unwrap();

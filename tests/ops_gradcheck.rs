@@ -29,7 +29,9 @@ fn check(shapes: &[&[usize]], tol: f64, what: &str, f: impl Fn(&mut Tape<Cpu<f64
 
 #[test]
 fn conv2d_3x3_pad1() {
-    check(&[&[2, 3, 7, 9], &[5, 3, 3, 3], &[5]], TOL, "conv2d 3x3", |t, v| ops::conv2d(t, v[0], v[1], Some(v[2]), 1, 1));
+    check(&[&[2, 3, 7, 9], &[5, 3, 3, 3], &[5]], TOL, "conv2d 3x3", |t, v| {
+        ops::conv2d(t, v[0], v[1], Some(v[2]), 1, 1)
+    });
 }
 
 #[test]

@@ -125,13 +125,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn scale_assign(&self, x: &mut Self::Buf, s: f64) -> Result<()>;
     fn unary_forward(&self, op: Unary, x: &Self::Buf) -> Result<Self::Buf>;
     /// dx given the saved input x, output y and incoming dy.
-    fn unary_backward(
-        &self,
-        op: Unary,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        dy: &Self::Buf,
-    ) -> Result<Self::Buf>;
+    fn unary_backward(&self, op: Unary, x: &Self::Buf, y: &Self::Buf, dy: &Self::Buf) -> Result<Self::Buf>;
     /// Inverted dropout mask: 0 with probability p, else 1/(1-p); element i is decided by
     /// `rng::hash_uniform(seed, i)` so every backend draws the same mask.
     fn dropout_mask(&self, len: usize, p: f64, seed: u64) -> Result<Self::Buf>;
@@ -160,35 +154,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Column sums of a [rows, cols] matrix.
     fn sum_rows(&self, x: &Self::Buf, rows: usize, cols: usize) -> Result<Self::Buf>;
     /// [r, ca] ++ [r, cb] -> [r, ca + cb].
-    fn concat_cols(
-        &self,
-        a: &Self::Buf,
-        b: &Self::Buf,
-        rows: usize,
-        ca: usize,
-        cb: usize,
-    ) -> Result<Self::Buf>;
+    fn concat_cols(&self, a: &Self::Buf, b: &Self::Buf, rows: usize, ca: usize, cb: usize) -> Result<Self::Buf>;
     /// The inverse of `concat_cols`.
-    fn split_cols(
-        &self,
-        x: &Self::Buf,
-        rows: usize,
-        ca: usize,
-        cb: usize,
-    ) -> Result<(Self::Buf, Self::Buf)>;
+    fn split_cols(&self, x: &Self::Buf, rows: usize, ca: usize, cb: usize) -> Result<(Self::Buf, Self::Buf)>;
 
     // ---- convolution ----
-    fn conv2d_forward(
-        &self,
-        x: &Self::Buf,
-        w: &Self::Buf,
-        b: Option<&Self::Buf>,
-        g: &ConvGeom,
-    ) -> Result<Self::Buf>;
-    fn conv2d_backward_input(&self, dy: &Self::Buf, w: &Self::Buf, g: &ConvGeom)
-    -> Result<Self::Buf>;
-    fn conv2d_backward_weight(&self, dy: &Self::Buf, x: &Self::Buf, g: &ConvGeom)
-    -> Result<Self::Buf>;
+    fn conv2d_forward(&self, x: &Self::Buf, w: &Self::Buf, b: Option<&Self::Buf>, g: &ConvGeom) -> Result<Self::Buf>;
+    fn conv2d_backward_input(&self, dy: &Self::Buf, w: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
+    fn conv2d_backward_weight(&self, dy: &Self::Buf, x: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
     /// Per-channel sums of an NC(HW) tensor: the conv bias gradient.
     fn channel_sums(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
 
@@ -239,31 +212,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     // ---- pooling and channel scaling ----
     /// Returns (y, flat arg-max index into x per output element). Ties go to the first maximum.
     fn maxpool2d_forward(&self, x: &Self::Buf, g: &PoolGeom) -> Result<(Self::Buf, Self::Index)>;
-    fn maxpool2d_backward(
-        &self,
-        dy: &Self::Buf,
-        argmax: &Self::Index,
-        g: &PoolGeom,
-    ) -> Result<Self::Buf>;
+    fn maxpool2d_backward(&self, dy: &Self::Buf, argmax: &Self::Index, g: &PoolGeom) -> Result<Self::Buf>;
     /// Mean over hw: [n, c, hw] -> [n, c].
-    fn global_avgpool_forward(&self, x: &Self::Buf, n: usize, c: usize, hw: usize)
-    -> Result<Self::Buf>;
-    fn global_avgpool_backward(
-        &self,
-        dy: &Self::Buf,
-        n: usize,
-        c: usize,
-        hw: usize,
-    ) -> Result<Self::Buf>;
+    fn global_avgpool_forward(&self, x: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
+    fn global_avgpool_backward(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
     /// y[n, c, :] = x[n, c, :] · s[n, c].
-    fn channel_scale_forward(
-        &self,
-        x: &Self::Buf,
-        s: &Self::Buf,
-        n: usize,
-        c: usize,
-        hw: usize,
-    ) -> Result<Self::Buf>;
+    fn channel_scale_forward(&self, x: &Self::Buf, s: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
     /// Returns (dx, ds).
     fn channel_scale_backward(
         &self,
@@ -278,11 +232,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     // ---- losses (mean reduction); each forward returns a 1-element buffer ----
     fn mse_forward(&self, pred: &Self::Buf, target: &Self::Buf) -> Result<Self::Buf>;
     /// d loss / d pred, scaled by the 1-element upstream gradient `dl`.
-    fn mse_backward(&self, pred: &Self::Buf, target: &Self::Buf, dl: &Self::Buf)
-    -> Result<Self::Buf>;
+    fn mse_backward(&self, pred: &Self::Buf, target: &Self::Buf, dl: &Self::Buf) -> Result<Self::Buf>;
     fn l1_forward(&self, pred: &Self::Buf, target: &Self::Buf) -> Result<Self::Buf>;
-    fn l1_backward(&self, pred: &Self::Buf, target: &Self::Buf, dl: &Self::Buf)
-    -> Result<Self::Buf>;
+    fn l1_backward(&self, pred: &Self::Buf, target: &Self::Buf, dl: &Self::Buf) -> Result<Self::Buf>;
     /// Softmax cross-entropy of [rows, classes] logits against class labels.
     fn cross_entropy_forward(
         &self,

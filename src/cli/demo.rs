@@ -84,7 +84,12 @@ pub fn run(steps: usize, batch_size: usize, seed: u64, out: Option<&Path>) -> Re
         let r = train_step(&net, &mut store, &mut opt, &train[s % train.len()], Some(1.0), seed ^ s as u64)?;
         if s % 5 == 4 || s + 1 == steps {
             let v = evaluate(&net, &mut store, &val)?;
-            println!("step {:>3}  train loss {:.4}  grad norm {:.3}  validation MSE {v:.4}", s + 1, r.loss, r.grad_norm);
+            println!(
+                "step {:>3}  train loss {:.4}  grad norm {:.3}  validation MSE {v:.4}",
+                s + 1,
+                r.loss,
+                r.grad_norm
+            );
         }
     }
     let secs = start.elapsed().as_secs_f64();

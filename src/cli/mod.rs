@@ -34,7 +34,12 @@ pub fn parse_channels(s: &str) -> Result<Vec<usize>> {
 
 /// The preset, with the audio tower's widths read off a weights file's conv weights when the
 /// file has them (so narrow test networks need no extra flag).
-pub fn config_for_weights(model: &str, attention: AttentionKind, file: &TensorFile, path: &Path) -> Result<ModelConfig> {
+pub fn config_for_weights(
+    model: &str,
+    attention: AttentionKind,
+    file: &TensorFile,
+    path: &Path,
+) -> Result<ModelConfig> {
     let mut cfg = ModelConfig::preset(model, attention)?;
     let mut convs: Vec<(usize, usize)> = file
         .tensors
@@ -46,20 +51,24 @@ pub fn config_for_weights(model: &str, attention: AttentionKind, file: &TensorFi
         .collect();
     convs.sort();
     if convs.is_empty() {
-        return Err(Error::file(path, "no audio_tower.features.<i>.weight conv tensors: is this a moodgrad/seed checkpoint?"));
+        return Err(Error::file(
+            path,
+            "no audio_tower.features.<i>.weight conv tensors: is this a moodgrad/seed checkpoint?",
+        ));
     }
     let per = cfg.convs_per_block;
-    if convs.len() % per != 0 {
+    if !convs.len().is_multiple_of(per) {
         return Err(Error::file(
             path,
             format!("{} conv layers do not make whole blocks of {per} (wrong --model?)", convs.len()),
         ));
     }
     cfg.channels = convs.iter().skip(per - 1).step_by(per).map(|c| c.1).collect();
-    if let Some(t) = file.tensors.get("classifier_head.1.weight") {
-        if t.shape.len() == 2 && t.shape[1] > cfg.audio_out {
-            cfg.lyrics_dim = t.shape[1] - cfg.audio_out;
-        }
+    if let Some(t) = file.tensors.get("classifier_head.1.weight")
+        && t.shape.len() == 2
+        && t.shape[1] > cfg.audio_out
+    {
+        cfg.lyrics_dim = t.shape[1] - cfg.audio_out;
     }
     Ok(cfg)
 }

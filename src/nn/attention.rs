@@ -17,13 +17,7 @@ pub struct SqueezeExcite {
 }
 
 impl SqueezeExcite {
-    pub fn new<B: Backend>(
-        store: &mut ParamStore<B>,
-        rng: &mut Rng,
-        prefix: &str,
-        c: usize,
-        r: usize,
-    ) -> Result<Self> {
+    pub fn new<B: Backend>(store: &mut ParamStore<B>, rng: &mut Rng, prefix: &str, c: usize, r: usize) -> Result<Self> {
         let hidden = (c / r).max(1);
         Ok(SqueezeExcite {
             fc1: Linear::new(store, rng, &format!("{prefix}.excitation.0"), c, hidden, false)?,

@@ -139,7 +139,8 @@ impl SeedNet {
         let audio_head = match config.attention {
             AttentionKind::Se => {
                 let i = features.len();
-                let se = SqueezeExcite::new(store, rng, &format!("audio_tower.features.{i}"), c_last, config.se_reduction)?;
+                let se =
+                    SqueezeExcite::new(store, rng, &format!("audio_tower.features.{i}"), c_last, config.se_reduction)?;
                 features.push(Feature::Se(se));
                 AudioHead::Se {
                     fc1: Linear::new(store, rng, "audio_tower.classifier.1", c_last, h, true)?,

@@ -25,10 +25,10 @@ pub fn conv2d<B: Backend>(
     if stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
         return Err(Error::shape("conv2d", format!("{h}x{wd} input too small for a {kh}x{kw} kernel")));
     }
-    if let Some(b) = bias {
-        if tape.shape(b) != [c_out] {
-            return Err(Error::shape("conv2d", format!("bias shape {:?}, expected [{c_out}]", tape.shape(b))));
-        }
+    if let Some(b) = bias
+        && tape.shape(b) != [c_out]
+    {
+        return Err(Error::shape("conv2d", format!("bias shape {:?}, expected [{c_out}]", tape.shape(b))));
     }
     let g = ConvGeom { n, c_in, h, w: wd, c_out, kh, kw, stride, pad };
     let be = &tape.backend;

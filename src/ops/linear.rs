@@ -15,10 +15,10 @@ pub fn linear<B: Backend>(tape: &mut Tape<B>, x: Var, w: Var, bias: Option<Var>)
             format!("input has {din} features but the weight {:?} expects {win}", tape.shape(w)),
         ));
     }
-    if let Some(b) = bias {
-        if tape.shape(b) != [dout] {
-            return Err(Error::shape("linear", format!("bias shape {:?}, expected [{dout}]", tape.shape(b))));
-        }
+    if let Some(b) = bias
+        && tape.shape(b) != [dout]
+    {
+        return Err(Error::shape("linear", format!("bias shape {:?}, expected [{dout}]", tape.shape(b))));
     }
     let be = tape.backend.clone();
     let mut y = be.matmul(&tape.value(x).buf, &tape.value(w).buf, rows, din, dout, false, true)?;

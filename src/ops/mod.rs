@@ -36,9 +36,5 @@ pub(crate) fn matrix(op: &'static str, s: &[usize]) -> Result<(usize, usize)> {
 }
 
 pub(crate) fn same_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<()> {
-    if a == b {
-        Ok(())
-    } else {
-        Err(Error::shape(op, format!("shapes differ: {a:?} vs {b:?}")))
-    }
+    if a == b { Ok(()) } else { Err(Error::shape(op, format!("shapes differ: {a:?} vs {b:?}"))) }
 }

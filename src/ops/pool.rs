@@ -15,11 +15,7 @@ pub fn maxpool2d<B: Backend>(tape: &mut Tape<B>, x: Var, k: usize, stride: usize
     let g = PoolGeom { n, c, h, w, k, stride };
     let (y, idx) = tape.backend.maxpool2d_forward(&tape.value(x).buf, &g)?;
     let y = Tensor::new(vec![n, c, g.out_h(), g.out_w()], y);
-    Ok(tape.record(
-        &[x],
-        y,
-        Box::new(move |ctx, dy| Ok(vec![Some(ctx.backend.maxpool2d_backward(dy, &idx, &g)?)])),
-    ))
+    Ok(tape.record(&[x], y, Box::new(move |ctx, dy| Ok(vec![Some(ctx.backend.maxpool2d_backward(dy, &idx, &g)?)]))))
 }
 
 /// AdaptiveAvgPool2d(1): [N, C, H, W] -> [N, C, 1, 1].

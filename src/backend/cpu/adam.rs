@@ -10,28 +10,22 @@ pub fn update<T: Float>(w: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &Ada
     let bc2_sqrt = (1.0 - hp.beta2.powi(t)).sqrt();
     let step_size = T::from_f64(hp.lr / bc1);
     let (b1c, b2, b2c) = (T::from_f64(1.0 - hp.beta1), T::from_f64(hp.beta2), T::from_f64(1.0 - hp.beta2));
-    let (eps, wd, scale, bc2s) = (
-        T::from_f64(hp.eps),
-        T::from_f64(hp.weight_decay),
-        T::from_f64(hp.grad_scale),
-        T::from_f64(bc2_sqrt),
-    );
+    let (eps, wd, scale, bc2s) =
+        (T::from_f64(hp.eps), T::from_f64(hp.weight_decay), T::from_f64(hp.grad_scale), T::from_f64(bc2_sqrt));
     let decay = T::from_f64(1.0 - hp.lr * hp.weight_decay);
-    w.par_iter_mut().zip(g.par_iter()).zip(m.par_iter_mut().zip(v.par_iter_mut())).for_each(
-        |((wi, &gi), (mi, vi))| {
-            // The clip coefficient multiplies the stored gradient first, as clip_grad_norm_ does.
-            let mut gi = gi * scale;
-            if hp.decoupled {
-                *wi *= decay;
-            } else if hp.weight_decay != 0.0 {
-                gi += wd * *wi;
-            }
-            // exp_avg.lerp_(grad, 1 - beta1)
-            *mi += b1c * (gi - *mi);
-            // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            *vi = *vi * b2 + b2c * gi * gi;
-            let denom = vi.sqrt() / bc2s + eps;
-            *wi -= step_size * (*mi / denom);
-        },
-    );
+    w.par_iter_mut().zip(g.par_iter()).zip(m.par_iter_mut().zip(v.par_iter_mut())).for_each(|((wi, &gi), (mi, vi))| {
+        // The clip coefficient multiplies the stored gradient first, as clip_grad_norm_ does.
+        let mut gi = gi * scale;
+        if hp.decoupled {
+            *wi *= decay;
+        } else if hp.weight_decay != 0.0 {
+            gi += wd * *wi;
+        }
+        // exp_avg.lerp_(grad, 1 - beta1)
+        *mi += b1c * (gi - *mi);
+        // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        *vi = *vi * b2 + b2c * gi * gi;
+        let denom = vi.sqrt() / bc2s + eps;
+        *wi -= step_size * (*mi / denom);
+    });
 }

@@ -69,26 +69,40 @@ pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &ConvGeom) -> Vec
     let max_cols = ts.iter().map(|t| (t.2 - t.1) * ow).max().unwrap_or(0);
     let threads = rayon::current_num_threads();
     let mut col = vec![T::ZERO; k * max_cols];
-    ts.iter().for_each(
-        |&(n, y0, y1)| {
-            let col = &mut col;
-            let cols = (y1 - y0) * ow;
-            im2col_rows(&x[n * chw..(n + 1) * chw], g, y0, y1, col);
-            // SAFETY: this tile owns output columns [y0·ow, y1·ow) of every channel of sample n.
-            let out = unsafe { yp.add(n * g.c_out * ohw + y0 * ow) };
-            if let Some(b) = b {
-                for (co, &bv) in b.iter().enumerate() {
-                    // SAFETY: as above, row co of this tile.
-                    unsafe { std::slice::from_raw_parts_mut(out.add(co * ohw), cols).fill(bv) };
-                }
+    ts.iter().for_each(|&(n, y0, y1)| {
+        let col = &mut col;
+        let cols = (y1 - y0) * ow;
+        im2col_rows(&x[n * chw..(n + 1) * chw], g, y0, y1, col);
+        // SAFETY: this tile owns output columns [y0·ow, y1·ow) of every channel of sample n.
+        let out = unsafe { yp.add(n * g.c_out * ohw + y0 * ow) };
+        if let Some(b) = b {
+            for (co, &bv) in b.iter().enumerate() {
+                // SAFETY: as above, row co of this tile.
+                unsafe { std::slice::from_raw_parts_mut(out.add(co * ohw), cols).fill(bv) };
             }
-            let beta = if b.is_some() { T::ONE } else { T::ZERO };
-            // SAFETY: W is [c_out, k] row-major, col is [k, cols], out is [c_out, cols] with ld ohw.
-            unsafe {
-                T::gemm(g.c_out, k, cols, T::ONE, w.as_ptr(), k as isize, 1, col.as_ptr(), cols as isize, 1, beta, out, ohw as isize, 1, threads)
-            };
-        },
-    );
+        }
+        let beta = if b.is_some() { T::ONE } else { T::ZERO };
+        // SAFETY: W is [c_out, k] row-major, col is [k, cols], out is [c_out, cols] with ld ohw.
+        unsafe {
+            T::gemm(
+                g.c_out,
+                k,
+                cols,
+                T::ONE,
+                w.as_ptr(),
+                k as isize,
+                1,
+                col.as_ptr(),
+                cols as isize,
+                1,
+                beta,
+                out,
+                ohw as isize,
+                1,
+                threads,
+            )
+        };
+    });
     y
 }
 
@@ -139,7 +153,23 @@ fn backward_input_col2im<T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
         let dyn_ = &dy[n * g.c_out * ohw..(n + 1) * g.c_out * ohw];
         // SAFETY: Wᵀ is [k, c_out] (W stored [c_out, k]); dy_n is [c_out, ohw]; dcol is [k, ohw].
         unsafe {
-            T::gemm(k, g.c_out, ohw, T::ONE, w.as_ptr(), 1, k as isize, dyn_.as_ptr(), ohw as isize, 1, T::ZERO, dcol.as_mut_ptr(), ohw as isize, 1, rayon::current_num_threads())
+            T::gemm(
+                k,
+                g.c_out,
+                ohw,
+                T::ONE,
+                w.as_ptr(),
+                1,
+                k as isize,
+                dyn_.as_ptr(),
+                ohw as isize,
+                1,
+                T::ZERO,
+                dcol.as_mut_ptr(),
+                ohw as isize,
+                1,
+                rayon::current_num_threads(),
+            )
         };
         dx[n * chw..(n + 1) * chw].par_chunks_mut(g.h * g.w).enumerate().for_each(|(c, plane)| {
             for r in 0..kk {
@@ -172,19 +202,32 @@ pub fn backward_weight<T: Float>(dy: &[T], x: &[T], g: &ConvGeom) -> Vec<T> {
     let threads = rayon::current_num_threads();
     let init = (vec![T::ZERO; g.weight_len()], vec![T::ZERO; k * max_cols]);
     ts.iter()
-        .fold(
-            init,
-            |(mut dw, mut col), &(n, y0, y1)| {
-                let cols = (y1 - y0) * ow;
-                im2col_rows(&x[n * chw..(n + 1) * chw], g, y0, y1, &mut col);
-                let a = dy[n * g.c_out * ohw + y0 * ow..].as_ptr();
-                // SAFETY: dy tile is [c_out, cols] with ld ohw; colᵀ is [cols, k]; dw is [c_out, k].
-                unsafe {
-                    T::gemm(g.c_out, cols, k, T::ONE, a, ohw as isize, 1, col.as_ptr(), 1, cols as isize, T::ONE, dw.as_mut_ptr(), k as isize, 1, threads)
-                };
-                (dw, col)
-            },
-        )
+        .fold(init, |(mut dw, mut col), &(n, y0, y1)| {
+            let cols = (y1 - y0) * ow;
+            im2col_rows(&x[n * chw..(n + 1) * chw], g, y0, y1, &mut col);
+            let a = dy[n * g.c_out * ohw + y0 * ow..].as_ptr();
+            // SAFETY: dy tile is [c_out, cols] with ld ohw; colᵀ is [cols, k]; dw is [c_out, k].
+            unsafe {
+                T::gemm(
+                    g.c_out,
+                    cols,
+                    k,
+                    T::ONE,
+                    a,
+                    ohw as isize,
+                    1,
+                    col.as_ptr(),
+                    1,
+                    cols as isize,
+                    T::ONE,
+                    dw.as_mut_ptr(),
+                    k as isize,
+                    1,
+                    threads,
+                )
+            };
+            (dw, col)
+        })
         .0
 }
 

@@ -23,10 +23,7 @@ pub fn add_row_bias<T: Float>(y: &mut [T], bias: &[T]) {
 }
 
 pub fn sum_rows<T: Float>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    (0..cols)
-        .into_par_iter()
-        .map(|j| T::from_f64((0..rows).map(|i| x[i * cols + j].to_f64()).sum()))
-        .collect()
+    (0..cols).into_par_iter().map(|j| T::from_f64((0..rows).map(|i| x[i * cols + j].to_f64()).sum())).collect()
 }
 
 pub fn concat_cols<T: Float>(a: &[T], b: &[T], rows: usize, ca: usize, cb: usize) -> Vec<T> {

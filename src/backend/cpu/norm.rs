@@ -4,17 +4,8 @@ use crate::float::Float;
 use rayon::prelude::*;
 
 /// Per-channel Σ f(channel, plane) over the n planes of each channel.
-fn per_channel<T: Float>(
-    x: &[T],
-    n: usize,
-    c: usize,
-    hw: usize,
-    f: impl Fn(usize, &[T]) -> f64 + Sync,
-) -> Vec<f64> {
-    (0..c)
-        .into_par_iter()
-        .map(|ch| (0..n).map(|i| f(ch, &x[(i * c + ch) * hw..(i * c + ch + 1) * hw])).sum())
-        .collect()
+fn per_channel<T: Float>(x: &[T], n: usize, c: usize, hw: usize, f: impl Fn(usize, &[T]) -> f64 + Sync) -> Vec<f64> {
+    (0..c).into_par_iter().map(|ch| (0..n).map(|i| f(ch, &x[(i * c + ch) * hw..(i * c + ch + 1) * hw])).sum()).collect()
 }
 
 /// y = (x - mean[c]) · scale[c] + shift[c] elementwise, parallel over planes.
@@ -78,9 +69,8 @@ pub fn forward_eval<T: Float>(
     hw: usize,
     eps: f64,
 ) -> Vec<T> {
-    let scale: Vec<T> = (0..c)
-        .map(|ch| T::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + eps).sqrt()))
-        .collect();
+    let scale: Vec<T> =
+        (0..c).map(|ch| T::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + eps).sqrt())).collect();
     affine(x, c, hw, running_mean, &scale, beta)
 }
 
@@ -116,19 +106,16 @@ pub fn backward<T: Float>(
         })
         .collect();
     let mut dx = vec![T::ZERO; x.len()];
-    dx.par_chunks_mut(hw)
-        .zip(dy.par_chunks(hw).zip(x.par_chunks(hw)))
-        .enumerate()
-        .for_each(|(p, (dxp, (dyp, xp)))| {
-            let ch = p % c;
-            let (m, is, g) = (mean[ch].to_f64(), invstd[ch].to_f64(), gamma[ch].to_f64());
-            let (sd, sdx) = stats[ch];
-            let k = g * is / count;
-            for ((o, &d), &xv) in dxp.iter_mut().zip(dyp).zip(xp) {
-                let xhat = (xv.to_f64() - m) * is;
-                *o = T::from_f64(k * (count * d.to_f64() - sd - xhat * sdx));
-            }
-        });
+    dx.par_chunks_mut(hw).zip(dy.par_chunks(hw).zip(x.par_chunks(hw))).enumerate().for_each(|(p, (dxp, (dyp, xp)))| {
+        let ch = p % c;
+        let (m, is, g) = (mean[ch].to_f64(), invstd[ch].to_f64(), gamma[ch].to_f64());
+        let (sd, sdx) = stats[ch];
+        let k = g * is / count;
+        for ((o, &d), &xv) in dxp.iter_mut().zip(dyp).zip(xp) {
+            let xhat = (xv.to_f64() - m) * is;
+            *o = T::from_f64(k * (count * d.to_f64() - sd - xhat * sdx));
+        }
+    });
     let dgamma = stats.iter().map(|s| T::from_f64(s.1)).collect();
     let dbeta = stats.iter().map(|s| T::from_f64(s.0)).collect();
     (dx, dgamma, dbeta)

@@ -63,10 +63,7 @@ pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], dy: &[T]) -> Vec<T>
 
 pub fn dropout_mask<T: Float>(len: usize, p: f64, seed: u64) -> Vec<T> {
     let keep = T::from_f64(1.0 / (1.0 - p));
-    (0..len)
-        .into_par_iter()
-        .map(|i| if hash_uniform(seed, i as u64) < p { T::ZERO } else { keep })
-        .collect()
+    (0..len).into_par_iter().map(|i| if hash_uniform(seed, i as u64) < p { T::ZERO } else { keep }).collect()
 }
 
 pub fn sum_squares<T: Float>(x: &[T]) -> f64 {

@@ -8,29 +8,27 @@ pub fn maxpool_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let mut y = vec![T::ZERO; g.n * g.c * oh * ow];
     let mut idx = vec![0u32; y.len()];
-    y.par_chunks_mut(oh * ow).zip(idx.par_chunks_mut(oh * ow)).enumerate().for_each(
-        |(p, (yp, ip))| {
-            let base = p * g.h * g.w;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best = base + oy * g.stride * g.w + ox * g.stride;
-                    let mut bv = x[best];
-                    for ki in 0..g.k {
-                        for kj in 0..g.k {
-                            let i = base + (oy * g.stride + ki) * g.w + ox * g.stride + kj;
-                            // Strictly greater: ties go to the first maximum, as PyTorch; NaN wins.
-                            if x[i] > bv || x[i].is_nan() {
-                                bv = x[i];
-                                best = i;
-                            }
+    y.par_chunks_mut(oh * ow).zip(idx.par_chunks_mut(oh * ow)).enumerate().for_each(|(p, (yp, ip))| {
+        let base = p * g.h * g.w;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = base + oy * g.stride * g.w + ox * g.stride;
+                let mut bv = x[best];
+                for ki in 0..g.k {
+                    for kj in 0..g.k {
+                        let i = base + (oy * g.stride + ki) * g.w + ox * g.stride + kj;
+                        // Strictly greater: ties go to the first maximum, as PyTorch; NaN wins.
+                        if x[i] > bv || x[i].is_nan() {
+                            bv = x[i];
+                            best = i;
                         }
                     }
-                    yp[oy * ow + ox] = bv;
-                    ip[oy * ow + ox] = best as u32;
                 }
+                yp[oy * ow + ox] = bv;
+                ip[oy * ow + ox] = best as u32;
             }
-        },
-    );
+        }
+    });
     (y, idx)
 }
 
@@ -48,9 +46,7 @@ pub fn maxpool_backward<T: Float>(dy: &[T], idx: &[u32], g: &PoolGeom) -> Vec<T>
 }
 
 pub fn avgpool_forward<T: Float>(x: &[T], hw: usize) -> Vec<T> {
-    x.par_chunks(hw)
-        .map(|p| T::from_f64(p.iter().map(|v| v.to_f64()).sum::<f64>() / hw as f64))
-        .collect()
+    x.par_chunks(hw).map(|p| T::from_f64(p.iter().map(|v| v.to_f64()).sum::<f64>() / hw as f64)).collect()
 }
 
 pub fn avgpool_backward<T: Float>(dy: &[T], hw: usize) -> Vec<T> {
