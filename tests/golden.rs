@@ -170,12 +170,16 @@ fn check_f32(name: &str) {
     }
     report.push(format!("grads {gworst:.1e}"));
 
-    // Weights after two steps: 1e-5 of each tensor's largest entry, over the elements whose
-    // Adam trajectory is determined by the gradient. Excluded, with their own bound:
+    // Weights after two steps: `after_tol` of each tensor's largest entry, over the elements whose
+    // Adam trajectory the gradients determine. Excluded, with their own bound:
     //  * conv biases feeding BatchNorm (true gradient 0): Adam moves each by ≈ lr·sign(noise),
     //    so each lies within steps·lr of its initial value, whatever the implementation;
-    //  * elements with 0 < |g| < 1e-3·max|g| at step 1, where the sign of the first Adam step is
-    //    at the mercy of f32 rounding (see tools/make_golden.py): within 2·steps·lr.
+    //  * elements with 0 < |g| < τ·max|g| at step 1 (τ from the fixture, 1e-2): Adam's second
+    //    update depends on g₂/g₁, so a gradient rounding difference δ (~1e-6·max|g|) moves it by
+    //    ≈ lr·δ/|g₁|; below τ that exceeds 1e-5 of the weights' scale (1e-3·1e-6/1e-2 = 1e-7
+    //    against weights of ~0.05): within 2·steps·lr, the most two Adam steps can differ.
+    let tau: f64 = f.metadata["ambiguous_tau"].parse().unwrap();
+    let after_tol = after_tolerance(&f);
     let biases = bn_fed_biases(&f);
     let mut wworst: f64 = 0.0;
     let mut ambiguous = 0;
@@ -197,20 +201,24 @@ fn check_f32(name: &str) {
             let xo: Vec<f64> = ours.iter().zip(ob).map(|(a, b)| a - 0.1 * b).collect();
             let xt: Vec<f64> = want.iter().zip(&tb).map(|(a, b)| a - 0.1 * b).collect();
             let (e, i) = worst(&xo, &xt, max_abs(&xt));
-            assert!(e <= 1e-5, "{name}: {k}[{i}] (bias-noise removed) err {e:.2e}");
+            assert!(e <= after_tol, "{name}: {k}[{i}] (bias-noise removed) err {e:.2e} > {after_tol:.2e}");
             wworst = wworst.max(e);
             continue;
         }
         let g0 = r.grads.get(k).map(|_| vals(&f, &format!("grad.{k}")));
         let gmax = g0.as_ref().map_or(0.0, |g| max_abs(g));
         for (i, v) in ours.iter().enumerate() {
-            let amb = g0.as_ref().is_some_and(|g| g[i] != 0.0 && g[i].abs() < 1e-3 * gmax);
+            let amb = g0.as_ref().is_some_and(|g| g[i] != 0.0 && g[i].abs() < tau * gmax);
             if amb {
                 ambiguous += 1;
                 assert!((v - want[i]).abs() <= 4.0 * lr, "{name}: ambiguous {k}[{i}] off by more than 2·steps·lr");
             } else {
                 let e = (v - want[i]).abs() / scale;
-                assert!(e <= 1e-5, "{name}: after.{k}[{i}] {v} vs {} (err {e:.2e} of max {scale:.3})", want[i]);
+                assert!(
+                    e <= after_tol,
+                    "{name}: after.{k}[{i}] {v} vs {} (err {e:.2e} of max {scale:.3}, allowed {after_tol:.2e})",
+                    want[i]
+                );
                 wworst = wworst.max(e);
             }
         }
@@ -221,8 +229,30 @@ fn check_f32(name: &str) {
             _ => panic!("{k} should be int64"),
         }
     }
-    report.push(format!("after {wworst:.1e} ({ambiguous} ambiguous elements bounded by 2·steps·lr)"));
+    report.push(format!("after {wworst:.1e} of allowed {after_tol:.1e} ({ambiguous} ambiguous elements within 2·steps·lr)"));
     eprintln!("{name}: {}", report.join(", "));
+}
+
+/// The bound for weights after two steps: 1e-5 of scale, or three times PyTorch's own f32 error
+/// against the exact (f64) run on this draw, whichever is larger. Two correct f32
+/// implementations each sit about that far from the exact result, in independent directions
+/// (the knock-on of step 1's noise-decided elements through step 2), so they can differ by twice
+/// it; the third share is headroom. make_golden.py measures and stores those errors
+/// (`conditioning`); on model3 + SE the 1e-5 floor governs, on model4 the deeper net's 9.4e-6
+/// gives 2.8e-5.
+fn after_tolerance(f: &TensorFile) -> f64 {
+    let cond = &f.metadata["conditioning"];
+    let torch_f32_err = cond
+        .trim_matches(|c| c == '{' || c == '}')
+        .split(", ")
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(": ")?;
+            let k = k.trim_matches('"');
+            (k.starts_with("after.") && !k.contains("not checked")).then(|| v.parse::<f64>().ok())?
+        })
+        .fold(0.0f64, f64::max);
+    assert!(torch_f32_err > 0.0, "fixture conditioning lists no after.* errors");
+    (3.0 * torch_f32_err).max(1e-5)
 }
 
 /// Our f64 engine against PyTorch's f64 run from the same f32 weights: both sides round only at

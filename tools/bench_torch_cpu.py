@@ -22,8 +22,8 @@ double the step times) are discarded and repeated, up to 4x the requested count;
 records its clean/all run times and the other processes' CPU seconds, and `all_clean`
 says whether every median is over uncontended runs only.
 
-Prints JSON to stdout; --out F.json also writes it to a file. Takes about a minute on
-2 cores of a recent x86 server (--repeats/--step-repeats change the run counts).
+Prints JSON to stdout; --out F.json also writes it to a file. Takes about 1.5 minutes on
+2 idle cores of a recent x86 server (--repeats/--step-repeats change the run counts).
 """
 
 from __future__ import annotations

@@ -59,23 +59,25 @@ and inputs, cast to f64),
 otherwise the next seed is tried. The chosen seed and the measured errors per tensor category
 are printed (and stored in the `conditioning` metadata as JSON).
 
-Adam-ambiguous elements: 0 < |g1_i| < 1e-3 * max|g1| of the tensor (g1 = the step-1
-gradient). Adam's first step moves every element by ~lr*sign(g1_i), and the second step's
-update is well-determined only when |g1_i| is well above the gradient's rounding noise
-(~1e-7..1e-6 * max|g1|), so for these elements a correct f32 implementation can land up to
-~2*steps*lr away from another correct one. A flipped element also perturbs step 2 slightly
+Adam-ambiguous elements: 0 < |g1_i| < AMBIG_TAU * max|g1| of the tensor (g1 = the step-1
+gradient; AMBIG_TAU = 1e-2, metadata ambiguous_tau). Adam's first step moves every element by
+~lr*sign(g1_i), and the second step's update depends on g2_i/g1_i, so a gradient rounding
+difference d (~1e-7..1e-6 * max|g1|) moves it by ~lr*d/|g1_i|: below 1e-2 * max|g1| that is
+more than 1e-5 of a typical weight scale (and near the noise floor the sign itself can flip),
+so for these elements a correct f32 implementation can land up to ~2*steps*lr away from
+another correct one. A flipped element also perturbs step 2 slightly
 for everything downstream. The unmasked per-tensor metric is printed as
 "[unmasked, not checked]": measured over 100 seeds it never gets below 1e-5 for any config
 (median ~8e-5 model3, ~3e-4 model4), so it cannot be used as an acceptance criterion. Exact
-zero gradients (dead ReLU units) are not ambiguous. Roughly 1-3k elements per file are
-ambiguous (metadata n_ambiguous).
+zero gradients (dead ReLU units) are not ambiguous. Metadata n_ambiguous gives the count.
 
 Suggested tolerances for the Rust test (f32 vs these f32 fixtures): loss/grad_norm/output/
 act.audio rel ~1e-5; grad.<name> abs <= ~1e-5 * max(max|grad.<name>|, 0.01*grad_norm[0])
 (BN-fed conv biases then pass automatically); after.<name>: elements with
-0 < |grad.<name>_i| < 1e-3 * max|grad.<name>| within 2*steps*lr, others within ~1e-4 *
-max|after.<name>| (leave headroom: your rounding differs from torch's, so your ambiguous
-flips, and their knock-on effect on step 2, differ too); BN-fed conv biases: within
+0 < |grad.<name>_i| < ambiguous_tau * max|grad.<name>| within 2*steps*lr, others within
+max(1e-5, 3 * the worst checked after.* conditioning error) * max|after.<name>| (your rounding
+differs from torch's, so your noise-decided elements, and their knock-on effect on step 2,
+differ too: two correct f32 runs can be twice torch's own f32 error apart); BN-fed conv biases: within
 steps*lr of init.<name>; running_mean as described above.
 
 Usage: /path/to/venv/bin/python tools/make_golden.py [--out-dir tests/fixtures] [--seed 0]
@@ -111,7 +113,7 @@ GRAD_FLOOR = 0.01  # x global grad norm
 STATE_RTOL = 1e-5
 ACT_RTOL = 1e-5
 MARGIN = 1e-6
-AMBIG_TAU = 1e-3  # Adam-ambiguous: 0 < |g1_i| < AMBIG_TAU * max|g1| of the tensor
+AMBIG_TAU = 1e-2  # Adam-ambiguous: 0 < |g1_i| < AMBIG_TAU * max|g1| of the tensor
 
 
 def draw(model_kind, attention, seed):
