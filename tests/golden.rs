@@ -229,7 +229,9 @@ fn check_f32(name: &str) {
             _ => panic!("{k} should be int64"),
         }
     }
-    report.push(format!("after {wworst:.1e} of allowed {after_tol:.1e} ({ambiguous} ambiguous elements within 2·steps·lr)"));
+    report.push(format!(
+        "after {wworst:.1e} of allowed {after_tol:.1e} ({ambiguous} ambiguous elements within 2·steps·lr)"
+    ));
     eprintln!("{name}: {}", report.join(", "));
 }
 

@@ -123,3 +123,11 @@ fn a_value_used_twice_gets_both_contributions() {
     // y = x ⊙ x: dy/dx = 2x only if both uses accumulate.
     check(&[&[3, 5]], TOL, "x*x", |t, v| ops::mul(t, v[0], v[0]));
 }
+
+#[test]
+fn conv2d_adjoint_path_with_many_input_channels() {
+    // c_in ≥ 16 takes the tiled adjoint-convolution backward; batch 1 and 17 channels are odd.
+    check(&[&[1, 17, 5, 7], &[3, 17, 3, 3], &[3]], TOL, "conv2d 17 channels", |t, v| {
+        ops::conv2d(t, v[0], v[1], Some(v[2]), 1, 1)
+    });
+}

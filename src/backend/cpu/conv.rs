@@ -10,16 +10,19 @@ use crate::backend::ConvGeom;
 use crate::float::Float;
 use rayon::prelude::*;
 
-/// Elements of one tile's unfolded input: 2 Mi × 4 B = 8 MiB for f32, about the L2+L3 share
-/// of a core pair; below that the GEMM re-packs the weights too often.
-const TILE_ELEMS: usize = 2 * 1024 * 1024;
+/// Elements of one tile's unfolded input: 1 Mi × 4 B = 4 MiB for f32. Measured on the VGG shapes
+/// (examples/convprof.rs): 1-8 Mi elements are within noise of each other, and all beat unfolding
+/// a whole sample (95 MB for block 2) by 1.3-1.5×.
+const TILE_ELEMS: usize = 1024 * 1024;
 /// Fewest output columns per tile, so each GEMM amortises packing the weight matrix.
 const MIN_TILE_COLS: usize = 2048;
 
 /// (sample, first output row, end output row) tiles covering the whole output.
 fn tiles(g: &ConvGeom) -> Vec<(usize, usize, usize)> {
     let (oh, ow, k) = (g.out_h(), g.out_w(), g.c_in * g.kh * g.kw);
-    let rows = (TILE_ELEMS / (k * ow)).max(MIN_TILE_COLS.div_ceil(ow)).clamp(1, oh);
+    let max_rows = (TILE_ELEMS / (k * ow)).max(MIN_TILE_COLS.div_ceil(ow)).clamp(1, oh);
+    // Equal tiles: a short last tile would pay for packing the weights at poor efficiency.
+    let rows = oh.div_ceil(oh.div_ceil(max_rows));
     (0..g.n).flat_map(|n| (0..oh).step_by(rows).map(move |y0| (n, y0, (y0 + rows).min(oh)))).collect()
 }
 
@@ -125,7 +128,9 @@ fn flip_transpose<T: Float>(w: &[T], g: &ConvGeom) -> Vec<T> {
 }
 
 pub fn backward_input<T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
-    if g.stride == 1 && g.kh == g.kw && g.pad < g.kh {
+    // With few input channels the adjoint GEMM has only c_in rows (a GEMV for c_in = 1) and
+    // col2im is faster; from 16 up the tiled adjoint convolution wins.
+    if g.stride == 1 && g.kh == g.kw && g.pad < g.kh && g.c_in >= 16 {
         // dx = conv(dy, flip(W)ᵀ) with padding k-1-pad: exact for stride 1.
         let adj = ConvGeom {
             n: g.n,
