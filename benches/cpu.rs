@@ -73,8 +73,8 @@ fn se_block(c: &mut Criterion) {
             let y = ops::reshape(&mut tape, y, &[1, 512 * 16 * 161]).unwrap();
             let rv = tape.input(r.clone(), false);
             let s = ops::linear(&mut tape, y, rv, None).unwrap();
-            let mut st = ParamStore::new(be);
-            black_box(tape.backward(s, &mut st).unwrap().get(xv).map(|g| g[0]))
+            store.zero_grad();
+            black_box(tape.backward(s, &mut store).unwrap().get(xv).map(|g| g[0]))
         })
     });
     g.finish();

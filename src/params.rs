@@ -129,13 +129,16 @@ impl<B: Backend> ParamStore<B> {
 
     pub fn accumulate_grad(&mut self, id: ParamId, g: &B::Buf) -> Result<()> {
         let b = self.backend.clone();
-        match &mut self.entries[id.0].slot {
+        let Some(entry) = self.entries.get_mut(id.0) else {
+            return Err(Error::Invalid(format!("parameter #{} is not in this store (a tape mixed two models?)", id.0)));
+        };
+        match &mut entry.slot {
             Slot::Param { grad: Some(acc), .. } => b.add_assign(acc, g),
             Slot::Param { grad, .. } => {
                 *grad = Some(g.clone());
                 Ok(())
             }
-            _ => Err(Error::Invalid(format!("{} takes no gradient", self.entries[id.0].name))),
+            _ => Err(Error::Invalid(format!("{} takes no gradient", entry.name))),
         }
     }
 
