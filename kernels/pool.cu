@@ -1,0 +1,127 @@
+// Max-pool with arg-max, global average pool, and per-plane scaling (the squeeze-and-excitation
+// gate), forward and backward, as src/backend/cpu/pool.rs computes them.
+#include "common.cuh"
+#include "device.cuh"
+
+// One thread per output element (floor mode, no padding). The window is scanned in row-major
+// order with a strict `>`: ties keep the first maximum, as PyTorch; a NaN replaces the running
+// maximum whenever it is met (so the last NaN of the window wins), exactly the CPU's loop.
+// argmax is the flat index into x.
+extern "C" __global__ void maxpool2d_forward(const float* __restrict__ x, float* __restrict__ y,
+                                             unsigned int* __restrict__ argmax, int n, int c, int h, int w, int k,
+                                             int stride, int oh, int ow) {
+    const unsigned ohw = (unsigned)oh * (unsigned)ow;
+    const unsigned total = (unsigned)n * (unsigned)c * ohw;
+    if (total == 0) return;
+    for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), ohw); it.i < total; it.next()) {
+        const unsigned plane = it.q;
+        const unsigned oy = it.r / (unsigned)ow, ox = it.r - oy * (unsigned)ow;
+        const unsigned corner = plane * (unsigned)h * (unsigned)w + oy * (unsigned)stride * (unsigned)w + ox * (unsigned)stride;
+        unsigned best = corner;
+        float bv = x[corner];
+        for (int ki = 0; ki < k; ++ki) {
+            const unsigned row = corner + (unsigned)ki * (unsigned)w;
+            for (int kj = 0; kj < k; ++kj) {
+                const float v = x[row + kj];
+                if (v > bv || isnan(v)) {
+                    bv = v;
+                    best = row + kj;
+                }
+            }
+        }
+        y[it.i] = bv;
+        argmax[it.i] = best;
+    }
+}
+
+// dx[argmax[i]] += dy[i]. Windows overlap when stride < k, so the scatter needs atomics; for the
+// usual k = stride every dx element has at most one contributor and the result is exact.
+extern "C" __global__ void maxpool2d_backward(const float* __restrict__ dy, const unsigned int* __restrict__ argmax,
+                                              float* __restrict__ dx, int total_out) {
+    for (unsigned i = mg::ew_start(); i < (unsigned)total_out; i += mg::ew_stride()) atomicAdd(dx + argmax[i], dy[i]);
+}
+
+// Σ over one contiguous plane of hw floats (or of the products a·b), in double, by the whole
+// block: U independent loads per thread per round keep the memory pipe busy when planes are few.
+__device__ inline double plane_sum(const float* __restrict__ a, int hw) {
+    double s = 0.0;
+    for (int base = 0; base < hw; base += mg::kGather * (int)blockDim.x) {
+        float v[mg::kGather];
+        MG_UNROLL
+        for (int u = 0; u < mg::kGather; ++u) {
+            const int p = base + u * (int)blockDim.x + (int)threadIdx.x;
+            v[u] = p < hw ? a[p] : 0.0f;
+        }
+        MG_UNROLL
+        for (int u = 0; u < mg::kGather; ++u) s += (double)v[u];
+    }
+    return s;
+}
+
+// y[p] = mean of plane p: Σ in double, divided in double, rounded once (the CPU's order).
+extern "C" __global__ void global_avgpool_forward(const float* __restrict__ x, float* __restrict__ y, int planes,
+                                                  int hw) {
+    __shared__ double scratch[mg::kMaxWarps];
+    for (int p = blockIdx.x; p < planes; p += gridDim.x) {
+        const double s = mg::block_sum(plane_sum(x + (size_t)p * hw, hw), scratch);
+        if (threadIdx.x == 0) y[p] = (float)(s / (double)hw);
+    }
+}
+
+// dx[i] = dy[i / hw] · (1/hw). The CPU multiplies by 1/hw rounded to float (not a division), and
+// so does this kernel, bit for bit.
+extern "C" __global__ void global_avgpool_backward(const float* __restrict__ dy, float* __restrict__ dx, int planes,
+                                                   int hw) {
+    const unsigned total = (unsigned)planes * (unsigned)hw;
+    if (total == 0) return;
+    const float inv = (float)(1.0 / (double)hw);
+    for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), (unsigned)hw); it.i < total; it.next())
+        dx[it.i] = dy[it.q] * inv;
+}
+
+// y = x · s[i / hw].
+extern "C" __global__ void channel_scale_forward(const float* __restrict__ x, const float* __restrict__ s,
+                                                 float* __restrict__ y, int planes, int hw) {
+    const unsigned total = (unsigned)planes * (unsigned)hw;
+    if (total == 0) return;
+    for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), (unsigned)hw); it.i < total; it.next())
+        y[it.i] = x[it.i] * s[it.q];
+}
+
+// One block per plane, one pass over it: dx = dy·s[p] as it streams by, and ds[p] = Σ dy·x in
+// double (a product of two floats is exact in double, so only the summation order differs from
+// the CPU's).
+extern "C" __global__ void channel_scale_backward(const float* __restrict__ dy, const float* __restrict__ x,
+                                                  const float* __restrict__ s, float* __restrict__ dx,
+                                                  float* __restrict__ ds, int planes, int hw) {
+    __shared__ double scratch[mg::kMaxWarps];
+    for (int p = blockIdx.x; p < planes; p += gridDim.x) {
+        const size_t o = (size_t)p * hw;
+        const float sp = s[p];
+        double acc = 0.0;
+        for (int base = 0; base < hw; base += mg::kGather * (int)blockDim.x) {
+            float d[mg::kGather], xv[mg::kGather];
+            MG_UNROLL
+            for (int u = 0; u < mg::kGather; ++u) {
+                const int q = base + u * (int)blockDim.x + (int)threadIdx.x;
+                d[u] = q < hw ? dy[o + q] : 0.0f;
+                xv[u] = q < hw ? x[o + q] : 0.0f;
+            }
+            MG_UNROLL
+            for (int u = 0; u < mg::kGather; ++u) {
+                const int q = base + u * (int)blockDim.x + (int)threadIdx.x;
+                if (q < hw) dx[o + q] = d[u] * sp;
+                acc += (double)d[u] * (double)xv[u];
+            }
+        }
+        acc = mg::block_sum(acc, scratch);
+        if (threadIdx.x == 0) ds[p] = (float)acc;
+    }
+}
+
+SIM_EXPORT(maxpool2d_forward)
+SIM_EXPORT(maxpool2d_backward)
+SIM_EXPORT(global_avgpool_forward)
+SIM_EXPORT(global_avgpool_backward)
+SIM_EXPORT(channel_scale_forward)
+SIM_EXPORT(channel_scale_backward)
