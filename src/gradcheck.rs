@@ -5,7 +5,8 @@ use crate::backend::cpu::Cpu;
 use crate::error::Result;
 use crate::nn::{ModelConfig, SeedNet};
 use crate::ops;
-use crate::params::ParamStore;
+use crate::device::Device;
+use crate::params::{ParamStore, Slot};
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -87,8 +88,9 @@ pub struct ParamCheck {
     pub max_rel_err: f64,
 }
 
-/// Finite differences through the whole seed network in f64, training mode with dropout off.
-/// Checks `per_tensor` elements of each parameter tensor: the largest-gradient one and random
+/// Finite differences through the whole seed network in f64 on the CPU, against the analytic
+/// gradients that `device` computes (`None`: the CPU backend in f64), training mode with dropout
+/// off. Checks `per_tensor` elements of each parameter tensor: the largest-gradient one and random
 /// others.
 pub fn check_network(
     mut config: ModelConfig,
@@ -96,6 +98,7 @@ pub fn check_network(
     seed: u64,
     per_tensor: usize,
     h: f64,
+    device: Option<&Device>,
 ) -> Result<Vec<ParamCheck>> {
     config.dropout = 0.0;
     let be = C64::new();
@@ -104,16 +107,18 @@ pub fn check_network(
     let net = SeedNet::new(config.clone(), &mut store, &mut rng)?;
     let [b, c, hh, ww] = input;
     let normal = |rng: &mut Rng, n: usize| -> Vec<f64> { (0..n).map(|_| rng.normal()).collect() };
-    let audio = Tensor::from_f64(&be, &input, &normal(&mut rng, b * c * hh * ww))?;
-    let lyrics = Tensor::from_f64(&be, &[b, config.lyrics_dim], &normal(&mut rng, b * config.lyrics_dim))?;
+    let audio = normal(&mut rng, b * c * hh * ww);
+    let lyrics = normal(&mut rng, b * config.lyrics_dim);
     let target: Vec<f64> = (0..b * 2).map(|_| rng.uniform()).collect();
-    let batch = Batch { audio, lyrics, target: Tensor::from_f64(&be, &[b, 2], &target)? };
-    forward_backward(&net, &mut store, &batch, true, seed)?;
+    let host = HostBatch { input, lyrics_dim: config.lyrics_dim, audio, lyrics, target };
+    let batch = host.upload(&be)?;
+    let weights: Vec<Vec<f64>> =
+        store.entries().iter().map(|e| weights_of(&be, &e.slot)).collect::<Result<_>>()?;
+    let grads = match device {
+        None => analytic(be, &config, &weights, &host, seed)?,
+        Some(d) => crate::on_device!(d, |b| analytic(b.clone(), &config, &weights, &host, seed))?,
+    };
     let ids = store.param_ids();
-    let grads: Vec<Vec<f64>> = ids
-        .iter()
-        .map(|&id| store.grad(id).map_or(Ok(vec![0.0; store.value(id).numel()]), |g| be.download(g)))
-        .collect::<Result<_>>()?;
     let mut rows = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
         let g = &grads[k];
@@ -140,4 +145,56 @@ pub fn check_network(
         rows.push(ParamCheck { name: store.name(id).to_string(), checked: picks.len(), max_rel_err: worst });
     }
     Ok(rows)
+}
+
+/// A batch on the host, uploadable to any backend.
+struct HostBatch {
+    input: [usize; 4],
+    lyrics_dim: usize,
+    audio: Vec<f64>,
+    lyrics: Vec<f64>,
+    target: Vec<f64>,
+}
+
+impl HostBatch {
+    fn upload<B: Backend>(&self, be: &B) -> Result<Batch<B>> {
+        let b = self.input[0];
+        Ok(Batch {
+            audio: Tensor::from_f64(be, &self.input, &self.audio)?,
+            lyrics: Tensor::from_f64(be, &[b, self.lyrics_dim], &self.lyrics)?,
+            target: Tensor::from_f64(be, &[b, 2], &self.target)?,
+        })
+    }
+}
+
+fn weights_of(be: &C64, slot: &Slot<C64>) -> Result<Vec<f64>> {
+    match slot {
+        Slot::Param { value, .. } | Slot::Buffer { value } => value.to_f64(be),
+        Slot::Counter(_) => Ok(vec![]),
+    }
+}
+
+/// The parameter gradients of one training-mode forward/backward on `be`, from the given
+/// weights (in state_dict order), as f64.
+fn analytic<B: Backend>(
+    be: B,
+    config: &ModelConfig,
+    weights: &[Vec<f64>],
+    host: &HostBatch,
+    seed: u64,
+) -> Result<Vec<Vec<f64>>> {
+    let mut store = ParamStore::new(be.clone());
+    let net = SeedNet::new(config.clone(), &mut store, &mut Rng::new(0))?;
+    for (e, w) in store.entries_mut().iter_mut().zip(weights) {
+        if let Slot::Param { value, .. } | Slot::Buffer { value } = &mut e.slot {
+            value.buf = be.upload_f64(w)?;
+        }
+    }
+    let batch = host.upload(&be)?;
+    forward_backward(&net, &mut store, &batch, true, seed)?;
+    store
+        .param_ids()
+        .iter()
+        .map(|&id| store.grad(id).map_or(Ok(vec![0.0; store.value(id).numel()]), |g| be.download_f64(g)))
+        .collect()
 }

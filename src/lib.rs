@@ -7,6 +7,7 @@ pub mod rng;
 
 pub use error::{Error, Result};
 pub mod cli;
+pub mod device;
 pub mod gradcheck;
 pub mod io;
 pub mod nn;

@@ -47,6 +47,9 @@ enum Cmd {
         /// Save the trained weights here (safetensors).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
     /// Write a freshly initialised network's weights (PyTorch's default init distributions).
     Init {
@@ -78,6 +81,9 @@ enum Cmd {
         /// Elements checked per parameter tensor (the largest-gradient one plus random ones).
         #[arg(long, default_value_t = 3)]
         samples: usize,
+        /// Where the analytic gradients are computed: cpu (f64), cuda[:N] or sim (f32 kernels).
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
     /// N training steps (train mode, dropout off) from given weights on a given batch.
     Step {
@@ -109,25 +115,30 @@ enum Cmd {
         adamw: bool,
         #[arg(long)]
         out: PathBuf,
+        /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Demo { steps, batch, seed, out } => cli::demo::run(steps, batch, seed, out.as_deref()),
+        Cmd::Demo { steps, batch, seed, out, device } => {
+            cli::demo::run(steps, batch, seed, out.as_deref(), device.parse()?)
+        }
         Cmd::Init { model, channels, lyrics_dim, seed, out } => {
             let mut cfg = model.config()?;
             cfg.channels = cli::parse_channels(&channels)?;
             cfg.lyrics_dim = lyrics_dim;
             cli::init::run(cfg, seed, &out)
         }
-        Cmd::Gradcheck { model, input, channels, lyrics_dim, seed, samples } => {
+        Cmd::Gradcheck { model, input, channels, lyrics_dim, seed, samples, device } => {
             let mut cfg = model.config()?;
             cfg.channels = cli::parse_channels(&channels)?;
             cfg.lyrics_dim = lyrics_dim;
-            cli::gradcheck::run(cfg, cli::parse_dims::<4>(&input)?, seed, samples)
+            cli::gradcheck::run(cfg, cli::parse_dims::<4>(&input)?, seed, samples, device.parse()?)
         }
-        Cmd::Step { model, weights, batch, steps, lr, clip, beta1, beta2, eps, weight_decay, adamw, out } => {
+        Cmd::Step { model, weights, batch, steps, lr, clip, beta1, beta2, eps, weight_decay, adamw, out, device } => {
             let adam = AdamConfig { lr, beta1, beta2, eps, weight_decay, decoupled: adamw };
             cli::step::run(&cli::step::StepArgs {
                 model: &model.model,
@@ -138,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
                 adam,
                 clip: (clip > 0.0).then_some(clip),
                 out: &out,
+                device: device.parse()?,
             })
         }
     }

@@ -78,13 +78,8 @@ impl<B: Backend> Adam<B> {
 /// parameter whose gradient holds NaN or Inf, so training stops before any weight changes.
 pub fn grad_norm<B: Backend>(store: &ParamStore<B>) -> Result<f64> {
     let be = &store.backend;
-    let mut total = 0.0;
-    for id in store.param_ids() {
-        if let Some(g) = store.grad(id) {
-            total += be.sum_squares(g)?;
-        }
-    }
-    let norm = total.sqrt();
+    let grads: Vec<&B::Buf> = store.param_ids().into_iter().filter_map(|id| store.grad(id)).collect();
+    let norm = be.sum_squares_many(&grads)?.sqrt();
     if !norm.is_finite() {
         for id in store.param_ids() {
             if let Some(g) = store.grad(id)

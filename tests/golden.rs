@@ -6,6 +6,7 @@
 
 use moodgrad::backend::Backend;
 use moodgrad::backend::cpu::Cpu;
+use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::io::{self, HostData, TensorFile};
 use moodgrad::nn::{ModelConfig, SeedNet};
 use moodgrad::ops;
@@ -139,9 +140,10 @@ fn bn_of(bias: &str) -> String {
     format!("audio_tower.features.{}.running_mean", idx + 1)
 }
 
-fn check_f32(name: &str) {
+fn check_f32<B: Backend>(be: B, name: &str) {
     let (path, f) = fixture(name);
-    let r = run(Cpu::<f32>::new(), &path, &f);
+    let r = run(be.clone(), &path, &f);
+    let name = &format!("{name} on {}", be.name());
     let lr: f64 = f.metadata["lr"].parse().unwrap();
     let mut report = Vec::new();
 
@@ -281,18 +283,37 @@ fn check_f64(name: &str) {
 
 #[test]
 fn model3_se_matches_pytorch() {
-    check_f32("golden_model3_se.safetensors");
+    check_f32(Cpu::<f32>::new(), "golden_model3_se.safetensors");
     check_f64("golden_model3_se.safetensors");
 }
 
 #[test]
 fn model4_se_matches_pytorch() {
-    check_f32("golden_model4_se.safetensors");
+    check_f32(Cpu::<f32>::new(), "golden_model4_se.safetensors");
     check_f64("golden_model4_se.safetensors");
 }
 
 #[test]
 fn model3_legacy_attention_matches_pytorch() {
-    check_f32("golden_model3_legacy.safetensors");
+    check_f32(Cpu::<f32>::new(), "golden_model3_legacy.safetensors");
     check_f64("golden_model3_legacy.safetensors");
+}
+
+/// The same PyTorch fixtures through the CUDA kernels: on the host SIMT layer always, on a GPU
+/// when one answers (the `cuda` run is skipped, with the reason printed, otherwise).
+#[test]
+fn kernels_match_pytorch_on_every_fixture() {
+    for choice in [DeviceChoice::Sim, DeviceChoice::Cuda(0)] {
+        let be = match Device::open(choice) {
+            Ok(Device::Kernels(b)) => b,
+            Ok(_) => unreachable!(),
+            Err(e) => {
+                eprintln!("skipped {choice:?}: {e}");
+                continue;
+            }
+        };
+        for f in ["golden_model3_se.safetensors", "golden_model4_se.safetensors", "golden_model3_legacy.safetensors"] {
+            check_f32(be.clone(), f);
+        }
+    }
 }

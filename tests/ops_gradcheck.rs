@@ -119,6 +119,11 @@ fn se_block_composed_from_ops() {
 }
 
 #[test]
+fn fused_se_op_matches_finite_differences() {
+    check(&[&[2, 17, 3, 5], &[4, 17], &[17, 4]], TOL, "fused SE", |t, v| ops::squeeze_excite(t, v[0], v[1], v[2]));
+}
+
+#[test]
 fn a_value_used_twice_gets_both_contributions() {
     // y = x ⊙ x: dy/dx = 2x only if both uses accumulate.
     check(&[&[3, 5]], TOL, "x*x", |t, v| ops::mul(t, v[0], v[0]));

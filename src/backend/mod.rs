@@ -5,6 +5,8 @@
 //! Every primitive returns `Result` because a device launch can fail (out of memory, lost device).
 
 pub mod cpu;
+pub mod kernel;
+pub mod sim;
 
 use crate::error::Result;
 use crate::float::Float;
@@ -133,6 +135,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     // ---- reductions ----
     /// Σ x² accumulated in f64.
     fn sum_squares(&self, x: &Self::Buf) -> Result<f64>;
+    /// Σ x² over several buffers at once (the global gradient norm): one multi-tensor reduction
+    /// on devices that launch kernels.
+    fn sum_squares_many(&self, bufs: &[&Self::Buf]) -> Result<f64> {
+        bufs.iter().map(|b| self.sum_squares(b)).sum()
+    }
     /// Whether every element is finite.
     fn all_finite(&self, x: &Self::Buf) -> Result<bool>;
 
@@ -228,6 +235,20 @@ pub trait Backend: Clone + Send + Sync + 'static {
         c: usize,
         hw: usize,
     ) -> Result<(Self::Buf, Self::Buf)>;
+
+    /// d[n, c] = Σ over hw of a·b (the SE gate's gradient: one pass over dy and x).
+    fn channel_dot(&self, a: &Self::Buf, b: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
+    /// The SE block's input gradient in one pass: dx = dy·gate[n, c] + dsqueeze[n, c]/hw (the
+    /// scale's and the squeeze's contributions together).
+    fn se_backward_input(
+        &self,
+        dy: &Self::Buf,
+        gate: &Self::Buf,
+        dsqueeze: &Self::Buf,
+        n: usize,
+        c: usize,
+        hw: usize,
+    ) -> Result<Self::Buf>;
 
     // ---- losses (mean reduction); each forward returns a 1-element buffer ----
     fn mse_forward(&self, pred: &Self::Buf, target: &Self::Buf) -> Result<Self::Buf>;

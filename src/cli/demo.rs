@@ -5,7 +5,8 @@
 //! valence as a periodic (harmonic) texture; the "lyrics vector" carries valence weakly. So
 //! both targets are learnable, and the falling validation loss is a real signal.
 
-use crate::backend::cpu::Cpu;
+use crate::backend::Backend;
+use crate::device::{Device, DeviceChoice};
 use crate::error::Result;
 use crate::io::{self, TensorFile};
 use crate::nn::{AttentionKind, ModelConfig, SeedNet};
@@ -17,8 +18,6 @@ use crate::tape::Tape;
 use crate::tensor::Tensor;
 use crate::train::{Batch, train_step};
 use std::path::Path;
-
-type B = Cpu<f32>;
 
 /// One synthetic example: an [H, W] image in dB-like units, a lyrics vector and (v, a).
 fn example(rng: &mut Rng, h: usize, w: usize, t: usize) -> (Vec<f64>, Vec<f64>, [f64; 2]) {
@@ -37,7 +36,7 @@ fn example(rng: &mut Rng, h: usize, w: usize, t: usize) -> (Vec<f64>, Vec<f64>, 
     (img, lyr, [v, a])
 }
 
-fn make_batch(be: &B, rng: &mut Rng, n: usize, h: usize, w: usize, t: usize) -> Result<Batch<B>> {
+fn make_batch<B: Backend>(be: &B, rng: &mut Rng, n: usize, h: usize, w: usize, t: usize) -> Result<Batch<B>> {
     let (mut au, mut ly, mut ta) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
         let (i, l, y) = example(rng, h, w, t);
@@ -53,8 +52,8 @@ fn make_batch(be: &B, rng: &mut Rng, n: usize, h: usize, w: usize, t: usize) -> 
 }
 
 /// Validation MSE in eval mode (running BN statistics, no dropout, no tape).
-fn evaluate(net: &SeedNet, store: &mut ParamStore<B>, batch: &Batch<B>) -> Result<f64> {
-    let mut tape = Tape::no_grad(store.backend);
+fn evaluate<B: Backend>(net: &SeedNet, store: &mut ParamStore<B>, batch: &Batch<B>) -> Result<f64> {
+    let mut tape = Tape::no_grad(store.backend.clone());
     let a = tape.input(batch.audio.clone(), false);
     let l = tape.input(batch.lyrics.clone(), false);
     let t = tape.input(batch.target.clone(), false);
@@ -63,17 +62,20 @@ fn evaluate(net: &SeedNet, store: &mut ParamStore<B>, batch: &Batch<B>) -> Resul
     Ok(tape.value(loss).to_f64(&store.backend)?[0])
 }
 
-pub fn run(steps: usize, batch_size: usize, seed: u64, out: Option<&Path>) -> Result<()> {
-    let be = B::new();
+pub fn run(steps: usize, batch_size: usize, seed: u64, out: Option<&Path>, device: DeviceChoice) -> Result<()> {
+    crate::on_device!(Device::open(device)?, |b| run_on(b, steps, batch_size, seed, out))
+}
+
+fn run_on<B: Backend>(be: B, steps: usize, batch_size: usize, seed: u64, out: Option<&Path>) -> Result<()> {
     let (h, w, t) = (64, 128, 768);
     let cfg = ModelConfig::preset("model3", AttentionKind::Se)?;
     let mut rng = Rng::new(seed);
-    let mut store = ParamStore::new(be);
+    let mut store = ParamStore::new(be.clone());
     let net = SeedNet::new(cfg, &mut store, &mut rng)?;
     println!(
         "moodgrad demo: MODEL_3 + SE ({} parameters) on synthetic {h}x{w} spectrograms, batch {batch_size}, {}",
         store.num_params(),
-        be_name()
+        be.name()
     );
     let train: Vec<Batch<B>> = (0..8).map(|_| make_batch(&be, &mut rng, batch_size, h, w, t)).collect::<Result<_>>()?;
     let val = make_batch(&be, &mut rng, 32, h, w, t)?;
@@ -99,9 +101,4 @@ pub fn run(steps: usize, batch_size: usize, seed: u64, out: Option<&Path>) -> Re
         println!("saved the trained weights to {} (PyTorch state_dict names)", p.display());
     }
     Ok(())
-}
-
-fn be_name() -> String {
-    use crate::backend::Backend;
-    B::new().name()
 }

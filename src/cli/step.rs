@@ -3,7 +3,7 @@
 
 use super::config_for_weights;
 use crate::backend::Backend;
-use crate::backend::cpu::Cpu;
+use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::io::{self, HostTensor, TensorFile};
 use crate::nn::{AttentionKind, SeedNet};
@@ -22,10 +22,13 @@ pub struct StepArgs<'a> {
     pub adam: AdamConfig,
     pub clip: Option<f64>,
     pub out: &'a Path,
+    pub device: DeviceChoice,
 }
 
 pub fn run(a: &StepArgs) -> Result<()> {
-    run_on(Cpu::<f32>::new(), a)
+    let dev = Device::open(a.device)?;
+    println!("device: {}", dev.name());
+    crate::on_device!(dev, |b| run_on(b, a))
 }
 
 /// The same on any backend (the CUDA issue adds `--device`).

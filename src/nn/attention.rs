@@ -26,14 +26,9 @@ impl SqueezeExcite {
     }
 
     pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: Var) -> Result<Var> {
-        let (n, c) = (tape.shape(x)[0], tape.shape(x)[1]);
-        let s = ops::global_avgpool(tape, x)?;
-        let s = ops::reshape(tape, s, &[n, c])?;
-        let s = self.fc1.forward(tape, store, s)?;
-        let s = ops::relu(tape, s)?;
-        let s = self.fc2.forward(tape, store, s)?;
-        let s = ops::sigmoid(tape, s)?;
-        ops::channel_scale(tape, x, s)
+        let w1 = tape.param(store, self.fc1.weight);
+        let w2 = tape.param(store, self.fc2.weight);
+        ops::squeeze_excite(tape, x, w1, w2)
     }
 }
 

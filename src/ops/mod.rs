@@ -9,6 +9,7 @@ mod linear;
 mod loss;
 mod norm;
 mod pool;
+mod se;
 
 pub use activation::{gelu, relu, sigmoid, tanh, unary};
 pub use conv::conv2d;
@@ -17,6 +18,7 @@ pub use linear::linear;
 pub use loss::{cross_entropy, l1_loss, mse_loss};
 pub use norm::{BatchNormState, batchnorm2d};
 pub use pool::{channel_scale, global_avgpool, maxpool2d};
+pub use se::squeeze_excite;
 
 use crate::error::{Error, Result};
 

@@ -187,6 +187,13 @@ impl<T: Float> Backend for Cpu<T> {
         Ok(pool::channel_scale_backward(dy, x, s, hw))
     }
 
+    fn channel_dot(&self, a: &Vec<T>, b: &Vec<T>, _n: usize, _c: usize, hw: usize) -> R<T> {
+        Ok(pool::channel_dot(a, b, hw))
+    }
+    fn se_backward_input(&self, dy: &Vec<T>, gate: &Vec<T>, dsq: &Vec<T>, _n: usize, _c: usize, hw: usize) -> R<T> {
+        Ok(pool::se_backward_input(dy, gate, dsq, hw))
+    }
+
     fn mse_forward(&self, pred: &Vec<T>, target: &Vec<T>) -> R<T> {
         Ok(vec![T::from_f64(loss::mse_forward(pred, target))])
     }

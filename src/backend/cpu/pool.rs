@@ -66,6 +66,25 @@ pub fn channel_scale_forward<T: Float>(x: &[T], s: &[T], hw: usize) -> Vec<T> {
     y
 }
 
+pub fn channel_dot<T: Float>(a: &[T], b: &[T], hw: usize) -> Vec<T> {
+    a.par_chunks(hw)
+        .zip(b.par_chunks(hw))
+        .map(|(x, y)| T::from_f64(x.iter().zip(y).map(|(p, q)| p.to_f64() * q.to_f64()).sum()))
+        .collect()
+}
+
+pub fn se_backward_input<T: Float>(dy: &[T], gate: &[T], dsq: &[T], hw: usize) -> Vec<T> {
+    let inv = T::from_f64(1.0 / hw as f64);
+    let mut dx = vec![T::ZERO; dy.len()];
+    dx.par_chunks_mut(hw).zip(dy.par_chunks(hw)).enumerate().for_each(|(p, (o, d))| {
+        let (g, s) = (gate[p], dsq[p] * inv);
+        for (ov, &dv) in o.iter_mut().zip(d) {
+            *ov = dv * g + s;
+        }
+    });
+    dx
+}
+
 pub fn channel_scale_backward<T: Float>(dy: &[T], x: &[T], s: &[T], hw: usize) -> (Vec<T>, Vec<T>) {
     let dx = channel_scale_forward(dy, s, hw);
     let ds = dy

@@ -1,0 +1,2 @@
+// TEMPSTUB-LEAD
+pub mod ffi;

@@ -1,0 +1,256 @@
+//! Every `Backend` primitive of the kernel-launching backend against the CPU backend, through
+//! the CUDA backend's own launch code (grids, argument lists). On `sim` always; on `cuda` too
+//! when a GPU answers (otherwise those runs print that they were skipped and why).
+//!
+//! Tolerances: f32 kernels and the f32 CPU backend sum in different orders. For a reduction of
+//! length L with terms of scale s the difference is ≲ L·2⁻²⁴·s in the worst case and ~√L·2⁻²⁴·s
+//! typically; we allow 1e-5 relative to the output's scale for elementwise maps (a few ulps, and
+//! transcendental functions differ by a few ulps between libm and CUDA), and 1e-4 for
+//! reductions over up to ~10⁴ terms. An indexing or formula error is O(1).
+
+use moodgrad::backend::cpu::Cpu;
+use moodgrad::backend::kernel::KernelBackend;
+use moodgrad::backend::{AdamStep, Backend, ConvGeom, PoolGeom, Unary};
+use moodgrad::device::{Device, DeviceChoice};
+use moodgrad::rng::Rng;
+
+fn devices() -> Vec<KernelBackend> {
+    let mut out = Vec::new();
+    for choice in [DeviceChoice::Sim, DeviceChoice::Cuda(0)] {
+        match Device::open(choice) {
+            Ok(Device::Kernels(b)) => out.push(b),
+            Ok(_) => unreachable!(),
+            Err(e) => eprintln!("skipped {choice:?}: {e}"),
+        }
+    }
+    assert!(!out.is_empty(), "the sim device must always be available");
+    out
+}
+
+fn randn(r: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| r.normal() as f32).collect()
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs() as f64));
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let e = (*g as f64 - *w as f64).abs() / scale;
+        assert!(e <= tol, "{what}[{i}]: {g} vs {w} (err {e:.2e} of scale {scale:.3e} > {tol:.0e})");
+    }
+}
+
+/// Runs `f` on the CPU and on each kernel device, comparing every returned buffer.
+macro_rules! same {
+    ($what:expr, $tol:expr, |$b:ident, $up:ident| $body:expr) => {{
+        let cpu = Cpu::<f32>::new();
+        let want: Vec<Vec<f32>> = {
+            let $b = &cpu;
+            let $up = |v: &[f32]| cpu.upload(v).unwrap();
+            let outs: Vec<Vec<f32>> = $body;
+            outs
+        };
+        for dev in devices() {
+            let got: Vec<Vec<f32>> = {
+                let $b = &dev;
+                let $up = |v: &[f32]| dev.upload(v).unwrap();
+                $body
+            };
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                close(&format!("{} on {} (output {k})", $what, dev.name()), g, w, $tol);
+            }
+        }
+    }};
+}
+
+fn dl<B: Backend>(b: &B, x: &B::Buf) -> Vec<f32> {
+    b.download_f64(x).unwrap().into_iter().map(|v| v as f32).collect()
+}
+
+#[test]
+fn elementwise_and_activations() {
+    let mut r = Rng::new(1);
+    let (a, c) = (randn(&mut r, 1037), randn(&mut r, 1037));
+    same!("add/mul/scale", 1e-6, |b, up| {
+        let (x, y) = (up(&a), up(&c));
+        let mut z = b.add(&x, &y).unwrap();
+        b.add_assign(&mut z, &y).unwrap();
+        b.scale_assign(&mut z, -0.37).unwrap();
+        vec![dl(b, &b.mul(&x, &y).unwrap()), dl(b, &z), dl(b, &b.fill(7, 2.5).unwrap()), dl(b, &b.zeros(5).unwrap())]
+    });
+    for op in [Unary::Relu, Unary::Sigmoid, Unary::Tanh, Unary::Gelu] {
+        same!(format!("{op:?}"), 1e-5, |b, up| {
+            let (x, d) = (up(&a), up(&c));
+            let y = b.unary_forward(op, &x).unwrap();
+            let dx = b.unary_backward(op, &x, &y, &d).unwrap();
+            vec![dl(b, &y), dl(b, &dx)]
+        });
+    }
+    same!("dropout mask", 0.0, |b, _up| vec![dl(b, &b.dropout_mask(3001, 0.3, 12345).unwrap())]);
+}
+
+#[test]
+fn reductions_rows_and_concat() {
+    let mut r = Rng::new(2);
+    let x = randn(&mut r, 37 * 19);
+    let y = randn(&mut r, 37 * 5);
+    same!("sum_rows/concat/split/bias", 1e-5, |b, up| {
+        let (xb, yb) = (up(&x), up(&y));
+        let cat = b.concat_cols(&xb, &yb, 37, 19, 5).unwrap();
+        let (s1, s2) = b.split_cols(&cat, 37, 19, 5).unwrap();
+        let mut xb2 = xb.clone();
+        b.add_row_bias(&mut xb2, &up(&x[..19]), 37).unwrap();
+        vec![dl(b, &b.sum_rows(&xb, 37, 19).unwrap()), dl(b, &cat), dl(b, &s1), dl(b, &s2), dl(b, &xb2), dl(b, &xb)]
+    });
+    same!("channel_sums", 1e-5, |b, up| vec![dl(b, &b.channel_sums(&up(&x), 1, 37, 19).unwrap())]);
+    for dev in devices() {
+        let cpu = Cpu::<f32>::new();
+        let bufs: Vec<_> = [&x[..], &y[..], &x[..5]].iter().map(|v| dev.upload(v).unwrap()).collect();
+        let refs: Vec<_> = bufs.iter().collect();
+        let cb: Vec<_> = [&x[..], &y[..], &x[..5]].iter().map(|v| cpu.upload(v).unwrap()).collect();
+        let want: f64 = cb.iter().map(|b| cpu.sum_squares(b).unwrap()).sum();
+        let got = dev.sum_squares_many(&refs).unwrap();
+        assert!((got - want).abs() <= 1e-9 * want, "sum_squares_many on {}: {got} vs {want}", dev.name());
+        assert!(dev.all_finite(&bufs[0]).unwrap());
+        let mut bad = x.clone();
+        bad[100] = f32::NAN;
+        assert!(!dev.all_finite(&dev.upload(&bad).unwrap()).unwrap());
+    }
+}
+
+#[test]
+fn matmul_all_transpositions() {
+    let mut r = Rng::new(3);
+    let (m, k, n) = (7, 13, 5);
+    let a = randn(&mut r, m * k);
+    let bm = randn(&mut r, k * n);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        same!(format!("matmul ta={ta} tb={tb}"), 1e-5, |b, up| {
+            vec![dl(b, &b.matmul(&up(&a), &up(&bm), m, k, n, ta, tb).unwrap())]
+        });
+    }
+}
+
+#[test]
+fn conv2d_forward_and_backward_on_odd_shapes() {
+    let mut r = Rng::new(4);
+    for g in [
+        ConvGeom { n: 2, c_in: 3, h: 9, w: 13, c_out: 5, kh: 3, kw: 3, stride: 1, pad: 1 },
+        ConvGeom { n: 1, c_in: 1, h: 17, w: 11, c_out: 17, kh: 3, kw: 3, stride: 1, pad: 1 },
+        ConvGeom { n: 3, c_in: 17, h: 7, w: 6, c_out: 3, kh: 3, kw: 3, stride: 2, pad: 1 },
+        ConvGeom { n: 1, c_in: 64, h: 16, w: 20, c_out: 65, kh: 3, kw: 3, stride: 1, pad: 1 },
+    ] {
+        let x = randn(&mut r, g.input_len());
+        let w = randn(&mut r, g.weight_len());
+        let bias = randn(&mut r, g.c_out);
+        let dy = randn(&mut r, g.output_len());
+        // Reductions over C·R·S ≤ 576 (forward) and N·OH·OW ≤ 320 (weight gradient) terms.
+        same!(format!("conv2d {g:?}"), 1e-4, |b, up| {
+            let (xb, wb, bb, dyb) = (up(&x), up(&w), up(&bias), up(&dy));
+            vec![
+                dl(b, &b.conv2d_forward(&xb, &wb, Some(&bb), &g).unwrap()),
+                dl(b, &b.conv2d_forward(&xb, &wb, None, &g).unwrap()),
+                dl(b, &b.conv2d_backward_input(&dyb, &wb, &g).unwrap()),
+                dl(b, &b.conv2d_backward_weight(&dyb, &xb, &g).unwrap()),
+                dl(b, &b.channel_sums(&dyb, g.n, g.c_out, g.out_h() * g.out_w()).unwrap()),
+            ]
+        });
+    }
+}
+
+#[test]
+fn batchnorm_train_eval_backward() {
+    let mut r = Rng::new(5);
+    for (n, c, hw) in [(1, 1, 37), (3, 17, 21), (2, 512, 9)] {
+        let x: Vec<f32> = randn(&mut r, n * c * hw).iter().map(|v| 3.0 * v + 1.5).collect();
+        let gamma = randn(&mut r, c);
+        let beta = randn(&mut r, c);
+        let dy = randn(&mut r, n * c * hw);
+        same!(format!("batchnorm {n}x{c}x{hw}"), 1e-4, |b, up| {
+            let (mut rm, mut rv) = (up(&vec![0.2; c]), up(&vec![1.3; c]));
+            let (y, mean, invstd) = b
+                .batchnorm_forward_train(&up(&x), &up(&gamma), &up(&beta), &mut rm, &mut rv, n, c, hw, 0.1, 1e-5)
+                .unwrap();
+            let (dx, dg, db) = b.batchnorm_backward(&up(&dy), &up(&x), &up(&gamma), &mean, &invstd, n, c, hw).unwrap();
+            let ye = b.batchnorm_forward_eval(&up(&x), &up(&gamma), &up(&beta), &rm, &rv, n, c, hw, 1e-5).unwrap();
+            vec![dl(b, &y), dl(b, &mean), dl(b, &invstd), dl(b, &rm), dl(b, &rv), dl(b, &dx), dl(b, &dg), dl(b, &db), dl(b, &ye)]
+        });
+    }
+}
+
+#[test]
+fn pooling_and_channel_scale() {
+    let mut r = Rng::new(6);
+    for g in [PoolGeom { n: 2, c: 3, h: 7, w: 9, k: 2, stride: 2 }, PoolGeom { n: 1, c: 17, h: 9, w: 7, k: 3, stride: 2 }] {
+        let x = randn(&mut r, g.n * g.c * g.h * g.w);
+        let dy = randn(&mut r, g.n * g.c * g.out_h() * g.out_w());
+        same!(format!("maxpool {g:?}"), 1e-6, |b, up| {
+            let (y, idx) = b.maxpool2d_forward(&up(&x), &g).unwrap();
+            vec![dl(b, &y), dl(b, &b.maxpool2d_backward(&up(&dy), &idx, &g).unwrap())]
+        });
+    }
+    let (n, c, hw) = (3, 17, 23);
+    let x = randn(&mut r, n * c * hw);
+    let s = randn(&mut r, n * c);
+    let dy = randn(&mut r, n * c * hw);
+    same!("avgpool/channel_scale", 1e-5, |b, up| {
+        let (dx, ds) = b.channel_scale_backward(&up(&dy), &up(&x), &up(&s), n, c, hw).unwrap();
+        vec![
+            dl(b, &b.global_avgpool_forward(&up(&x), n, c, hw).unwrap()),
+            dl(b, &b.global_avgpool_backward(&up(&s), n, c, hw).unwrap()),
+            dl(b, &b.channel_scale_forward(&up(&x), &up(&s), n, c, hw).unwrap()),
+            dl(b, &dx),
+            dl(b, &ds),
+        ]
+    });
+}
+
+#[test]
+fn losses_and_adam() {
+    let mut r = Rng::new(7);
+    let (p, t) = (randn(&mut r, 34), randn(&mut r, 34));
+    let labels: Vec<u32> = (0..17).map(|i| (i * 7 % 2) as u32).collect();
+    same!("losses", 1e-5, |b, up| {
+        let (pb, tb, dl1) = (up(&p), up(&t), up(&[0.7]));
+        let lab = b.upload_index(&labels).unwrap();
+        vec![
+            dl(b, &b.mse_forward(&pb, &tb).unwrap()),
+            dl(b, &b.mse_backward(&pb, &tb, &dl1).unwrap()),
+            dl(b, &b.l1_forward(&pb, &tb).unwrap()),
+            dl(b, &b.l1_backward(&pb, &tb, &dl1).unwrap()),
+            dl(b, &b.cross_entropy_forward(&pb, &lab, 17, 2).unwrap()),
+            dl(b, &b.cross_entropy_backward(&pb, &lab, 17, 2, &dl1).unwrap()),
+        ]
+    });
+    let (w, g) = (randn(&mut r, 1031), randn(&mut r, 1031));
+    for decoupled in [false, true] {
+        same!(format!("adam decoupled={decoupled}"), 1e-6, |b, up| {
+            let (mut wb, gb, mut m, mut v) = (up(&w), up(&g), b.zeros(1031).unwrap(), b.zeros(1031).unwrap());
+            for step in 1..=3 {
+                let hp = AdamStep {
+                    lr: 1e-3,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.01,
+                    decoupled,
+                    step,
+                    grad_scale: 0.37,
+                };
+                b.adam_update(&mut wb, &gb, &mut m, &mut v, &hp).unwrap();
+            }
+            vec![dl(b, &wb), dl(b, &m), dl(b, &v)]
+        });
+    }
+}
+
+#[test]
+fn a_clone_never_sees_another_clones_write() {
+    for dev in devices() {
+        let a = dev.upload(&[1.0, 2.0, 3.0]).unwrap();
+        let mut b = a.clone();
+        dev.scale_assign(&mut b, 10.0).unwrap();
+        assert_eq!(dev.download(&a).unwrap(), [1.0, 2.0, 3.0]);
+        assert_eq!(dev.download(&b).unwrap(), [10.0, 20.0, 30.0]);
+    }
+}
