@@ -12,10 +12,10 @@ extern "C" __global__ void channel_dot(const float* a, const float* b, float* d,
     if (p >= planes) return;
     const float* ap = a + (long long)p * hw;
     const float* bp = b + (long long)p * hw;
-    __shared__ double scratch[kMaxWarps];
+    __shared__ double scratch[mg::kMaxWarps];
     double s = 0.0;
     for (int i = threadIdx.x; i < hw; i += blockDim.x) s += (double)ap[i] * (double)bp[i];
-    s = block_sum(s, scratch);
+    s = mg::block_sum(s, scratch);
     if (threadIdx.x == 0) d[p] = (float)s;
 }
 
@@ -26,7 +26,7 @@ extern "C" __global__ void se_backward_input(const float* dy, const float* gate,
     const unsigned n = (unsigned)planes * (unsigned)hw;
     // The CPU backend rounds 1/hw from double; do the same so both sides multiply by one value.
     const float inv = (float)(1.0 / (double)hw);
-    for (unsigned i = ew_start(); i < n; i += ew_stride()) {
+    for (unsigned i = mg::ew_start(); i < n; i += mg::ew_stride()) {
         const int p = (int)(i / (unsigned)hw);
         dx[i] = dy[i] * gate[p] + dsq[p] * inv;
     }

@@ -139,9 +139,21 @@ impl<B: Backend> Tape<B> {
                 self.values[loss.0].shape
             )));
         }
+        self.backward_from(loss, self.backend.fill(1, 1.0)?, store)
+    }
+
+    /// Back-propagates a given gradient `seed` of `out` (any shape): a vector-Jacobian product.
+    pub fn backward_from(&self, out: Var, seed: B::Buf, store: &mut ParamStore<B>) -> Result<LeafGrads<B>> {
         let b = &self.backend;
+        if b.len(&seed) != self.values[out.0].numel() {
+            return Err(Error::Invalid(format!(
+                "backward seed has {} elements for an output of shape {:?}",
+                b.len(&seed),
+                self.values[out.0].shape
+            )));
+        }
         let mut grads: Vec<Option<B::Buf>> = vec![None; self.values.len()];
-        grads[loss.0] = Some(b.fill(1, 1.0)?);
+        grads[out.0] = Some(seed);
         for node in self.nodes.iter().rev() {
             let Some(dy) = grads[node.output.0].take() else { continue };
             let ctx = BackCtx { backend: b, values: &self.values, inputs: &node.inputs, output: node.output };

@@ -110,6 +110,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::Elem>>;
     fn upload_index(&self, data: &[u32]) -> Result<Self::Index>;
     fn len(&self, buf: &Self::Buf) -> usize;
+    /// Waits for queued work (kernel launches are asynchronous on a GPU); timing needs it.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+    /// A private copy of a buffer (not a shared handle): what a device-to-device copy costs.
+    fn copy(&self, buf: &Self::Buf) -> Result<Self::Buf>;
     fn upload_f64(&self, data: &[f64]) -> Result<Self::Buf> {
         let v: Vec<Self::Elem> = data.iter().map(|&x| Self::Elem::from_f64(x)).collect();
         self.upload(&v)

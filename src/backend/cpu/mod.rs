@@ -53,6 +53,9 @@ impl<T: Float> Backend for Cpu<T> {
     fn len(&self, buf: &Vec<T>) -> usize {
         buf.len()
     }
+    fn copy(&self, buf: &Vec<T>) -> R<T> {
+        Ok(buf.clone())
+    }
 
     fn add(&self, a: &Vec<T>, b: &Vec<T>) -> R<T> {
         Ok(pointwise::zip_map(a, b, |x, y| x + y))

@@ -183,6 +183,13 @@ impl RawDevice for CudaDevice {
         .map_err(|e| drv(&format!("launch of {kernel} (grid {grid:?}, block {block:?})"), e))
     }
 
+    fn synchronize(&self) -> Result<()> {
+        self.bind()?;
+        // SAFETY: the stream belongs to this context; no memory is touched.
+        unsafe { result::stream::synchronize(self.stream.cu_stream()) }
+            .map_err(|e| drv("synchronize (an earlier kernel failed)", e))
+    }
+
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()> {
         self.bind()?;
         // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.

@@ -44,6 +44,10 @@ pub trait RawDevice: Send + Sync + 'static {
     /// Row-major f32 C[m, n] = op(A)·op(B); A is [m, k] (or [k, m] if `ta`), B is [k, n] (or [n, k]).
     #[allow(clippy::too_many_arguments)]
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()>;
+    /// Waits for every queued launch and copy (a no-op where launches are synchronous).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An allocation; freed when the last `DevBuf` sharing it is dropped.

@@ -150,6 +150,14 @@ impl Backend for KernelBackend {
     fn len(&self, buf: &DevBuf) -> usize {
         buf.len()
     }
+    fn synchronize(&self) -> Result<()> {
+        self.dev.synchronize()
+    }
+    fn copy(&self, buf: &DevBuf) -> Result<DevBuf> {
+        let mut c = buf.clone();
+        c.make_unique()?;
+        Ok(c)
+    }
 
     fn add(&self, a: &DevBuf, b: &DevBuf) -> Result<DevBuf> {
         self.binary("add_f32", a, b)
