@@ -33,6 +33,9 @@ fn gradcheck_passes_on_every_architecture() {
         assert!(out.contains("gradcheck passed"), "{out}");
         assert!(out.contains("audio_tower.features.0.weight"), "{out}");
     }
+    // The same check with the analytic gradients from the CUDA kernels on the host SIMT layer.
+    let (ok, out) = moodgrad(&["gradcheck", "--device", "sim", "--input", "2x1x16x24", "--channels", "8,16,32,64"]);
+    assert!(ok && out.contains("gradients from sim"), "{out}");
 }
 
 #[test]
@@ -85,4 +88,50 @@ fn step_from_init_writes_everything_and_bad_files_fail_cleanly() {
     a3[4] = "/nonexistent/batch.safetensors";
     let (ok, out) = moodgrad(&a3);
     assert!(!ok && out.contains("/nonexistent/batch.safetensors"), "{out}");
+}
+
+/// `moodgrad step --device sim` against `--device cpu` on the MODEL_3 golden draw: the CUDA
+/// kernels through the host SIMT layer give the CPU backend's figures within the golden
+/// tolerances (tests/golden.rs and docs/numerics.md explain each bound).
+#[test]
+fn step_on_sim_matches_step_on_cpu() {
+    use moodgrad::io::{self, TensorFile};
+    let d = tmp("simstep");
+    let fx = io::read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden_model3_se.safetensors"))
+        .unwrap();
+    let part = |prefix: &str| TensorFile {
+        tensors: fx.tensors.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone()))).collect(),
+        metadata: Default::default(),
+    };
+    let (w, b) = (d.join("w.safetensors"), d.join("b.safetensors"));
+    io::write(&w, &part("init.")).unwrap();
+    io::write(&b, &part("input.")).unwrap();
+    let mut outs = Vec::new();
+    for dev in ["cpu", "sim"] {
+        let o = d.join(format!("{dev}.safetensors"));
+        let (ok, out) = moodgrad(&[
+            "step", "--device", dev, "--weights", w.to_str().unwrap(), "--batch", b.to_str().unwrap(), "--steps", "2",
+            "--out", o.to_str().unwrap(),
+        ]);
+        assert!(ok, "{dev}: {out}");
+        outs.push(io::read(&o).unwrap());
+    }
+    let (cpu, sim) = (&outs[0], &outs[1]);
+    let lr = 1e-3;
+    let norm0 = cpu.tensors["grad_norm"].to_f64()[0];
+    for (k, t) in &cpu.tensors {
+        let (a, s) = (t.to_f64(), sim.tensors[k].to_f64());
+        let scale = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let worst = a.iter().zip(&s).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        if k == "loss" || k == "grad_norm" {
+            assert!(worst <= 1e-5 * scale, "{k}: {a:?} vs {s:?}");
+        } else if k.starts_with("grad.") {
+            assert!(worst <= 1e-4 * scale.max(0.01 * norm0), "{k}: err {worst:.2e} of {scale:.2e}");
+        } else {
+            // After two Adam steps: no element can differ by more than 2·steps·lr (each step moves
+            // an element by at most ≈ lr), whatever the rounding; running means by a tenth of that.
+            let bound = if k.ends_with("running_mean") { 0.1 * 4.0 * lr } else { 4.0 * lr };
+            assert!(worst <= bound + 1e-6 * scale, "{k}: err {worst:.2e} > {bound:.1e}");
+        }
+    }
 }
