@@ -1,37 +1,216 @@
-//! Builds the kernels: PTX for the CUDA backend (`build_ptx`, via the ptx-build crate) and, for
-//! the host SIMT layer, the same sources as C++ (`build_sim`, added with the SIMT layer).
-use std::path::Path;
+//! Build script.
+//!
+//! 1. `build_sim`: every `kernels/*.cu` compiled as C++20 against the host SIMT layer
+//!    (`kernels/sim/`), plus a generated registry of the `SIM_EXPORT`ed launchers, into one static
+//!    library (`moodgrad_sim`) that `src/backend/sim` calls. Needs only a C++20 compiler (g++ 12).
+//! 2. (next) the PTX step through the `ptx-build` crate: see `main`.
+//!
+//! Environment: `MOODGRAD_SIM_ONLY=selftest,reduce` compiles only those kernel files (to work
+//! around a broken in-progress file); `MOODGRAD_SIM_UCONTEXT=1` builds the portable ucontext
+//! fiber switch instead of the x86-64 one; `MOODGRAD_SIM_WERROR=1` turns kernel warnings into
+//! errors.
+
+use std::collections::BTreeMap;
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 fn main() {
-    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    println!("cargo:rerun-if-changed=kernels");
-    build_ptx(Path::new("kernels"), Path::new(&out));
+    println!("cargo:rerun-if-changed=build.rs");
+    build_sim();
+    // The PTX step goes here (the `ptx-build` build-dependency): it reads the same
+    // kernels/*.cu and SIM_EXPORT names and must not depend on anything build_sim does.
 }
 
-/// PTX for the CUDA backend: nvcc when found (compute_80 PTX embedded, sm_90 cubin for the
-/// ptxas resource report), otherwise only the sources, which the backend compiles with NVRTC.
-fn build_ptx(kernels: &Path, out_dir: &Path) {
-    println!("cargo:rerun-if-env-changed=NVCC");
-    println!("cargo:rerun-if-env-changed=CUDA_HOME");
-    let files = ptx_build::kernel_files(kernels).expect("read kernels/");
-    let mut ptx = Vec::new();
-    match ptx_build::find_nvcc() {
-        Some(nvcc) => {
-            for f in &files {
-                let p = out_dir.join(format!("{}.ptx", f.name));
-                let text = ptx_build::compile_ptx(&nvcc, f, kernels, "compute_80", &p).unwrap_or_else(|e| panic!("{e}"));
-                let cubin = out_dir.join(format!("{}.sm_90.cubin", f.name));
-                let usage = ptx_build::resource_usage(&nvcc, f, kernels, "sm_90", &cubin).unwrap_or_else(|e| panic!("{e}"));
-                println!("{}: PTX {:?}\n{usage}", f.name, ptx_build::ptx_version(&text));
-                ptx.push((f.name.clone(), text));
-            }
-            println!("cargo:rustc-env=MOODGRAD_PTX_BUILT=1");
-        }
-        None => {
-            println!("cargo:warning=no nvcc found: the CUDA backend will compile kernels with NVRTC at run time (scripts/install-nvcc.sh installs the pinned nvcc; set NVCC)");
-            println!("cargo:rustc-env=MOODGRAD_PTX_BUILT=0");
+/// One exported kernel: its name and the file that defines it.
+struct Kernel {
+    name: String,
+    file: PathBuf,
+}
+
+/// Compiles the kernels and the SIMT runtime into `libmoodgrad_sim.a` and links it.
+fn build_sim() {
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let kernels_dir = root.join("kernels");
+    println!("cargo:rerun-if-changed={}", kernels_dir.display());
+    for var in ["MOODGRAD_SIM_ONLY", "MOODGRAD_SIM_UCONTEXT", "MOODGRAD_SIM_WERROR", "CXX", "CXXFLAGS"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+
+    let only = env::var("MOODGRAD_SIM_ONLY").ok().filter(|s| !s.trim().is_empty());
+    // For src/backend/sim's "unknown kernel" message.
+    println!("cargo:rustc-env=MOODGRAD_SIM_BUILT_ONLY={}", only.as_deref().unwrap_or(""));
+    let sources = kernel_sources(&kernels_dir, only.as_deref());
+    let mut kernels = Vec::new();
+    for file in &sources {
+        let src = fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for name in exported_kernels(&src) {
+            kernels.push(Kernel { name, file: file.clone() });
         }
     }
-    ptx_build::write_embedded(&out_dir.join("kernels_embedded.rs"), &files, &ptx, kernels).expect("write kernels_embedded.rs");
-    println!("cargo:rustc-cfg=moodgrad_embedded");
+    check_unique(&kernels);
+
+    let registry = out.join("moodgrad_sim_registry.cpp");
+    fs::write(&registry, registry_source(&kernels)).unwrap_or_else(|e| panic!("{}: {e}", registry.display()));
+
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        // .cu is not a C++ extension to g++: say so for every file that follows.
+        .flag("-x")
+        .flag("c++")
+        .std("c++20")
+        .opt_level(2)
+        .include(&kernels_dir)
+        // Same results as without it (errno is never read); lets sqrtf be one instruction.
+        .flag("-fno-math-errno")
+        // No silent a*b+c fusion: host results must not depend on the compiler's mood. (nvcc does
+        // fuse by default; kernels that need identical bits on both write fmaf explicitly.)
+        .flag("-ffp-contract=off")
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(env::var("MOODGRAD_SIM_WERROR").is_ok_and(|v| v == "1"));
+    if env::var("MOODGRAD_SIM_UCONTEXT").is_ok_and(|v| v == "1") {
+        build.define("MOODGRAD_SIM_UCONTEXT", None);
+    }
+    build.file(kernels_dir.join("sim").join("simt.cpp"));
+    for file in &sources {
+        build.file(file);
+    }
+    build.file(&registry);
+    build.compile("moodgrad_sim");
+}
+
+/// `kernels/*.cu` (not subdirectories), sorted; `only` = comma-separated file stems to keep.
+fn kernel_sources(dir: &Path, only: Option<&str>) -> Vec<PathBuf> {
+    let keep: Option<Vec<&str>> = only.map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect());
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "cu"))
+        .filter(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            keep.as_ref().is_none_or(|k| k.contains(&stem))
+        })
+        .collect();
+    files.sort();
+    if let Some(k) = &keep {
+        println!("cargo:warning=MOODGRAD_SIM_ONLY={}: host SIMT build of {} kernel file(s) only", k.join(","), files.len());
+    }
+    files
+}
+
+/// The names in `SIM_EXPORT(name)` invocations, in order; comments and preprocessor lines
+/// (the macro's own `#define`) are skipped.
+fn exported_kernels(src: &str) -> Vec<String> {
+    const KEY: &str = "SIM_EXPORT";
+    let code = strip_comments(src);
+    let mut names = Vec::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(at) = rest.find(KEY) {
+            let before = rest[..at].chars().next_back();
+            let after = rest[at + KEY.len()..].trim_start();
+            rest = &rest[at + KEY.len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let Some(args) = after.strip_prefix('(') else { continue };
+            let Some(end) = args.find(')') else { continue };
+            let name = args[..end].trim();
+            let ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            assert!(ident, "SIM_EXPORT({name}): not a kernel name");
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// `src` with `//` and `/* */` comments replaced by spaces (newlines kept); string and character
+/// literals are copied verbatim.
+fn strip_comments(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    if b[i] == b'\n' {
+                        out.push(b'\n');
+                    }
+                    i += 1;
+                }
+                i += 2;
+                out.push(b' ');
+            }
+            q @ (b'"' | b'\'') => {
+                out.push(q);
+                i += 1;
+                while i < b.len() && b[i] != q && b[i] != b'\n' {
+                    if b[i] == b'\\' && i + 1 < b.len() {
+                        out.push(b[i]);
+                        i += 1;
+                    }
+                    out.push(b[i]);
+                    i += 1;
+                }
+                if i < b.len() {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn check_unique(kernels: &[Kernel]) {
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    for k in kernels {
+        if let Some(first) = seen.insert(&k.name, &k.file) {
+            panic!("kernel `{}` is exported twice: {} and {}", k.name, first.display(), k.file.display());
+        }
+    }
+}
+
+/// The C++ registry: name → launcher and type info, read by src/backend/sim/ffi.rs.
+fn registry_source(kernels: &[Kernel]) -> String {
+    let mut s = String::from(
+        "// Generated by build.rs from the SIM_EXPORT lines of kernels/*.cu. Do not edit.\n\
+         extern \"C\" {\n\
+         struct MoodgradSimKernel {\n\
+         \x20   const char* name;\n\
+         \x20   int (*launch)(const unsigned* grid, const unsigned* block, unsigned shared_bytes, void** args);\n\
+         \x20   unsigned (*info)(const unsigned char** codes);\n\
+         };\n",
+    );
+    for k in kernels {
+        let n = &k.name;
+        let _ = writeln!(s, "int moodgrad_sim_launch_{n}(const unsigned*, const unsigned*, unsigned, void**);");
+        let _ = writeln!(s, "unsigned moodgrad_sim_info_{n}(const unsigned char**);");
+    }
+    s.push_str("extern const MoodgradSimKernel moodgrad_sim_kernels[] = {\n");
+    for k in kernels {
+        let n = &k.name;
+        let _ = writeln!(s, "    {{\"{n}\", moodgrad_sim_launch_{n}, moodgrad_sim_info_{n}}},  // {}", k.file.display());
+    }
+    if kernels.is_empty() {
+        s.push_str("    {nullptr, nullptr, nullptr},  // no kernels: C++ has no empty arrays\n");
+    }
+    let _ = writeln!(s, "}};\nextern const unsigned moodgrad_sim_kernel_count = {};\n}}", kernels.len());
+    s
 }

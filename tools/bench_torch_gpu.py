@@ -65,7 +65,7 @@ def main():
     res["conv2d"] = []
     for name, ci, co, hh, ww in VGG:
         conv = torch.nn.Conv2d(ci, co, 3, padding=1, bias=False).to(dev)
-        xi = torch.randn(16, ci, hh, ww, device=dev, requires_grad=ci > 1)
+        xi = torch.randn(16, ci, hh, ww, device=dev, requires_grad=True)
         g = torch.randn(16, co, hh, ww, device=dev)
 
         def step():
