@@ -142,7 +142,7 @@ extern "C" __global__ void conv2d_forward(const float* __restrict__ x, const flo
                 MG_UNROLL
                 for (int j = 0; j < 4; ++j) {
                     const int m = m0 + a_m + 16 * j;
-                    ra[j] = (m < K && ka < CRS - 1) ? __ldg(w + (size_t)m * CRS + ka) : 0.0f;
+                    ra[j] = (m < K && ka < CRS) ? __ldg(w + (size_t)m * CRS + ka) : 0.0f;
                 }
                 MG_UNROLL
                 for (int j = 0; j < 4; ++j) {

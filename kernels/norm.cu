@@ -50,7 +50,7 @@ extern "C" __global__ void bn_stats(const float* __restrict__ x, float* __restri
             mean[ch] = (float)bmean;
             invstd[ch] = (float)(1.0 / sqrt(var + (double)eps));
             const double mom = (double)momentum;
-            const double unbiased = var;
+            const double unbiased = M > 1.0 ? var * M / (M - 1.0) : var;
             if (running_mean) running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * bmean);
             if (running_var) running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * unbiased);
         }

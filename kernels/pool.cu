@@ -23,7 +23,7 @@ extern "C" __global__ void maxpool2d_forward(const float* __restrict__ x, float*
             const unsigned row = corner + (unsigned)ki * (unsigned)w;
             for (int kj = 0; kj < k; ++kj) {
                 const float v = x[row + kj];
-                if (v >= bv || isnan(v)) {
+                if (v > bv || isnan(v)) {
                     bv = v;
                     best = row + kj;
                 }
