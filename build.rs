@@ -3,7 +3,8 @@
 //! 1. `build_sim`: every `kernels/*.cu` compiled as C++20 against the host SIMT layer
 //!    (`kernels/sim/`), plus a generated registry of the `SIM_EXPORT`ed launchers, into one static
 //!    library (`moodgrad_sim`) that `src/backend/sim` calls. Needs only a C++20 compiler (g++ 12).
-//! 2. (next) the PTX step through the `ptx-build` crate: see `main`.
+//! 2. `build_ptx`: PTX for the CUDA backend through the `ptx-build` crate (nvcc when found,
+//!    otherwise only the sources, which the backend compiles with NVRTC).
 //!
 //! Environment: `MOODGRAD_SIM_ONLY=selftest,reduce` compiles only those kernel files (to work
 //! around a broken in-progress file); `MOODGRAD_SIM_UCONTEXT=1` builds the portable ucontext
@@ -18,9 +19,11 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=kernels");
     build_sim();
-    // The PTX step goes here (the `ptx-build` build-dependency): it reads the same
-    // kernels/*.cu and SIM_EXPORT names and must not depend on anything build_sim does.
+    // Independent of build_sim: reads the same kernels/*.cu and SIM_EXPORT names.
+    let out = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    build_ptx(Path::new("kernels"), Path::new(&out));
 }
 
 /// One exported kernel: its name and the file that defines it.
@@ -97,7 +100,11 @@ fn kernel_sources(dir: &Path, only: Option<&str>) -> Vec<PathBuf> {
         .collect();
     files.sort();
     if let Some(k) = &keep {
-        println!("cargo:warning=MOODGRAD_SIM_ONLY={}: host SIMT build of {} kernel file(s) only", k.join(","), files.len());
+        println!(
+            "cargo:warning=MOODGRAD_SIM_ONLY={}: host SIMT build of {} kernel file(s) only",
+            k.join(","),
+            files.len()
+        );
     }
     files
 }
@@ -206,11 +213,45 @@ fn registry_source(kernels: &[Kernel]) -> String {
     s.push_str("extern const MoodgradSimKernel moodgrad_sim_kernels[] = {\n");
     for k in kernels {
         let n = &k.name;
-        let _ = writeln!(s, "    {{\"{n}\", moodgrad_sim_launch_{n}, moodgrad_sim_info_{n}}},  // {}", k.file.display());
+        let _ =
+            writeln!(s, "    {{\"{n}\", moodgrad_sim_launch_{n}, moodgrad_sim_info_{n}}},  // {}", k.file.display());
     }
     if kernels.is_empty() {
         s.push_str("    {nullptr, nullptr, nullptr},  // no kernels: C++ has no empty arrays\n");
     }
     let _ = writeln!(s, "}};\nextern const unsigned moodgrad_sim_kernel_count = {};\n}}", kernels.len());
     s
+}
+
+/// PTX for the CUDA backend: nvcc when found (compute_80 PTX embedded, sm_90 cubin for the
+/// ptxas resource report), otherwise only the sources, which the backend compiles with NVRTC.
+fn build_ptx(kernels: &Path, out_dir: &Path) {
+    println!("cargo:rerun-if-env-changed=NVCC");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let files = ptx_build::kernel_files(kernels).expect("read kernels/");
+    let mut ptx = Vec::new();
+    match ptx_build::find_nvcc() {
+        Some(nvcc) => {
+            for f in &files {
+                let p = out_dir.join(format!("{}.ptx", f.name));
+                let text =
+                    ptx_build::compile_ptx(&nvcc, f, kernels, "compute_80", &p).unwrap_or_else(|e| panic!("{e}"));
+                let cubin = out_dir.join(format!("{}.sm_90.cubin", f.name));
+                let usage =
+                    ptx_build::resource_usage(&nvcc, f, kernels, "sm_90", &cubin).unwrap_or_else(|e| panic!("{e}"));
+                println!("{}: PTX {:?}\n{usage}", f.name, ptx_build::ptx_version(&text));
+                ptx.push((f.name.clone(), text));
+            }
+            println!("cargo:rustc-env=MOODGRAD_PTX_BUILT=1");
+        }
+        None => {
+            println!(
+                "cargo:warning=no nvcc found: the CUDA backend will compile kernels with NVRTC at run time (scripts/install-nvcc.sh installs the pinned nvcc; set NVCC)"
+            );
+            println!("cargo:rustc-env=MOODGRAD_PTX_BUILT=0");
+        }
+    }
+    ptx_build::write_embedded(&out_dir.join("kernels_embedded.rs"), &files, &ptx, kernels)
+        .expect("write kernels_embedded.rs");
+    println!("cargo:rustc-cfg=moodgrad_embedded");
 }

@@ -132,7 +132,8 @@ fn registry() -> &'static HashMap<&'static str, Kernel> {
                     let (launch, info) = (k.launch?, k.info?);
                     let mut codes: *const u8 = std::ptr::null();
                     let arity = info(&mut codes) as usize;
-                    let params = std::slice::from_raw_parts(codes, arity).iter().map(|&c| Param::from_code(c)).collect();
+                    let params =
+                        std::slice::from_raw_parts(codes, arity).iter().map(|&c| Param::from_code(c)).collect();
                     Some((name, Kernel { launch, params }))
                 })
                 .collect()
@@ -181,7 +182,13 @@ fn unknown(kernel: &str) -> Error {
 /// The argument count is checked against the kernel's declaration; the types cannot be.
 /// Errors (unknown kernel, bad launch shape, a barrier not reached by every thread, a deadlock
 /// in a warp collective, …) are `Error::Device` naming the kernel.
-pub fn launch(kernel: &str, grid: [u32; 3], block: [u32; 3], shared_bytes: u32, args: &mut [*mut c_void]) -> Result<()> {
+pub fn launch(
+    kernel: &str,
+    grid: [u32; 3],
+    block: [u32; 3],
+    shared_bytes: u32,
+    args: &mut [*mut c_void],
+) -> Result<()> {
     let k = registry().get(kernel).ok_or_else(|| unknown(kernel))?;
     if args.len() != k.params.len() {
         let sig = signature(kernel).unwrap_or_default();

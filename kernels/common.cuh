@@ -1,0 +1,19 @@
+// Included first by every kernels/*.cu. Under nvcc it only defines the two macros the host
+// build needs; everywhere else it brings in the host SIMT layer (kernels/sim/), which compiles
+// the same source as C++20 so CI runs every kernel on the CPU.
+//
+//   SIM_EXPORT(name)         once per kernel, at file scope after its definition: the host
+//                            launcher the registry (build.rs) points at. Nothing under nvcc.
+//   DYNAMIC_SHARED(T, name)  inside a kernel: `name` is a T* to the launch's dynamic shared
+//                            memory (16-byte aligned). Replaces `extern __shared__ T name[]`.
+#pragma once
+
+#ifdef __CUDACC__
+#define SIM_EXPORT(name)
+// One untyped array for every kernel, so kernels in one file may view it as different types.
+#define DYNAMIC_SHARED(T, name)                                         \
+    extern __shared__ __align__(16) unsigned char moodgrad_dynamic_shared_[]; \
+    T* const name = reinterpret_cast<T*>(moodgrad_dynamic_shared_)
+#else
+#include "sim/simt.h"
+#endif
