@@ -302,15 +302,17 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
     const int t = threadIdx.x;
     const int RS = R * S, CRS = C * RS, HW = H * W, OHW = OH * OW;
     const int npos = N * OHW;
+    if (npos <= 0) return;
     if (chunk <= 0) chunk = npos;  // defensive: a non-positive chunk means "no split"
-    const int nchunks = (npos + chunk - 1) / chunk;
+    // Written so that a huge chunk (say INT_MAX for "no split") cannot overflow.
+    const int nchunks = (npos - 1) / chunk + 1;
     const int mb = micro_row(t), nb = micro_col(t);
     // Both stagings: position kk = t % 16 fixed per thread, tile rows/columns t/16 + 16j.
     const int s_k = t % BK, s_r = t / BK;
 
     for (int z = blockIdx.z; z < nchunks; z += gridDim.z) {
         const int pbeg = z * chunk;
-        const int pend = min(pbeg + chunk, npos);
+        const int pend = npos - pbeg <= chunk ? npos : pbeg + chunk;
         const int nsteps = (pend - pbeg + BK - 1) / BK;
         for (int m0 = blockIdx.y * BM; m0 < K; m0 += gridDim.y * BM) {
             for (int n0 = blockIdx.x * BN; n0 < CRS; n0 += gridDim.x * BN) {

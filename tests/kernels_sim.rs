@@ -27,6 +27,7 @@ use moodgrad::backend::sim::ffi;
 use moodgrad::backend::{AdamStep, Backend, ConvGeom, PoolGeom, Unary};
 use moodgrad::rng::Rng;
 use std::ffi::c_void;
+use std::ops::{Deref, DerefMut};
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 const BLOCK: [u32; 3] = [256, 1, 1];
@@ -34,17 +35,23 @@ const BLOCK: [u32; 3] = [256, 1, 1];
 // ---- launching ----------------------------------------------------------------------------
 
 /// One kernel argument. Pointers are host pointers: the SIMT layer's device memory is host memory.
-#[derive(Clone, Copy)]
 enum A {
+    /// An input buffer, copied next to a guard page for the duration of the launch (see `Guarded`).
+    In(Guarded<u8>),
+    /// Memory the caller owns (outputs: allocate them with `nans`/`zeros`, guarded too).
     P(*mut c_void),
     I(i32),
     F(f32),
     U64(u64),
 }
 
-fn p<T>(v: &[T]) -> A {
-    A::P(v.as_ptr() as *mut c_void)
+/// An input: the kernel reads a guarded copy, so reading past its end faults.
+fn p<T: Copy>(v: &[T]) -> A {
+    // SAFETY: viewing initialised Copy data as bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) };
+    A::In(Guarded::new(bytes))
 }
+/// An output (or in-out) buffer, written in place.
 fn pm<T>(v: &mut [T]) -> A {
     A::P(v.as_mut_ptr() as *mut c_void)
 }
@@ -58,8 +65,9 @@ fn launch(name: &str, grid: [u32; 3], block: [u32; 3], args: &[A]) {
         .iter()
         .map(|a| {
             let mut s = [0u8; 8];
-            match *a {
-                A::P(ptr) => s.copy_from_slice(&(ptr as u64).to_ne_bytes()),
+            match a {
+                A::In(g) => s.copy_from_slice(&(g.as_ptr() as u64).to_ne_bytes()),
+                A::P(ptr) => s.copy_from_slice(&(*ptr as u64).to_ne_bytes()),
                 A::I(v) => s[..4].copy_from_slice(&v.to_ne_bytes()),
                 A::F(v) => s[..4].copy_from_slice(&v.to_ne_bytes()),
                 A::U64(v) => s.copy_from_slice(&v.to_ne_bytes()),
@@ -90,9 +98,14 @@ fn abs(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x.abs()).collect()
 }
 
-/// Fresh output memory: NaN everywhere, so an element a kernel forgets to write fails the test.
-fn nans(n: usize) -> Vec<f32> {
-    vec![f32::NAN; n]
+/// Fresh output memory: NaN everywhere, so an element a kernel forgets to write fails the test;
+/// guarded, so a write past the end faults.
+fn nans(n: usize) -> Guarded<f32> {
+    guard(&vec![f32::NAN; n])
+}
+
+fn zeros<T: Copy + Default>(n: usize) -> Guarded<T> {
+    guard(&vec![T::default(); n])
 }
 
 /// got[k] must equal want[k] within tol(k) (NaN matches NaN).
@@ -125,6 +138,86 @@ fn cpu() -> Cpu<f32> {
     Cpu::<f32>::new()
 }
 
+// ---- out-of-bounds detection --------------------------------------------------------------
+
+unsafe extern "C" {
+    fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut c_void;
+    fn mprotect(addr: *mut c_void, len: usize, prot: i32) -> i32;
+    fn munmap(addr: *mut c_void, len: usize) -> i32;
+    fn sysconf(name: i32) -> i64;
+}
+const PROT_NONE: i32 = 0;
+const PROT_RW: i32 = 1 | 2;
+const MAP_PRIVATE_ANON: i32 = 0x02 | 0x20;
+const SC_PAGESIZE: i32 = 30;
+
+/// A copy of `data` whose last element ends exactly where an inaccessible page begins (with
+/// another such page in front): a kernel that reads or writes past the end of a buffer faults
+/// (the test dies with SIGSEGV) instead of silently reading neighbouring heap memory, which may
+/// happen to hold harmless zeros. Tiled kernels get their inputs and outputs this way.
+struct Guarded<T> {
+    map: *mut c_void,
+    map_len: usize,
+    data: *mut T,
+    len: usize,
+}
+
+impl<T: Copy> Guarded<T> {
+    fn new(src: &[T]) -> Self {
+        // SAFETY: plain anonymous mappings; the data range lies inside the read-write pages and
+        // is suitably aligned (it ends on a page boundary and size_of::<T>() divides the page).
+        unsafe {
+            let page = sysconf(SC_PAGESIZE) as usize;
+            let bytes = std::mem::size_of_val(src);
+            let body = bytes.div_ceil(page).max(1) * page;
+            let map_len = body + 2 * page;
+            let map = mmap(std::ptr::null_mut(), map_len, PROT_RW, MAP_PRIVATE_ANON, -1, 0);
+            assert!(map as isize != -1, "mmap failed");
+            let base = map as *mut u8;
+            assert_eq!(mprotect(map, page, PROT_NONE), 0);
+            assert_eq!(mprotect(base.add(page + body) as *mut c_void, page, PROT_NONE), 0);
+            let data = base.add(page + body - bytes) as *mut T;
+            std::ptr::copy_nonoverlapping(src.as_ptr(), data, src.len());
+            Guarded { map, map_len, data, len: src.len() }
+        }
+    }
+}
+
+impl<T> Deref for Guarded<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` initialised elements live at `data` until drop.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+impl<T> DerefMut for Guarded<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as above, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+}
+
+impl<T> Drop for Guarded<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { munmap(self.map, self.map_len) };
+    }
+}
+
+fn guard<T: Copy>(v: &[T]) -> Guarded<T> {
+    Guarded::new(v)
+}
+
+#[test]
+fn guard_pages_fault_past_the_end() {
+    // The guard itself: the data ends flush with the protected page, and reads inside work.
+    let g = guard(&[1.0f32, 2.0, 3.0]);
+    assert_eq!(&g[..], &[1.0, 2.0, 3.0]);
+    let page = unsafe { sysconf(SC_PAGESIZE) } as usize;
+    assert_eq!((g.as_ptr() as usize + 3 * 4) % page, 0);
+}
+
 // ---- elementwise.cu -----------------------------------------------------------------------
 
 #[test]
@@ -147,13 +240,13 @@ fn arithmetic_fill_and_grid_stride() {
             launch("mul_f32", grid, BLOCK, &[p(&a), p(&b), pm(&mut y), i(n)]);
             exact("mul_f32", &y, &cpu().mul(&a, &b).unwrap());
 
-            let mut d = a.clone();
+            let mut d = guard(&a);
             launch("add_assign_f32", grid, BLOCK, &[pm(&mut d), p(&b), i(n)]);
             let mut want = a.clone();
             cpu().add_assign(&mut want, &b).unwrap();
             exact("add_assign_f32", &d, &want);
 
-            let mut d = a.clone();
+            let mut d = guard(&a);
             launch("scale_assign_f32", grid, BLOCK, &[pm(&mut d), i(n), A::F(-0.37)]);
             let mut want = a.clone();
             cpu().scale_assign(&mut want, -0.37f32 as f64).unwrap();
@@ -217,7 +310,7 @@ fn row_bias_concat_split() {
         let b = randn(&mut r, rows * cb, 1.0);
 
         let bias = randn(&mut r, ca, 1.0);
-        let mut y = a.clone();
+        let mut y = guard(&a);
         launch("add_row_bias", ew(rows * ca), BLOCK, &[pm(&mut y), p(&bias), i(rows), i(ca)]);
         let mut want = a.clone();
         cpu().add_row_bias(&mut want, &bias, rows).unwrap();
@@ -241,7 +334,7 @@ fn count_nonfinite_counts_nan_and_both_infinities() {
     let mut r = Rng::new(4);
     let n = 4099;
     let mut x = randn(&mut r, n, 1e30);
-    let mut count = [0u32];
+    let mut count = zeros::<u32>(1);
     launch("count_nonfinite", ew(n), BLOCK, &[p(&x), i(n), pm(&mut count)]);
     assert_eq!(count[0], 0);
     assert!(cpu().all_finite(&x).unwrap());
@@ -249,7 +342,7 @@ fn count_nonfinite_counts_nan_and_both_infinities() {
     {
         x[k] = v;
     }
-    let mut count = [0u32];
+    let mut count = zeros::<u32>(1);
     launch("count_nonfinite", ew(n), BLOCK, &[p(&x), i(n), pm(&mut count)]);
     assert_eq!(count[0], 5);
     assert!(!cpu().all_finite(&x).unwrap());
@@ -289,7 +382,7 @@ fn sum_squares_over_many_tensors() {
     let want: f64 = tensors.iter().map(|t| cpu().sum_squares(t).unwrap()).sum();
     let maxlen = tensors.iter().map(Vec::len).max().unwrap();
     for grid in [[maxlen.div_ceil(256).min(1024) as u32, tensors.len() as u32, 1], [3, 2, 1]] {
-        let mut out = [0.0f64];
+        let mut out = zeros::<f64>(1);
         launch("sum_squares_multi", grid, BLOCK, &[p(&ptrs), p(&lens), i(tensors.len()), pm(&mut out)]);
         // Both sides sum exact double squares; only the order differs: ~L·2⁻⁵³ relative.
         assert!((out[0] - want).abs() <= 1e-12 * want, "sum_squares_multi {grid:?}: {} vs {want}", out[0]);
@@ -374,13 +467,15 @@ fn conv_case(g: ConvGeom, seed: u64, small_grid: bool) {
     // backward weight: dw zeroed by the caller, split-K over chunks of positions
     let want = cpu.conv2d_backward_weight(&dy, &x, &g).unwrap();
     let scale = cpu.conv2d_backward_weight(&abs(&dy), &abs(&x), &g).unwrap();
-    let mut runs = vec![(4096usize, None), (37, None), (npos, None)];
+    // 4096: the backend's chunk; 37: not a multiple of the reduction step; i32::MAX: "no split",
+    // which must not overflow the chunk arithmetic.
+    let mut runs = vec![(4096usize, None), (37, None), (npos, None), (i32::MAX as usize, None)];
     if small_grid {
         runs.push((16, Some([1u32, 1u32, 1u32])));
     }
     for (chunk, grid) in runs {
         let grid = grid.unwrap_or([tiles(crs), tiles(g.c_out), npos.div_ceil(chunk) as u32]);
-        let mut dw = vec![0.0f32; g.weight_len()];
+        let mut dw = zeros::<f32>(g.weight_len());
         let mut args = vec![p(&dy), p(&x), pm(&mut dw)];
         args.extend(conv_dims(&g));
         args.push(i(chunk));
@@ -452,7 +547,7 @@ fn batchnorm_train_eval_backward() {
             cpu.batchnorm_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, n, c, hw, mom as f64, eps as f64).unwrap();
 
         let (mut mean, mut is) = (nans(c), nans(c));
-        let (mut grm, mut grv) = (rm0.clone(), rv0.clone());
+        let (mut grm, mut grv) = (guard(&rm0), guard(&rv0));
         launch(
             "bn_stats",
             grid1(c),
@@ -568,7 +663,7 @@ fn maxpool_ties_nan_and_overlap() {
         let (want_y, want_idx) = cpu().maxpool2d_forward(&x, &g).unwrap();
         let total = n * c * oh * ow;
         let mut y = nans(total);
-        let mut idx = vec![u32::MAX; total];
+        let mut idx = guard(&vec![u32::MAX; total]);
         launch(
             "maxpool2d_forward",
             ew(total),
@@ -576,11 +671,11 @@ fn maxpool_ties_nan_and_overlap() {
             &[p(&x), pm(&mut y), pm(&mut idx), i(n), i(c), i(h), i(w), i(k), i(s), i(oh), i(ow)],
         );
         exact(&format!("maxpool2d_forward y {g:?}"), &y, &want_y);
-        assert_eq!(idx, want_idx, "maxpool2d_forward argmax {g:?}");
+        assert_eq!(&idx[..], &want_idx[..], "maxpool2d_forward argmax {g:?}");
 
         let dy = randn(&mut r, total, 1.0);
         let want = cpu().maxpool2d_backward(&dy, &want_idx, &g).unwrap();
-        let mut dx = vec![0.0f32; n * c * h * w];
+        let mut dx = zeros::<f32>(n * c * h * w);
         launch("maxpool2d_backward", ew(total), BLOCK, &[p(&dy), p(&want_idx), pm(&mut dx), i(total)]);
         // Overlapping windows add several dy into one dx in another order: u per addend.
         let sabs = cpu().maxpool2d_backward(&abs(&dy), &want_idx, &g).unwrap();
@@ -726,7 +821,7 @@ fn adam_and_adamw_steps() {
         let step_size = (hp.lr / (1.0 - hp.beta1.powi(t))) as f32;
         let bc2_sqrt = (1.0 - hp.beta2.powi(t)).sqrt() as f32;
         let decay = (1.0 - hp.lr * hp.weight_decay) as f32;
-        let (mut gw, mut gm, mut gv) = (w0.clone(), m0.clone(), v0.clone());
+        let (mut gw, mut gm, mut gv) = (guard(&w0), guard(&m0), guard(&v0));
         launch(
             "adam_update",
             ew(n),
