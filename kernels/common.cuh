@@ -10,6 +10,11 @@
 
 #ifdef __CUDACC__
 #define SIM_EXPORT(name)
+// The host layer provides FLT_MAX (as CUDA code usually gets it from <cfloat>); nvcc and NVRTC
+// do not predefine it, so the same kernel source must find it here too.
+#ifndef FLT_MAX
+#define FLT_MAX 3.402823466e+38F
+#endif
 // One untyped array for every kernel, so kernels in one file may view it as different types.
 #define DYNAMIC_SHARED(T, name)                                         \
     extern __shared__ __align__(16) unsigned char moodgrad_dynamic_shared_[]; \

@@ -98,12 +98,18 @@ std::string format(const char* fmt, ...) {
 
 struct Stack {
     char* base = nullptr;  // lowest usable byte (the guard page is just below)
-    size_t size = 0;
+    size_t size = 0;       // mapped bytes above the guard page
+    char* top = nullptr;   // where the fiber's stack begins (16-byte aligned, <= base + size)
 };
 
+// Stack tops are staggered ("coloured") by up to this much: 256 fibers whose hot frames all sat
+// at the same offset in a page would fight over the same few cache sets.
+constexpr size_t kStackColours = 8192;
+
 Stack map_stack() {
+    static thread_local unsigned mapped = 0;
     const size_t guard = page_size();
-    const size_t size = stack_bytes();
+    const size_t size = stack_bytes() + kStackColours;
     void* p = mmap(nullptr, size + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
                    0);
     if (p == MAP_FAILED) {
@@ -112,7 +118,9 @@ Stack map_stack() {
     }
     // A kernel overflowing its stack hits this page and crashes instead of corrupting memory.
     mprotect(p, guard, PROT_NONE);
-    return Stack{static_cast<char*>(p) + guard, size};
+    char* base = static_cast<char*>(p) + guard;
+    const size_t colour = (size_t(mapped++) * 576) % kStackColours;  // 576 = 9 cache lines
+    return Stack{base, size, base + size - colour};
 }
 
 void unmap_stack(const Stack& s) {
@@ -152,7 +160,8 @@ moodgrad_sim_switch:
     popq %r12
     popq %rbx
     popq %rbp
-    ret
+    popq %rax
+    jmpq *%rax
     .size moodgrad_sim_switch, .-moodgrad_sim_switch
 
     .p2align 4
@@ -175,7 +184,7 @@ inline void context_switch(Context& from, Context& to) {
 }
 
 void context_make(Context& c, const Stack& s, Fiber* f) {
-    uintptr_t top = reinterpret_cast<uintptr_t>(s.base + s.size) & ~uintptr_t(15);
+    const uintptr_t top = reinterpret_cast<uintptr_t>(s.top) & ~uintptr_t(15);
     uintptr_t* sp = reinterpret_cast<uintptr_t*>(top);
     sp[-1] = reinterpret_cast<uintptr_t>(&moodgrad_sim_start);  // return address
     sp[-2] = 0;                                                 // rbp
@@ -204,7 +213,7 @@ inline void context_switch(Context& from, Context& to) {
 void context_make(Context& c, const Stack& s, Fiber* f) {
     getcontext(&c.uc);
     c.uc.uc_stack.ss_sp = s.base;
-    c.uc.uc_stack.ss_size = s.size;
+    c.uc.uc_stack.ss_size = size_t(s.top - s.base);
     c.uc.uc_link = nullptr;
     const uintptr_t p = reinterpret_cast<uintptr_t>(f);
     makecontext(&c.uc, reinterpret_cast<void (*)()>(&ucontext_entry), 2, unsigned(p >> 32), unsigned(p));
@@ -309,7 +318,9 @@ public:
 private:
     void push(unsigned i) {
         fibers_[i].state = State::Ready;
-        queue_[(head_ + count_) % n_] = i;
+        unsigned tail = head_ + count_;
+        if (tail >= n_) tail -= n_;
+        queue_[tail] = i;
         ++count_;
     }
     [[noreturn]] void fail_on_fiber(std::string message);
@@ -425,7 +436,7 @@ bool Runner::run_block(Job& job, uint64_t index) {
 
     while (count_ > 0 && !failed_) {
         const unsigned i = queue_[head_];
-        head_ = (head_ + 1) % n_;
+        if (++head_ == n_) head_ = 0;
         --count_;
         Fiber& f = fibers_[i];
         if (f.state == State::Fresh) {
@@ -501,7 +512,7 @@ void Runner::syncthreads(const char* file, unsigned line, unsigned column) {
         bar_file_ = file;
         bar_line_ = line;
         bar_column_ = column;
-    } else if (line != bar_line_ || column != bar_column_ || std::strcmp(file, bar_file_) != 0) {
+    } else if (line != bar_line_ || column != bar_column_ || (file != bar_file_ && std::strcmp(file, bar_file_) != 0)) {
         fail_on_fiber(format("__syncthreads not reached by all threads of %s: %s waits at %s:%u:%u while %u "
                              "thread%s wait%s at %s",
                              block_name().c_str(), thread_name(f).c_str(), short_file(file), line, column,
