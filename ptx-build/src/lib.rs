@@ -138,7 +138,9 @@ pub fn resource_usage(nvcc: &Path, file: &KernelFile, include: &Path, sm: &str, 
             .arg(out),
         &format!("nvcc -cubin {} ({sm})", file.path.display()),
     )?;
-    Ok(log.lines().filter(|l| l.contains("ptxas info")).collect::<Vec<_>>().join("\n"))
+    // "Compiling entry function 'x'", then its stack/spill line and its register line.
+    let keep = |l: &&str| l.contains("entry function") || l.contains("spill") || l.contains("Used ");
+    Ok(log.lines().filter(keep).map(str::trim).collect::<Vec<_>>().join("\n"))
 }
 
 /// Writes `out_rs`: `PTX: &[(&str, &str)]` (file, PTX; empty without nvcc), `SOURCES` (file,
