@@ -495,7 +495,7 @@ fn tiled_gemm_with_barriers_matches_the_plain_loop_bit_for_bit() {
 
 #[test]
 fn elementwise_grid_stride_kernel_is_cheap() {
-    let n = 4 << 20;
+    let n: usize = 4 << 20;
     let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
     let mut y: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
     let grid = (n as u32).div_ceil(256).min(4096);
@@ -511,8 +511,8 @@ fn elementwise_grid_stride_kernel_is_cheap() {
         );
         best = best.min(t0.elapsed().as_secs_f64());
     }
-    for i in 0..n {
-        assert_eq!(y[i], (i % 7) as f32 + 6.0 * (i % 1000) as f32);
+    for (i, &v) in y.iter().enumerate() {
+        assert_eq!(v, (i % 7) as f32 + 6.0 * (i % 1000) as f32);
     }
     // One thread per element (16384 blocks): the fiber overhead without the grid-stride loop.
     let t0 = Instant::now();
