@@ -20,8 +20,13 @@
 //   * double buffering: the next step's tile is loaded from global memory into registers while
 //     the current one is multiplied out of shared memory, then stored to the other buffer, so
 //     there is one __syncthreads per step and the global latency hides behind 256 FMAs;
-//   * the gathers walk their (c,ki,kj) / (n,oy,ox) indices with add-and-carry instead of integer
-//     division in the main loop (a division is ~20 instructions, comparable to the FMAs).
+//   * cheap gathers. The FMAs are one issue slot each, so every instruction of index arithmetic
+//     in the main loop costs throughput directly. Each gathered element's address is split into
+//     a per-column part (fixed for the whole tile, computed once with divisions) plus a
+//     per-reduction-row part (shared by all of a thread's loads in a step, advanced by BK with
+//     add-and-carry instead of division), so a load is one integer add, two bounds compares and
+//     one 32-bit-index address computation. Out-of-range columns get a sentinel coordinate that
+//     fails the bounds compare, so they need no extra test.
 // Every load and store is bounds-checked: M, columns and the reduction need not be multiples of
 // the tile. Any grid is correct: the tile loops are grid-strided (the ABI's grid gives each block
 // exactly one tile).
@@ -34,12 +39,19 @@ constexpr int BM = 64;       // tile rows (output channels / input channels)
 constexpr int BN = 64;       // tile columns (positions / weight taps)
 constexpr int BK = 16;       // reduction step
 constexpr int THREADS = 256;
-// Shared tiles are stored k-major ([BK][BM]) so a thread's 4 consecutive rows/columns are one
-// 16-byte load. The +4 pad keeps rows 16-byte aligned and turns the 16-way bank conflict of the
-// transposing A store (16 threads, same row, consecutive k) into a 2-way one.
-constexpr int LDS = BM + 4;
+// Shared tiles are stored k-major ([BK][rows]) so a thread's 4 consecutive rows/columns are one
+// 16-byte load; row lengths stay multiples of 4 floats for that alignment.
+// LDA = 68: the A tiles are stored transposed (16 threads of a warp hold consecutive k of one
+// row), and the +4 pad turns that store's 16-way bank conflict into a 2-way one.
+// LDB = 80 for the gathers staged row-wise (a warp stores 16 consecutive columns of two
+// consecutive k rows): 80 ≡ 16 mod 32 banks puts the two rows in disjoint bank halves.
+constexpr int LDA = BM + 4;
+constexpr int LDB_ROWWISE = BN + 16;
+constexpr int LDB_TRANSPOSED = BN + 4;
+// A coordinate that fails every bounds test (`(unsigned)(sentinel + tap) >= extent`) for the
+// columns past the end of the GEMM, so they need no separate validity check per load.
+constexpr int kOutside = -(1 << 30);
 
-static_assert(BM == BN, "one padded row length serves both tiles");
 static_assert(BM * BK == 4 * THREADS && BN * BK == 4 * THREADS, "each thread stages 4 elements per tile");
 
 // Thread (warp w, lane l) owns rows m_base..m_base+3 and columns n_base..n_base+3 of the tile.
@@ -47,7 +59,8 @@ __device__ inline int micro_row(int t) { return (t / 32 / 2) * 16 + (t % 32 / 8)
 __device__ inline int micro_col(int t) { return (t / 32 % 2) * 32 + (t % 8) * 4; }
 
 // One BK step of the block GEMM out of shared memory: acc += As[:, rows]ᵀ · Bs[:, cols].
-__device__ inline void mma_step(const float (*As)[LDS], const float (*Bs)[LDS], int mb, int nb, float acc[4][4]) {
+template <int LDB>
+__device__ inline void mma_step(const float (*As)[LDA], const float (*Bs)[LDB], int mb, int nb, float acc[4][4]) {
     MG_UNROLL
     for (int kk = 0; kk < BK; ++kk) {
         float a[4], b[4];
@@ -64,11 +77,11 @@ __device__ inline void mma_step(const float (*As)[LDS], const float (*Bs)[LDS], 
 }
 
 // A mixed-radix counter (hi, mid, lo) with radices (·, R, S) advanced by a fixed step with carry:
-// it tracks the decomposition r = hi·R·S + mid·S + lo of a reduction index as r grows by BK,
-// replacing two divisions per element per step. `hi` is kept pre-multiplied by its stride.
+// it tracks the decomposition r = hi·R·S + mid·S + lo of an index as r grows by BK, replacing
+// two divisions per step. `hi` is kept pre-multiplied by `hi_stride`.
 struct Radix3 {
-    int hi, mid, lo;           // hi is hi·hi_stride
-    int dhi, dmid, dlo;        // the step, decomposed; dhi pre-multiplied
+    int hi, mid, lo;     // hi is hi·hi_stride
+    int dhi, dmid, dlo;  // the step, decomposed; dhi pre-multiplied
     int R, S, hi_stride;
     __device__ inline void init(int r, int R_, int S_, int hi_stride_, int step) {
         R = R_;
@@ -100,64 +113,74 @@ struct Radix3 {
 }  // namespace
 
 // ---- forward ------------------------------------------------------------------------------
-// M = K output channels, columns = N·OH·OW output positions, reduction = C·R·S taps.
-// A = W [K, CRS] row-major: staged with the reduction index fastest across threads (16 threads
-// read 64 contiguous bytes of one filter). B = X̃: staged with the column fastest (32 threads read
-// 32 consecutive output positions → consecutive input pixels for stride 1).
+// M = K output channels, columns = N·OH·OW output positions, reduction = C·R·S taps (c,ki,kj).
+// A = W [K, CRS] row-major, staged with the reduction index fastest across threads (16 threads
+// read 64 contiguous bytes of one filter): thread t loads W[m0 + t/16 + 16j][r0 + t%16].
+// B = X̃, staged row-wise: thread t loads reduction row r0 + t/16 at columns n0 + t%16 + 16j, so
+// 16 threads read 16 consecutive output positions (consecutive input pixels for stride 1) and a
+// thread's 4 loads share one (c,ki,kj).
+// x offset of (row r = (c,ki,kj), column (img,oy,ox)) = [img·C·HW + iy0·W + ix0] + [c·HW + ki·W + kj]
+// with iy0 = oy·stride − pad, ix0 = ox·stride − pad: column part + row part.
 extern "C" __global__ void conv2d_forward(const float* __restrict__ x, const float* __restrict__ w,
                                           const float* __restrict__ b, float* __restrict__ y, int N, int C, int H,
                                           int W, int K, int R, int S, int stride, int pad, int OH, int OW) {
-    alignas(16) __shared__ float As[2][BK][LDS];
-    alignas(16) __shared__ float Bs[2][BK][LDS];
+    alignas(16) __shared__ float As[2][BK][LDA];
+    alignas(16) __shared__ float Bs[2][BK][LDB_ROWWISE];
 
     const int t = threadIdx.x;
     const int RS = R * S, CRS = C * RS, HW = H * W, OHW = OH * OW;
     const int cols = N * OHW;
     const int mb = micro_row(t), nb = micro_col(t);
-    // A staging: reduction index a_k fixed per thread, rows a_m + 16j.
-    const int a_k = t % BK, a_m = t / BK;
-    // B staging: column b_n fixed per thread, reduction rows b_k + 4j.
-    const int b_n = t % BN, b_k = t / BN;
+    const int a_k = t % BK, a_m = t / BK;  // A staging: k fixed, rows a_m + 16j
+    const int b_k = t / 16, b_n = t % 16;  // B staging: row fixed, columns b_n + 16j
     const int nsteps = (CRS + BK - 1) / BK;
 
     for (int m0 = blockIdx.y * BM; m0 < K; m0 += gridDim.y * BM) {
         for (int n0 = blockIdx.x * BN; n0 < cols; n0 += gridDim.x * BN) {
-            // This thread's gather column: output position (img, oy, ox), fixed for the tile.
-            const int col = n0 + b_n;
-            const bool col_ok = col < cols;
-            const int img = col_ok ? col / OHW : 0;
-            const int pos = col_ok ? col - img * OHW : 0;
-            const int iy0 = (pos / OW) * stride - pad;
-            const int ix0 = (pos % OW) * stride - pad;
-            const float* __restrict__ xs = x + (size_t)img * C * HW;
-
-            // The gather's 4 reduction rows r = b_k + 4j (+ BK per step) as (c·HW, ki, kj).
-            Radix3 rb[4];
+            // Column parts, fixed for the tile.
+            int a_off[4], b_base[4], b_iy[4], b_ix[4];
+            bool a_ok[4];
             MG_UNROLL
-            for (int j = 0; j < 4; ++j) rb[j].init(b_k + 4 * j, R, S, HW, BK);
+            for (int j = 0; j < 4; ++j) {
+                const int m = m0 + a_m + 16 * j;
+                a_ok[j] = m < K;
+                a_off[j] = (a_ok[j] ? m : 0) * CRS + a_k;
+                const int col = n0 + b_n + 16 * j;
+                b_iy[j] = kOutside;
+                b_ix[j] = kOutside;
+                b_base[j] = 0;
+                if (col < cols) {
+                    const int img = col / OHW, pos = col - img * OHW;
+                    const int oy = pos / OW, ox = pos - oy * OW;
+                    b_iy[j] = oy * stride - pad;
+                    b_ix[j] = ox * stride - pad;
+                    b_base[j] = img * C * HW + b_iy[j] * W + b_ix[j];
+                }
+            }
+            // Row part: this thread's B row r = b_k + BK·step as (c·HW, ki, kj).
+            Radix3 rb;
+            rb.init(b_k, R, S, HW, BK);
 
             float ra[4], rbv[4];  // the staged next tile
             auto load = [&](int r0) {
-                const int ka = r0 + a_k;
+                const bool ka_ok = r0 + a_k < CRS;
+                MG_UNROLL
+                for (int j = 0; j < 4; ++j) ra[j] = (a_ok[j] && ka_ok) ? __ldg(w + (a_off[j] + r0)) : 0.0f;
+                const bool r_ok = r0 + b_k < CRS;
+                const int ki = rb.mid, kj = rb.lo;
+                const int roff = rb.hi + ki * W + kj;
                 MG_UNROLL
                 for (int j = 0; j < 4; ++j) {
-                    const int m = m0 + a_m + 16 * j;
-                    ra[j] = (m < K && ka < CRS) ? __ldg(w + (size_t)m * CRS + ka) : 0.0f;
+                    const bool ok = r_ok && (unsigned)(b_iy[j] + ki) < (unsigned)H && (unsigned)(b_ix[j] + kj) < (unsigned)W;
+                    rbv[j] = ok ? __ldg(x + (b_base[j] + roff)) : 0.0f;
                 }
-                MG_UNROLL
-                for (int j = 0; j < 4; ++j) {
-                    const int r = r0 + b_k + 4 * j;
-                    const int iy = iy0 + rb[j].mid, ix = ix0 + rb[j].lo;
-                    const bool ok = col_ok && r < CRS && (unsigned)iy < (unsigned)H && (unsigned)ix < (unsigned)W;
-                    rbv[j] = ok ? __ldg(xs + rb[j].hi + iy * W + ix) : 0.0f;
-                    rb[j].next();
-                }
+                rb.next();
             };
             auto store = [&](int buf) {
                 MG_UNROLL
                 for (int j = 0; j < 4; ++j) As[buf][a_k][a_m + 16 * j] = ra[j];
                 MG_UNROLL
-                for (int j = 0; j < 4; ++j) Bs[buf][b_k + 4 * j][b_n] = rbv[j];
+                for (int j = 0; j < 4; ++j) Bs[buf][b_k][b_n + 16 * j] = rbv[j];
             };
 
             float acc[4][4] = {};
@@ -167,13 +190,14 @@ extern "C" __global__ void conv2d_forward(const float* __restrict__ x, const flo
                 store(buf);
                 __syncthreads();
                 if (s + 1 < nsteps) load((s + 1) * BK);  // in flight during the FMAs below
-                mma_step(As[buf], Bs[buf], mb, nb, acc);
+                mma_step<LDB_ROWWISE>(As[buf], Bs[buf], mb, nb, acc);
             }
             // The next tile's first store reuses a buffer slower threads may still be reading.
             __syncthreads();
 
             // Epilogue: bias, then scatter to NCHW. A thread's 4 columns are consecutive output
-            // positions, so 8 lanes write 128 contiguous bytes of one output row.
+            // positions (usually one output row), so over its j loop a warp's 8 column groups fill
+            // whole 128-byte lines of y.
             MG_UNROLL
             for (int j = 0; j < 4; ++j) {
                 const int oc = n0 + nb + j;
@@ -184,7 +208,7 @@ extern "C" __global__ void conv2d_forward(const float* __restrict__ x, const flo
                     const int m = m0 + mb + i;
                     if (m >= K) continue;
                     const float bias = b ? __ldg(b + m) : 0.0f;
-                    y[((size_t)oimg * K + m) * OHW + opos] = acc[i][j] + bias;
+                    y[(oimg * K + m) * OHW + opos] = acc[i][j] + bias;
                 }
             }
         }
@@ -193,70 +217,88 @@ extern "C" __global__ void conv2d_forward(const float* __restrict__ x, const flo
 
 // ---- backward w.r.t. the input ------------------------------------------------------------
 // M = C input channels, columns = N·H·W input positions, reduction = K·R·S (k, ki, kj).
-// A[c, (k,ki,kj)] = w[k, c, ki, kj]; B = dỸ, the adjoint gather from dy (see the file header).
+// A[c, (k,ki,kj)] = w[k, c, ki, kj], staged like the forward's A (k fixed per thread): offset
+// k·CRS + ki·S + kj (row part, per step) + c·RS (column part, per tile).
+// B = dỸ, staged row-wise like the forward's B. For stride 1, oy = iy + pad − ki and
+// dy offset = [img·K·OHW + (iy+pad)·OW + (ix+pad)] + [k·OHW − ki·OW − kj]. Other strides take
+// a general path (uniform branch) that also checks divisibility.
 // Every dx element is produced by exactly one thread: no atomics, no zeroing needed.
 extern "C" __global__ void conv2d_backward_input(const float* __restrict__ dy, const float* __restrict__ w,
                                                  float* __restrict__ dx, int N, int C, int H, int W, int K, int R,
                                                  int S, int stride, int pad, int OH, int OW) {
-    alignas(16) __shared__ float As[2][BK][LDS];
-    alignas(16) __shared__ float Bs[2][BK][LDS];
+    alignas(16) __shared__ float As[2][BK][LDA];
+    alignas(16) __shared__ float Bs[2][BK][LDB_ROWWISE];
 
     const int t = threadIdx.x;
     const int RS = R * S, CRS = C * RS, KRS = K * RS, HW = H * W, OHW = OH * OW;
     const int cols = N * HW;
     const int mb = micro_row(t), nb = micro_col(t);
     const int a_k = t % BK, a_m = t / BK;
-    const int b_n = t % BN, b_k = t / BN;
+    const int b_k = t / 16, b_n = t % 16;
     const int nsteps = (KRS + BK - 1) / BK;
 
     for (int m0 = blockIdx.y * BM; m0 < C; m0 += gridDim.y * BM) {
         for (int n0 = blockIdx.x * BN; n0 < cols; n0 += gridDim.x * BN) {
-            const int col = n0 + b_n;
-            const bool col_ok = col < cols;
-            const int img = col_ok ? col / HW : 0;
-            const int pos = col_ok ? col - img * HW : 0;
-            // oy·stride = (iy + pad) − ki: keep iy + pad and subtract the tap.
-            const int iyp = pos / W + pad, ixp = pos % W + pad;
-            const float* __restrict__ dys = dy + (size_t)img * K * OHW;
-
-            // A: this thread's reduction index a_k + BK·s as (k·CRS, ki, kj) → w offset hi + c·RS + mid·S + lo.
-            Radix3 ra_idx;
-            ra_idx.init(a_k, R, S, CRS, BK);
-            // B: reduction rows b_k + 4j as (k·OHW, ki, kj).
-            Radix3 rb[4];
+            int a_off[4], b_base[4], b_iy[4], b_ix[4];
+            bool a_ok[4];
             MG_UNROLL
-            for (int j = 0; j < 4; ++j) rb[j].init(b_k + 4 * j, R, S, OHW, BK);
+            for (int j = 0; j < 4; ++j) {
+                const int c = m0 + a_m + 16 * j;
+                a_ok[j] = c < C;
+                a_off[j] = (a_ok[j] ? c : 0) * RS;
+                const int col = n0 + b_n + 16 * j;
+                b_iy[j] = kOutside;
+                b_ix[j] = kOutside;
+                b_base[j] = 0;
+                if (col < cols) {
+                    const int img = col / HW, pos = col - img * HW;
+                    const int iy = pos / W, ix = pos - iy * W;
+                    b_iy[j] = iy + pad;  // oy·stride + ki
+                    b_ix[j] = ix + pad;
+                    b_base[j] = img * K * OHW + b_iy[j] * OW + b_ix[j];
+                }
+            }
+            Radix3 ra_idx;  // A: reduction index a_k + BK·step as (k·CRS, ki, kj)
+            ra_idx.init(a_k, R, S, CRS, BK);
+            Radix3 rb;      // B: reduction row b_k + BK·step as (k·OHW, ki, kj)
+            rb.init(b_k, R, S, OHW, BK);
 
             float ra[4], rbv[4];
             auto load = [&](int r0) {
-                const int ka = r0 + a_k;
-                const int woff = ra_idx.hi + ra_idx.mid * S + ra_idx.lo;
+                const bool ka_ok = r0 + a_k < KRS;
+                const int aro = ra_idx.hi + ra_idx.mid * S + ra_idx.lo;
                 MG_UNROLL
-                for (int j = 0; j < 4; ++j) {
-                    const int c = m0 + a_m + 16 * j;
-                    ra[j] = (c < C && ka < KRS) ? __ldg(w + (size_t)woff + (size_t)c * RS) : 0.0f;
-                }
+                for (int j = 0; j < 4; ++j) ra[j] = (a_ok[j] && ka_ok) ? __ldg(w + (a_off[j] + aro)) : 0.0f;
                 ra_idx.next();
-                MG_UNROLL
-                for (int j = 0; j < 4; ++j) {
-                    const int r = r0 + b_k + 4 * j;
-                    int oy = iyp - rb[j].mid, ox = ixp - rb[j].lo;
-                    bool ok = col_ok && r < KRS;
-                    if (stride != 1) {  // uniform branch; VGG's stride-1 path never divides
-                        ok = ok && oy >= 0 && ox >= 0 && oy % stride == 0 && ox % stride == 0;
-                        oy /= stride;
-                        ox /= stride;
+
+                const bool r_ok = r0 + b_k < KRS;
+                const int ki = rb.mid, kj = rb.lo;
+                if (stride == 1) {
+                    const int roff = rb.hi - ki * OW - kj;
+                    MG_UNROLL
+                    for (int j = 0; j < 4; ++j) {
+                        const bool ok =
+                            r_ok && (unsigned)(b_iy[j] - ki) < (unsigned)OH && (unsigned)(b_ix[j] - kj) < (unsigned)OW;
+                        rbv[j] = ok ? __ldg(dy + (b_base[j] + roff)) : 0.0f;
                     }
-                    ok = ok && (unsigned)oy < (unsigned)OH && (unsigned)ox < (unsigned)OW;
-                    rbv[j] = ok ? __ldg(dys + rb[j].hi + oy * OW + ox) : 0.0f;
-                    rb[j].next();
+                } else {
+                    MG_UNROLL
+                    for (int j = 0; j < 4; ++j) {
+                        const int ty = b_iy[j] - ki, tx = b_ix[j] - kj;  // oy·stride, ox·stride
+                        const int oy = ty / stride, ox = tx / stride;
+                        const bool ok = r_ok && ty >= 0 && tx >= 0 && oy * stride == ty && ox * stride == tx &&
+                                        oy < OH && ox < OW;
+                        // (Evaluated only when ok: a sentinel column's b_iy·OW would overflow.)
+                        rbv[j] = ok ? __ldg(dy + (b_base[j] - b_iy[j] * OW - b_ix[j] + rb.hi + oy * OW + ox)) : 0.0f;
+                    }
                 }
+                rb.next();
             };
             auto store = [&](int buf) {
                 MG_UNROLL
                 for (int j = 0; j < 4; ++j) As[buf][a_k][a_m + 16 * j] = ra[j];
                 MG_UNROLL
-                for (int j = 0; j < 4; ++j) Bs[buf][b_k + 4 * j][b_n] = rbv[j];
+                for (int j = 0; j < 4; ++j) Bs[buf][b_k][b_n + 16 * j] = rbv[j];
             };
 
             float acc[4][4] = {};
@@ -266,7 +308,7 @@ extern "C" __global__ void conv2d_backward_input(const float* __restrict__ dy, c
                 store(buf);
                 __syncthreads();
                 if (s + 1 < nsteps) load((s + 1) * BK);
-                mma_step(As[buf], Bs[buf], mb, nb, acc);
+                mma_step<LDB_ROWWISE>(As[buf], Bs[buf], mb, nb, acc);
             }
             __syncthreads();
 
@@ -278,7 +320,7 @@ extern "C" __global__ void conv2d_backward_input(const float* __restrict__ dy, c
                 MG_UNROLL
                 for (int i = 0; i < 4; ++i) {
                     const int c = m0 + mb + i;
-                    if (c < C) dx[((size_t)oimg * C + c) * HW + opos] = acc[i][j];
+                    if (c < C) dx[(oimg * C + c) * HW + opos] = acc[i][j];
                 }
             }
         }
@@ -290,14 +332,17 @@ extern "C" __global__ void conv2d_backward_input(const float* __restrict__ dy, c
 // `chunk` positions, chunk index = blockIdx.z (split-K: the weight gradient is a small output
 // with a huge reduction, so without the split only ceil(K/64)·ceil(CRS/64) blocks would run).
 // Each block atomicAdds its partial 64×64 tile into dw, which the caller zeroes.
-// Both operands are staged with the position fastest across threads: 16 threads read 16
-// consecutive positions (contiguous in dy, and in x for stride 1), and a thread's position
-// (img, oy, ox) is shared by its A and B loads.
+// Both operands are staged with the position fastest across threads: thread t handles position
+// p = p0 + t%16 for tile rows/columns t/16 + 16j, so 16 threads read 16 consecutive positions
+// (contiguous in dy, and in x for stride 1), and one position decomposition per step serves all
+// 8 of a thread's loads:
+//   dy offset = [img·K·OHW + oy·OW + ox] (row part) + k·OHW (column part)
+//   x offset  = [img·C·HW + iy0·W + ix0] (row part) + [c·HW + ki·W + kj] (column part).
 extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, const float* __restrict__ x,
                                                   float* __restrict__ dw, int N, int C, int H, int W, int K, int R,
                                                   int S, int stride, int pad, int OH, int OW, int chunk) {
-    alignas(16) __shared__ float As[2][BK][LDS];
-    alignas(16) __shared__ float Bs[2][BK][LDS];
+    alignas(16) __shared__ float As[2][BK][LDA];
+    alignas(16) __shared__ float Bs[2][BK][LDB_TRANSPOSED];
 
     const int t = threadIdx.x;
     const int RS = R * S, CRS = C * RS, HW = H * W, OHW = OH * OW;
@@ -307,7 +352,6 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
     // Written so that a huge chunk (say INT_MAX for "no split") cannot overflow.
     const int nchunks = (npos - 1) / chunk + 1;
     const int mb = micro_row(t), nb = micro_col(t);
-    // Both stagings: position kk = t % 16 fixed per thread, tile rows/columns t/16 + 16j.
     const int s_k = t % BK, s_r = t / BK;
 
     for (int z = blockIdx.z; z < nchunks; z += gridDim.z) {
@@ -316,41 +360,43 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
         const int nsteps = (pend - pbeg + BK - 1) / BK;
         for (int m0 = blockIdx.y * BM; m0 < K; m0 += gridDim.y * BM) {
             for (int n0 = blockIdx.x * BN; n0 < CRS; n0 += gridDim.x * BN) {
-                // This thread's 4 weight taps (columns) r = n0 + s_r + 16j, fixed for the tile.
-                int tap_off[4], tap_ki[4], tap_kj[4];
-                bool tap_ok[4];
+                // Column parts: the thread's 4 output channels and 4 taps, fixed for the tile.
+                int a_off[4], tap_off[4], tap_ki[4], tap_kj[4];
+                bool a_ok[4];
                 MG_UNROLL
                 for (int j = 0; j < 4; ++j) {
+                    const int m = m0 + s_r + 16 * j;
+                    a_ok[j] = m < K;
+                    a_off[j] = (a_ok[j] ? m : 0) * OHW;
                     const int r = n0 + s_r + 16 * j;
-                    tap_ok[j] = r < CRS;
-                    const int rr = tap_ok[j] ? r : 0;
-                    const int c = rr / RS, rs = rr - c * RS;
-                    tap_ki[j] = rs / S;
-                    tap_kj[j] = rs - tap_ki[j] * S;
-                    tap_off[j] = c * HW;
+                    tap_ki[j] = kOutside;  // a tap past C·R·S fails the bounds test
+                    tap_kj[j] = kOutside;
+                    tap_off[j] = 0;
+                    if (r < CRS) {
+                        const int c = r / RS, rs = r - c * RS;
+                        tap_ki[j] = rs / S;
+                        tap_kj[j] = rs - tap_ki[j] * S;
+                        tap_off[j] = c * HW + tap_ki[j] * W + tap_kj[j];
+                    }
                 }
-                // This thread's position p = pbeg + s_k + BK·step as (img·C·HW, oy, ox).
+                // Row part: position p = pbeg + s_k + BK·step as (img, oy, ox).
                 Radix3 pp;
-                pp.init(pbeg + s_k, OH, OW, 1, BK);  // hi = img (stride 1: used for both operands)
+                pp.init(pbeg + s_k, OH, OW, 1, BK);
 
                 float ra[4], rbv[4];
                 auto load = [&](int p0) {
-                    const int p = pbeg + p0 + s_k;
-                    const bool pok = p < pend;
+                    const bool pok = pbeg + p0 + s_k < pend;
                     const int img = pp.hi, oy = pp.mid, ox = pp.lo;
-                    const float* __restrict__ dys = dy + (size_t)img * K * OHW + oy * OW + ox;
+                    const int dro = img * K * OHW + oy * OW + ox;
                     MG_UNROLL
-                    for (int j = 0; j < 4; ++j) {
-                        const int m = m0 + s_r + 16 * j;
-                        ra[j] = (pok && m < K) ? __ldg(dys + (size_t)m * OHW) : 0.0f;
-                    }
+                    for (int j = 0; j < 4; ++j) ra[j] = (pok && a_ok[j]) ? __ldg(dy + (dro + a_off[j])) : 0.0f;
                     const int iy0 = oy * stride - pad, ix0 = ox * stride - pad;
-                    const float* __restrict__ xs = x + (size_t)img * C * HW;
+                    const int xro = img * C * HW + iy0 * W + ix0;
                     MG_UNROLL
                     for (int j = 0; j < 4; ++j) {
-                        const int iy = iy0 + tap_ki[j], ix = ix0 + tap_kj[j];
-                        const bool ok = pok && tap_ok[j] && (unsigned)iy < (unsigned)H && (unsigned)ix < (unsigned)W;
-                        rbv[j] = ok ? __ldg(xs + tap_off[j] + iy * W + ix) : 0.0f;
+                        const bool ok =
+                            pok && (unsigned)(iy0 + tap_ki[j]) < (unsigned)H && (unsigned)(ix0 + tap_kj[j]) < (unsigned)W;
+                        rbv[j] = ok ? __ldg(x + (xro + tap_off[j])) : 0.0f;
                     }
                     pp.next();
                 };
@@ -368,7 +414,7 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
                     store(buf);
                     __syncthreads();
                     if (s + 1 < nsteps) load((s + 1) * BK);
-                    mma_step(As[buf], Bs[buf], mb, nb, acc);
+                    mma_step<LDB_TRANSPOSED>(As[buf], Bs[buf], mb, nb, acc);
                 }
                 __syncthreads();
 
@@ -380,7 +426,7 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
                         MG_UNROLL
                         for (int j = 0; j < 4; ++j) {
                             const int r = n0 + nb + j;
-                            if (r < CRS) atomicAdd(dw + (size_t)m * CRS + r, acc[i][j]);
+                            if (r < CRS) atomicAdd(dw + (m * CRS + r), acc[i][j]);
                         }
                     }
                 }
