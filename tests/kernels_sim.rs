@@ -338,8 +338,7 @@ fn count_nonfinite_counts_nan_and_both_infinities() {
     launch("count_nonfinite", ew(n), BLOCK, &[p(&x), i(n), pm(&mut count)]);
     assert_eq!(count[0], 0);
     assert!(cpu().all_finite(&x).unwrap());
-    for (k, v) in [(0, f32::NAN), (300, f32::INFINITY), (301, f32::NEG_INFINITY), (4098, f32::NAN), (2048, -f32::NAN)]
-    {
+    for (k, v) in [(0, f32::NAN), (300, f32::INFINITY), (301, f32::NEG_INFINITY), (4098, f32::NAN), (2048, -f32::NAN)] {
         x[k] = v;
     }
     let mut count = zeros::<u32>(1);
@@ -580,8 +579,7 @@ fn batchnorm_train_eval_backward() {
         check(&format!("bn_apply (train) {what}"), &y, &want_y, |k| ytol(&want_mean, &want_is, k));
 
         // Evaluation: invstd from the running variance, then the same apply with the running mean.
-        let want_eval =
-            cpu.batchnorm_forward_eval(&x, &gamma, &beta, &rm0, &rv0, n, c, hw, eps as f64).unwrap();
+        let want_eval = cpu.batchnorm_forward_eval(&x, &gamma, &beta, &rm0, &rv0, n, c, hw, eps as f64).unwrap();
         let mut eis = nans(c);
         launch("bn_eval_invstd", ew(c), BLOCK, &[p(&rv0), pm(&mut eis), i(c), A::F(eps)]);
         let want_eis: Vec<f32> = rv0.iter().map(|&v| (1.0 / (v as f64 + eps as f64).sqrt()) as f32).collect();
@@ -620,19 +618,7 @@ fn batchnorm_train_eval_backward() {
             "bn_backward_apply",
             ew(len),
             BLOCK,
-            &[
-                p(&dy),
-                p(&x),
-                p(&gamma),
-                p(&want_mean),
-                p(&want_is),
-                p(&dg),
-                p(&db),
-                pm(&mut dx),
-                i(n),
-                i(c),
-                i(hw),
-            ],
+            &[p(&dy), p(&x), p(&gamma), p(&want_mean), p(&want_is), p(&dg), p(&db), pm(&mut dx), i(n), i(c), i(hw)],
         );
         // Evaluated in double on both sides; the kernel sees dβ, dγ rounded to f32 (the CPU keeps
         // them in double), which moves dx by ≤ u·γ·invstd/M·(|dβ| + |x̂|·|dγ|).
@@ -640,7 +626,9 @@ fn batchnorm_train_eval_backward() {
             let ch = k / hw % c;
             let kk = (gamma[ch] as f64 * want_is[ch] as f64 / m).abs();
             let xhat = ((x[k] - want_mean[ch]) as f64 * want_is[ch] as f64).abs();
-            2.0 * U * (want_dx[k].abs() as f64 + kk * (m * dy[k].abs() as f64 + db[ch].abs() as f64 + xhat * dg[ch].abs() as f64))
+            2.0 * U
+                * (want_dx[k].abs() as f64
+                    + kk * (m * dy[k].abs() as f64 + db[ch].abs() as f64 + xhat * dg[ch].abs() as f64))
         });
     }
 }
@@ -652,7 +640,9 @@ fn maxpool_ties_nan_and_overlap() {
     let mut r = Rng::new(30);
     // (n, c, h, w, k, stride): odd sizes (floor mode drops the last row/column), overlapping
     // windows (stride < k: the backward scatter needs its atomics), channels 1/3/17.
-    for (n, c, h, w, k, s) in [(2usize, 3usize, 9usize, 13usize, 2usize, 2usize), (1, 1, 7, 7, 3, 2), (1, 17, 5, 6, 2, 1)] {
+    for (n, c, h, w, k, s) in
+        [(2usize, 3usize, 9usize, 13usize, 2usize, 2usize), (1, 1, 7, 7, 3, 2), (1, 17, 5, 6, 2, 1)]
+    {
         let g = PoolGeom { n, c, h, w, k, stride: s };
         let (oh, ow) = (g.out_h(), g.out_w());
         // Values on a coarse grid so windows contain ties; a few NaNs.
