@@ -1,5 +1,6 @@
 //! moodgrad: a from-scratch deep-learning engine for bimodal music-emotion models.
 
+pub mod audio;
 pub mod backend;
 pub mod error;
 pub mod float;
