@@ -2,10 +2,10 @@
 
 use crate::backend::Backend;
 use crate::backend::cpu::Cpu;
+use crate::device::Device;
 use crate::error::Result;
 use crate::nn::{ModelConfig, SeedNet};
 use crate::ops;
-use crate::device::Device;
 use crate::params::{ParamStore, Slot};
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
@@ -112,11 +112,10 @@ pub fn check_network(
     let target: Vec<f64> = (0..b * 2).map(|_| rng.uniform()).collect();
     let host = HostBatch { input, lyrics_dim: config.lyrics_dim, audio, lyrics, target };
     let batch = host.upload(&be)?;
-    let weights: Vec<Vec<f64>> =
-        store.entries().iter().map(|e| weights_of(&be, &e.slot)).collect::<Result<_>>()?;
+    let weights: Vec<Vec<f64>> = store.entries().iter().map(|e| weights_of(&be, &e.slot)).collect::<Result<_>>()?;
     let grads = match device {
         None => analytic(be, &config, &weights, &host, seed)?,
-        Some(d) => crate::on_device!(d, |b| analytic(b.clone(), &config, &weights, &host, seed))?,
+        Some(d) => crate::on_device!(d, |b| analytic(Clone::clone(b), &config, &weights, &host, seed))?,
     };
     let ids = store.param_ids();
     let mut rows = Vec::new();

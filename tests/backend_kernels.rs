@@ -173,7 +173,17 @@ fn batchnorm_train_eval_backward() {
                 .unwrap();
             let (dx, dg, db) = b.batchnorm_backward(&up(&dy), &up(&x), &up(&gamma), &mean, &invstd, n, c, hw).unwrap();
             let ye = b.batchnorm_forward_eval(&up(&x), &up(&gamma), &up(&beta), &rm, &rv, n, c, hw, 1e-5).unwrap();
-            vec![dl(b, &y), dl(b, &mean), dl(b, &invstd), dl(b, &rm), dl(b, &rv), dl(b, &dx), dl(b, &dg), dl(b, &db), dl(b, &ye)]
+            vec![
+                dl(b, &y),
+                dl(b, &mean),
+                dl(b, &invstd),
+                dl(b, &rm),
+                dl(b, &rv),
+                dl(b, &dx),
+                dl(b, &dg),
+                dl(b, &db),
+                dl(b, &ye),
+            ]
         });
     }
 }
@@ -181,7 +191,9 @@ fn batchnorm_train_eval_backward() {
 #[test]
 fn pooling_and_channel_scale() {
     let mut r = Rng::new(6);
-    for g in [PoolGeom { n: 2, c: 3, h: 7, w: 9, k: 2, stride: 2 }, PoolGeom { n: 1, c: 17, h: 9, w: 7, k: 3, stride: 2 }] {
+    for g in
+        [PoolGeom { n: 2, c: 3, h: 7, w: 9, k: 2, stride: 2 }, PoolGeom { n: 1, c: 17, h: 9, w: 7, k: 3, stride: 2 }]
+    {
         let x = randn(&mut r, g.n * g.c * g.h * g.w);
         let dy = randn(&mut r, g.n * g.c * g.out_h() * g.out_w());
         same!(format!("maxpool {g:?}"), 1e-6, |b, up| {

@@ -97,10 +97,15 @@ fn step_from_init_writes_everything_and_bad_files_fail_cleanly() {
 fn step_on_sim_matches_step_on_cpu() {
     use moodgrad::io::{self, TensorFile};
     let d = tmp("simstep");
-    let fx = io::read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden_model3_se.safetensors"))
-        .unwrap();
+    let fx =
+        io::read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden_model3_se.safetensors"))
+            .unwrap();
     let part = |prefix: &str| TensorFile {
-        tensors: fx.tensors.iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone()))).collect(),
+        tensors: fx
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+            .collect(),
         metadata: Default::default(),
     };
     let (w, b) = (d.join("w.safetensors"), d.join("b.safetensors"));
@@ -110,8 +115,17 @@ fn step_on_sim_matches_step_on_cpu() {
     for dev in ["cpu", "sim"] {
         let o = d.join(format!("{dev}.safetensors"));
         let (ok, out) = moodgrad(&[
-            "step", "--device", dev, "--weights", w.to_str().unwrap(), "--batch", b.to_str().unwrap(), "--steps", "2",
-            "--out", o.to_str().unwrap(),
+            "step",
+            "--device",
+            dev,
+            "--weights",
+            w.to_str().unwrap(),
+            "--batch",
+            b.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--out",
+            o.to_str().unwrap(),
         ]);
         assert!(ok, "{dev}: {out}");
         outs.push(io::read(&o).unwrap());

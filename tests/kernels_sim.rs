@@ -76,7 +76,8 @@ fn launch(name: &str, grid: [u32; 3], block: [u32; 3], args: &[A]) {
         })
         .collect();
     let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s.as_mut_ptr() as *mut c_void).collect();
-    ffi::launch(name, grid, block, 0, &mut ptrs).unwrap_or_else(|e| panic!("launch {name}: {e}"));
+    // SAFETY: the argument lists follow docs/kernel-abi.md and point at live host buffers.
+    unsafe { ffi::launch(name, grid, block, 0, &mut ptrs) }.unwrap_or_else(|e| panic!("launch {name}: {e}"));
 }
 
 /// The ABI's EW(n) launch: block 256, grid min(ceil(n/256), 4096).

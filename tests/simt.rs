@@ -33,7 +33,8 @@ impl Args {
 fn launch(kernel: &str, grid: [u32; 3], block: [u32; 3], shared: u32, args: Args) -> Result<()> {
     let mut slots = args.0;
     let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-    ffi::launch(kernel, grid, block, shared, &mut ptrs)
+    // SAFETY: each test passes the self-test kernel's parameter list over live host buffers.
+    unsafe { ffi::launch(kernel, grid, block, shared, &mut ptrs) }
 }
 
 fn ok(kernel: &str, grid: [u32; 3], block: [u32; 3], shared: u32, args: Args) {

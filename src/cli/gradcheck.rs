@@ -1,8 +1,8 @@
 //! `moodgrad gradcheck`: finite differences through a whole small network, on the CPU in f64.
 
+use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::gradcheck::check_network;
-use crate::device::{Device, DeviceChoice};
 use crate::nn::ModelConfig;
 
 /// Central-difference step. With weights O(0.1) and f64, h = 1e-5 keeps truncation (≈h²) and

@@ -160,7 +160,14 @@ impl RawDevice for CudaDevice {
         unsafe { result::memcpy_dtod_sync(dst, src, bytes) }.map_err(|e| drv("device copy", e))
     }
 
-    fn launch(&self, kernel: &'static str, grid: [u32; 3], block: [u32; 3], shared: u32, args: &[Arg]) -> Result<()> {
+    unsafe fn launch(
+        &self,
+        kernel: &'static str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        shared: u32,
+        args: &[Arg],
+    ) -> Result<()> {
         self.bind()?;
         let f = self
             .functions

@@ -40,7 +40,19 @@ pub trait RawDevice: Send + Sync + 'static {
     fn htod(&self, dst: u64, src: &[u8]) -> Result<()>;
     fn dtoh(&self, src: u64, dst: &mut [u8]) -> Result<()>;
     fn dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()>;
-    fn launch(&self, kernel: &'static str, grid: [u32; 3], block: [u32; 3], shared: u32, args: &[Arg]) -> Result<()>;
+    /// Launches `kernel` over `grid` × `block` threads.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameter list (docs/kernel-abi.md) and every pointer must
+    /// be a live allocation of this device, large enough for what the kernel touches.
+    unsafe fn launch(
+        &self,
+        kernel: &'static str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        shared: u32,
+        args: &[Arg],
+    ) -> Result<()>;
     /// Row-major f32 C[m, n] = op(A)·op(B); A is [m, k] (or [k, m] if `ta`), B is [k, n] (or [n, k]).
     #[allow(clippy::too_many_arguments)]
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()>;

@@ -17,8 +17,11 @@ const BLOCK: u32 = 256;
 const MAX_EW_BLOCKS: usize = 4096;
 /// Output tile of the implicit-GEMM convolution kernels (rows × columns per block).
 const CONV_TILE: usize = 64;
-/// Reduction positions per block of conv2d_backward_weight (split-K along N·OH·OW).
-const CONV_WGRAD_CHUNK: usize = 4096;
+/// conv2d_backward_weight splits its N·OH·OW reduction (split-K) until the grid has about this
+/// many blocks: ~4 per SM on a 132-SM H100, so every SM has work even for 64-channel layers.
+const CONV_WGRAD_TARGET_BLOCKS: usize = 512;
+/// …but never into chunks shorter than this, where the atomicAdd of each partial would dominate.
+const CONV_WGRAD_MIN_CHUNK: usize = 256;
 
 #[derive(Clone)]
 pub struct KernelBackend {
@@ -50,7 +53,10 @@ impl KernelBackend {
     }
 
     fn launch(&self, k: &'static str, grid: [u32; 3], block: [u32; 3], shared: u32, args: &[Arg]) -> Result<()> {
-        self.dev.launch(k, grid, block, shared, args)
+        // SAFETY: every call site in this file builds `args` from docs/kernel-abi.md with buffers
+        // it allocated at the sizes the kernel indexes (tests/backend_kernels.rs checks each
+        // primitive against the CPU backend; the simulator's guard pages catch overruns).
+        unsafe { self.dev.launch(k, grid, block, shared, args) }
     }
 
     fn zeroed(&self, len: usize) -> Result<DevBuf> {
@@ -203,7 +209,8 @@ impl Backend for KernelBackend {
             return Ok(0.0);
         }
         let ptrs: Vec<u8> = bufs.iter().flat_map(|b| b.ptr().to_le_bytes()).collect();
-        let lens = bufs.iter().map(|b| i(b.len()).map(|a| (a.slot() as u32).to_le_bytes())).collect::<Result<Vec<_>>>()?;
+        let lens =
+            bufs.iter().map(|b| i(b.len()).map(|a| (a.slot() as u32).to_le_bytes())).collect::<Result<Vec<_>>>()?;
         let lens: Vec<u8> = lens.concat();
         let (dp, dl) = (self.upload_bytes(&ptrs)?, self.upload_bytes(&lens)?);
         let out = self.zeroed(2)?; // one double
@@ -282,14 +289,14 @@ impl Backend for KernelBackend {
         let dw = self.zeroed(g.weight_len())?;
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;
-        let grid = [
-            crs.div_ceil(CONV_TILE) as u32,
-            g.c_out.div_ceil(CONV_TILE) as u32,
-            positions.div_ceil(CONV_WGRAD_CHUNK).max(1) as u32,
-        ];
+        let tiles = crs.div_ceil(CONV_TILE) * g.c_out.div_ceil(CONV_TILE);
+        let splits = CONV_WGRAD_TARGET_BLOCKS.div_ceil(tiles).clamp(1, positions.div_ceil(CONV_WGRAD_MIN_CHUNK).max(1));
+        let chunk = positions.div_ceil(splits).max(1);
+        let grid =
+            [crs.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, positions.div_ceil(chunk) as u32];
         let mut args = vec![p(dy), p(x), p(&dw)];
         args.extend(Self::conv_args(g)?);
-        args.push(i(CONV_WGRAD_CHUNK)?);
+        args.push(i(chunk)?);
         self.launch("conv2d_backward_weight", grid, B1, 0, &args)?;
         Ok(dw)
     }
@@ -315,7 +322,8 @@ impl Backend for KernelBackend {
         running_mean.make_unique()?;
         running_var.make_unique()?;
         let (mean, invstd, y) = (self.buf(c)?, self.buf(c)?, self.buf(n * c * hw)?);
-        let args = [p(x), p(&mean), p(&invstd), p(running_mean), p(running_var), i(n)?, i(c)?, i(hw)?, f(momentum), f(eps)];
+        let args =
+            [p(x), p(&mean), p(&invstd), p(running_mean), p(running_var), i(n)?, i(c)?, i(hw)?, f(momentum), f(eps)];
         self.launch("bn_stats", [c as u32, 1, 1], B1, 0, &args)?;
         let args = [p(x), p(gamma), p(beta), p(&mean), p(&invstd), p(&y), i(n)?, i(c)?, i(hw)?];
         self.launch("bn_apply", ew(n * c * hw), B1, 0, &args)?;
@@ -353,8 +361,7 @@ impl Backend for KernelBackend {
         let (dgamma, dbeta, dx) = (self.buf(c)?, self.buf(c)?, self.buf(n * c * hw)?);
         let args = [p(dy), p(x), p(mean), p(invstd), p(&dgamma), p(&dbeta), i(n)?, i(c)?, i(hw)?];
         self.launch("bn_backward_reduce", [c as u32, 1, 1], B1, 0, &args)?;
-        let args =
-            [p(dy), p(x), p(gamma), p(mean), p(invstd), p(&dgamma), p(&dbeta), p(&dx), i(n)?, i(c)?, i(hw)?];
+        let args = [p(dy), p(x), p(gamma), p(mean), p(invstd), p(&dgamma), p(&dbeta), p(&dx), i(n)?, i(c)?, i(hw)?];
         self.launch("bn_backward_apply", ew(n * c * hw), B1, 0, &args)?;
         Ok((dx, dgamma, dbeta))
     }
@@ -448,7 +455,13 @@ impl Backend for KernelBackend {
     }
     fn cross_entropy_forward(&self, logits: &DevBuf, labels: &DevBuf, rows: usize, classes: usize) -> Result<DevBuf> {
         let out = self.buf(1)?;
-        self.launch("cross_entropy_forward", [1, 1, 1], B1, 0, &[p(logits), p(labels), p(&out), i(rows)?, i(classes)?])?;
+        self.launch(
+            "cross_entropy_forward",
+            [1, 1, 1],
+            B1,
+            0,
+            &[p(logits), p(labels), p(&out), i(rows)?, i(classes)?],
+        )?;
         Ok(out)
     }
     fn cross_entropy_backward(

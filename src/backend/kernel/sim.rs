@@ -56,10 +56,18 @@ impl RawDevice for SimDevice {
         Ok(())
     }
 
-    fn launch(&self, kernel: &'static str, grid: [u32; 3], block: [u32; 3], shared: u32, args: &[Arg]) -> Result<()> {
+    unsafe fn launch(
+        &self,
+        kernel: &'static str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        shared: u32,
+        args: &[Arg],
+    ) -> Result<()> {
         let mut slots: Vec<u64> = args.iter().map(Arg::slot).collect();
         let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-        crate::backend::sim::ffi::launch(kernel, grid, block, shared, &mut params)
+        // SAFETY: forwarded from RawDevice::launch, whose caller guarantees the argument list.
+        unsafe { crate::backend::sim::ffi::launch(kernel, grid, block, shared, &mut params) }
     }
 
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()> {

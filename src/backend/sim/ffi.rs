@@ -182,7 +182,9 @@ fn unknown(kernel: &str) -> Error {
 /// The argument count is checked against the kernel's declaration; the types cannot be.
 /// Errors (unknown kernel, bad launch shape, a barrier not reached by every thread, a deadlock
 /// in a warp collective, …) are `Error::Device` naming the kernel.
-pub fn launch(
+/// # Safety
+/// As above: the argument values and pointers must match the kernel's parameters.
+pub unsafe fn launch(
     kernel: &str,
     grid: [u32; 3],
     block: [u32; 3],
