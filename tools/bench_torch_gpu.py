@@ -63,17 +63,21 @@ def main():
     ms = time_ms(se_step)
     res["se_fwd_bwd"] = {"ms": ms, "GBps_at_7_passes": 7 * nbytes / ms / 1e6}
     res["conv2d"] = []
-    for name, ci, co, hh, ww in VGG:
-        conv = torch.nn.Conv2d(ci, co, 3, padding=1, bias=False).to(dev)
-        xi = torch.randn(16, ci, hh, ww, device=dev, requires_grad=True)
-        g = torch.randn(16, co, hh, ww, device=dev)
+    # cuDNN uses TF32 tensor cores for FP32 convolutions by default; moodgrad's kernels are plain
+    # FP32, so both are recorded: tf32 False is the like-for-like comparison.
+    for tf32 in (False, True):
+        torch.backends.cudnn.allow_tf32 = tf32
+        for name, ci, co, hh, ww in VGG:
+            conv = torch.nn.Conv2d(ci, co, 3, padding=1, bias=False).to(dev)
+            xi = torch.randn(16, ci, hh, ww, device=dev, requires_grad=True)
+            g = torch.randn(16, co, hh, ww, device=dev)
 
-        def step():
-            conv(xi).backward(g)
+            def step():
+                conv(xi).backward(g)
 
-        ms = time_ms(step)
-        flops = 3 * 2 * 16 * co * hh * ww * ci * 9
-        res["conv2d"].append({"name": name, "ms": ms, "TFLOPs": flops / ms / 1e9})
+            ms = time_ms(step)
+            flops = 3 * 2 * 16 * co * hh * ww * ci * 9
+            res["conv2d"].append({"name": name, "tf32": tf32, "ms": ms, "TFLOPs": flops / ms / 1e9})
     params = [torch.nn.Parameter(torch.randn(500_000, device=dev)) for _ in range(20)]
     for p in params:
         p.grad = torch.randn_like(p)
