@@ -2,12 +2,11 @@
 //! and says clearly when there is no GPU. Kernels come from the PTX that build.rs compiled with
 //! nvcc, or, when the build had no nvcc, from the embedded sources through NVRTC.
 
-use super::device::{Arg, RawDevice, oom};
+use super::device::{Arg, RawDevice, oom, with_params};
 use crate::error::{Error, Result};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, result, sys};
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::Arc;
 
 /// The kernels build.rs embedded: `PTX` (nvcc output per file, may be empty), `SOURCES`
@@ -173,20 +172,18 @@ impl RawDevice for CudaDevice {
             .functions
             .get(kernel)
             .ok_or_else(|| Error::Device(format!("kernel {kernel} is not in the embedded PTX")))?;
-        let mut slots: Vec<u64> = args.iter().map(Arg::slot).collect();
-        let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
         // SAFETY: the argument list follows docs/kernel-abi.md for this kernel; every pointer is a
-        // live device allocation sized by KernelBackend.
-        unsafe {
+        // live device allocation sized by KernelBackend (the caller's contract).
+        with_params(args, |params| unsafe {
             result::launch_kernel(
                 f.cu_function(),
                 (grid[0], grid[1], grid[2]),
                 (block[0], block[1], block[2]),
                 shared,
                 self.stream.cu_stream(),
-                &mut params,
+                params,
             )
-        }
+        })
         .map_err(|e| drv(&format!("launch of {kernel} (grid {grid:?}, block {block:?})"), e))
     }
 

@@ -30,6 +30,14 @@ impl Arg {
     }
 }
 
+/// Calls `f` with a cuLaunchKernel-style parameter array: entry i points at argument i's slot.
+pub fn with_params<R>(args: &[Arg], f: impl FnOnce(&mut [*mut std::ffi::c_void]) -> R) -> R {
+    let mut slots: Vec<u64> = args.iter().map(Arg::slot).collect();
+    let mut params: Vec<*mut std::ffi::c_void> =
+        slots.iter_mut().map(|s| s as *mut u64 as *mut std::ffi::c_void).collect();
+    f(&mut params)
+}
+
 /// Memory, launches and dense GEMM on one device. Addresses are u64 (CUdeviceptr on CUDA, host
 /// addresses on the simulator).
 pub trait RawDevice: Send + Sync + 'static {

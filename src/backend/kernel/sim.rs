@@ -1,11 +1,10 @@
 //! The host SIMT device: host memory, kernels/*.cu compiled as C++ and launched through
 //! `backend::sim::ffi` with the same grids and arguments the CUDA device gets.
 
-use super::device::{Arg, RawDevice};
+use super::device::{Arg, RawDevice, with_params};
 use crate::backend::cpu::gemm::{Mat, par_gemm};
 use crate::error::{Error, Result};
 use std::alloc::Layout;
-use std::ffi::c_void;
 
 /// cudaMalloc's alignment guarantee, which vectorised kernels may rely on.
 const ALIGN: usize = 256;
@@ -64,10 +63,8 @@ impl RawDevice for SimDevice {
         shared: u32,
         args: &[Arg],
     ) -> Result<()> {
-        let mut slots: Vec<u64> = args.iter().map(Arg::slot).collect();
-        let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
         // SAFETY: forwarded from RawDevice::launch, whose caller guarantees the argument list.
-        unsafe { crate::backend::sim::ffi::launch(kernel, grid, block, shared, &mut params) }
+        with_params(args, |params| unsafe { crate::backend::sim::ffi::launch(kernel, grid, block, shared, params) })
     }
 
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()> {
