@@ -54,12 +54,9 @@ __device__ inline float gelu_grad(float x) {
 
 // ---- warp and block reductions ------------------------------------------------------------
 
-__device__ inline float warp_sum(float v) {
-    for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-    return v;
-}
-
-__device__ inline double warp_sum(double v) {
+// T is float or double: one butterfly, every lane ends with the warp's sum.
+template <typename T>
+__device__ inline T warp_sum(T v) {
     for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
     return v;
 }
@@ -74,29 +71,17 @@ __device__ inline double warp_max(double v) {
 // kMaxWarps doubles owned by the caller (the SIMT layer supports __shared__ only inside kernels).
 // Must be reached by every thread of the block. Ends with a barrier, so the caller may reuse
 // `scratch` immediately.
-__device__ inline double block_sum(double v, double* scratch) {
+template <typename T>
+__device__ inline T block_sum(T v, T* scratch) {
     const int lane = threadIdx.x % kWarp;
     const int warp = threadIdx.x / kWarp;
     const int nwarps = (blockDim.x + kWarp - 1) / kWarp;
     v = warp_sum(v);
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    double total = 0.0;
+    T total = 0;
     // Every thread sums the per-warp partials in the same order: all threads get the same bits,
     // with no second barrier-and-broadcast round.
-    for (int w = 0; w < nwarps; ++w) total += scratch[w];
-    __syncthreads();
-    return total;
-}
-
-__device__ inline float block_sum(float v, float* scratch) {
-    const int lane = threadIdx.x % kWarp;
-    const int warp = threadIdx.x / kWarp;
-    const int nwarps = (blockDim.x + kWarp - 1) / kWarp;
-    v = warp_sum(v);
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    float total = 0.0f;
     for (int w = 0; w < nwarps; ++w) total += scratch[w];
     __syncthreads();
     return total;
