@@ -8,6 +8,12 @@
 use crate::error::Result;
 use std::path::Path;
 
+pub mod decode;
+pub mod mel;
+pub mod pipeline;
+pub mod resample;
+pub mod spectrum;
+
 /// Every preprocessing parameter, defaults = the seed guide's fixed pipeline.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreprocessParams {
@@ -92,10 +98,9 @@ impl std::fmt::Display for AudioError {
 }
 
 /// Decode → mono → resample → STFT → mel → dB → crop/pad: the whole per-clip pipeline on the CPU.
-/// (Implemented by the signal path in `pipeline.rs`; until then it reports that it is missing.)
+/// (Implemented in `pipeline.rs`.) Never panics on any file content.
 pub fn mel_db_from_file(path: &Path, params: &PreprocessParams) -> std::result::Result<MelSpectrogram, AudioError> {
-    let _ = (path, params);
-    Err(AudioError::Io("the audio pipeline is not built yet".into()))
+    pipeline::mel_db_from_file(path, params)
 }
 
 /// Convenience for commands: the same as `mel_db_from_file`, with the path in the error.
