@@ -8,6 +8,7 @@ pub mod rng;
 
 pub use error::{Error, Result};
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod gradcheck;
 pub mod io;

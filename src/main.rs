@@ -119,6 +119,39 @@ enum Cmd {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Turn a MERGE folder into a spectrogram cache (.npy per clip) and the seed's master list.
+    Preprocess {
+        /// The MERGE folder (Bimodal, Audio-only or Lyrics-only; Complete or Balanced).
+        #[arg(long)]
+        data: PathBuf,
+        /// Cache folder (default: DATA/moodgrad-cache).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Parallel clips (default: all cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// The notebooks' preprocessing: ref = the clip's max, the first 1292 frames, pad with 0.
+        #[arg(long)]
+        legacy: bool,
+        /// npy (one <Audio_Song>.npy per clip, the seed's format) or safetensors (shards keyed by Audio_Song).
+        #[arg(long, default_value = "npy")]
+        format: String,
+    },
+    /// Write a small synthetic dataset in the MERGE Bimodal layout (WAV audio, lyrics, CSVs, splits).
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 40)]
+        songs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// 22050 or 44100.
+        #[arg(long, default_value_t = 22050)]
+        sample_rate: u32,
+        /// Scale clip lengths so the longest possible is this many seconds (MERGE: 30.8).
+        #[arg(long, default_value_t = 30.8)]
+        max_seconds: f64,
+    },
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -151,6 +184,16 @@ fn run(cli: Cli) -> Result<()> {
                 out: &out,
                 device: device.parse()?,
             })
+        }
+        Cmd::Preprocess { data, out, jobs, legacy, format } => cli::preprocess::run(&cli::preprocess::PreprocessArgs {
+            data: &data,
+            out: out.as_deref(),
+            jobs,
+            legacy,
+            format: format.parse()?,
+        }),
+        Cmd::Synth { out, songs, seed, sample_rate, max_seconds } => {
+            cli::synth::run(&out, &moodgrad::data::synth::SynthConfig { songs, seed, sample_rate, max_seconds })
         }
     }
 }

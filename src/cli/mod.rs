@@ -3,7 +3,9 @@
 pub mod demo;
 pub mod gradcheck;
 pub mod init;
+pub mod preprocess;
 pub mod step;
+pub mod synth;
 
 use crate::error::{Error, Result};
 use crate::io::TensorFile;
