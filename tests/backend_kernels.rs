@@ -266,3 +266,66 @@ fn a_clone_never_sees_another_clones_write() {
         assert_eq!(dev.download(&b).unwrap(), [10.0, 20.0, 30.0]);
     }
 }
+
+#[test]
+fn spectrogram_front_end_batched_over_clips() {
+    let mut r = Rng::new(8);
+    // The real filterbank (sparse triangles) on a short batch: 3 clips × 1025 bins × 11 frames.
+    let (clips, bins, frames, n_mels) = (3, 1025, 11, 128);
+    let fb = moodgrad::audio::mel::mel_filterbank(22050.0, 2048, n_mels, 0.0, None);
+    let power: Vec<f32> = randn(&mut r, clips * bins * frames).iter().map(|v| v * v * 1e-3).collect();
+    let dmel = randn(&mut r, clips * n_mels * frames);
+    // Sums of ≤ 60 f32 products in f64 on both sides: a few ulps.
+    same!("mel_project", 1e-6, |b, up| {
+        let (pb, fbb) = (up(&power), up(&fb));
+        vec![
+            dl(b, &b.mel_project(&pb, &fbb, clips, bins, frames, n_mels).unwrap()),
+            dl(b, &b.mel_project_backward(&up(&dmel), &fbb, clips, bins, frames, n_mels).unwrap()),
+        ]
+    });
+    let len = n_mels * frames;
+    let mel: Vec<f32> = randn(&mut r, clips * len).iter().map(|v| (v * 4.0).exp()).collect();
+    let dy = randn(&mut r, clips * len);
+    for ref_max in [false, true] {
+        for top_db in [None, Some(80.0), Some(10.0)] {
+            // dB values are O(10-100) and each is one log of an f32: 1e-6 of scale is ~10 ulps.
+            same!(format!("power_to_db ref_max={ref_max} top_db={top_db:?}"), 1e-6, |b, up| {
+                let x = up(&mel);
+                let y = b.power_to_db(&x, clips, len, ref_max, 1e-10, top_db).unwrap();
+                let dx = b.power_to_db_backward(&x, &y, &up(&dy), clips, len, ref_max, 1e-10, top_db).unwrap();
+                vec![dl(b, &y), dl(b, &dx)]
+            });
+        }
+    }
+    // Crop/pad: clip 0 longer than the target (centre crop), clip 1 shorter (padded), clip 2 equal.
+    let (rows, stride, target) = (5, 17, 12);
+    let x = randn(&mut r, 3 * rows * stride);
+    for centre in [true, false] {
+        same!(format!("crop_pad centre={centre}"), 0.0, |b, up| {
+            vec![dl(b, &b.crop_pad(&up(&x), &[17, 7, 12], rows, stride, target, centre, -80.0).unwrap())]
+        });
+    }
+}
+
+/// The batched backend ops agree with the per-clip librosa-matching path of `moodgrad::audio`.
+#[test]
+fn batched_front_end_matches_the_per_clip_audio_path() {
+    use moodgrad::audio::mel;
+    let mut r = Rng::new(9);
+    let (n_mels, frames) = (16, 23);
+    let cpu = Cpu::<f32>::new();
+    let x: Vec<f32> = randn(&mut r, n_mels * frames).iter().map(|v| (v * 5.0).exp()).collect();
+    for (ref_max, top_db) in [(false, Some(80.0)), (true, Some(80.0)), (false, None)] {
+        let mut want = x.clone();
+        mel::power_to_db(&mut want, ref_max, 1e-10, top_db);
+        let got = cpu.power_to_db(&x, 1, n_mels * frames, ref_max, 1e-10, top_db).unwrap();
+        // log10 vs ln·(10/ln 10) in f64 before rounding to f32: at most one ulp apart.
+        close("power_to_db vs audio::mel", &got, &want, 1e-6);
+    }
+    for (n, centre, pad) in [(31, true, -80.0f32), (31, false, 0.0), (9, true, -80.0)] {
+        let data = randn(&mut r, n_mels * n);
+        let want = mel::crop_or_pad(&data, n_mels, n, frames, centre, pad);
+        let got = cpu.crop_pad(&data, &[n], n_mels, n, frames, centre, pad as f64).unwrap();
+        assert_eq!(got, want, "crop_pad vs audio::mel::crop_or_pad (n {n}, centre {centre})");
+    }
+}

@@ -136,3 +136,26 @@ fn conv2d_adjoint_path_with_many_input_channels() {
         ops::conv2d(t, v[0], v[1], Some(v[2]), 1, 1)
     });
 }
+
+#[test]
+fn mel_projection() {
+    // A random "filterbank" (dense, so every bin is visited). Only the power's gradient exists:
+    // the filterbank is a constant of the op (librosa's), so its column is not checked.
+    let errs = check_op(&[vec![2, 7, 5], vec![3, 7]], 17, H, |t, v| ops::mel_project(t, v[0], v[1])).unwrap();
+    assert_all(&errs[..1], TOL, "mel_project");
+}
+
+#[test]
+fn power_to_db_with_reference_and_floor() {
+    // power = a² + b² > 0 from two normal inputs. top_db 3 dB floors part of each clip, so the
+    // floor's dependence on the clip's largest power is exercised; ref_max likewise for the
+    // reference. The kinks (y at the floor, ties for the max) are never within h on these draws.
+    for (ref_max, top_db) in [(false, None), (false, Some(3.0)), (true, None), (true, Some(3.0))] {
+        check(&[&[3, 4, 5], &[3, 4, 5]], TOL, &format!("power_to_db ref_max={ref_max} top_db={top_db:?}"), |t, v| {
+            let a2 = ops::mul(t, v[0], v[0])?;
+            let b2 = ops::mul(t, v[1], v[1])?;
+            let p = ops::add(t, a2, b2)?;
+            ops::power_to_db(t, p, ref_max, 1e-10, top_db)
+        });
+    }
+}

@@ -256,6 +256,68 @@ pub trait Backend: Clone + Send + Sync + 'static {
         hw: usize,
     ) -> Result<Self::Buf>;
 
+    // ---- spectrograms, batched over clips ----
+    /// mel[c, m, t] = Σ_k fb[m, k]·power[c, k, t]; power [clips, bins, frames], fb [n_mels, bins].
+    #[allow(clippy::too_many_arguments)]
+    fn mel_project(
+        &self,
+        power: &Self::Buf,
+        fb: &Self::Buf,
+        clips: usize,
+        bins: usize,
+        frames: usize,
+        n_mels: usize,
+    ) -> Result<Self::Buf>;
+    /// The projection's input gradient (the filterbank is a constant).
+    #[allow(clippy::too_many_arguments)]
+    fn mel_project_backward(
+        &self,
+        dmel: &Self::Buf,
+        fb: &Self::Buf,
+        clips: usize,
+        bins: usize,
+        frames: usize,
+        n_mels: usize,
+    ) -> Result<Self::Buf>;
+    /// librosa.power_to_db on each clip of `len` values (ref = clip max or 1.0; top_db floor).
+    fn power_to_db(
+        &self,
+        x: &Self::Buf,
+        clips: usize,
+        len: usize,
+        ref_max: bool,
+        amin: f64,
+        top_db: Option<f64>,
+    ) -> Result<Self::Buf>;
+    /// The exact gradient: 10/(ln10·x) where the dB value follows x (above amin, not floored),
+    /// plus, at each clip's largest power, the share of everything that follows it (the floored
+    /// values, and with `ref_max` the reference subtracted from every value).
+    #[allow(clippy::too_many_arguments)]
+    fn power_to_db_backward(
+        &self,
+        x: &Self::Buf,
+        y: &Self::Buf,
+        dy: &Self::Buf,
+        clips: usize,
+        len: usize,
+        ref_max: bool,
+        amin: f64,
+        top_db: Option<f64>,
+    ) -> Result<Self::Buf>;
+    /// [clips, rows, in_stride] with in_frames[c] valid frames → [clips, rows, frames]: centre crop
+    /// (or the first frames) when longer, `pad` at the end when shorter.
+    #[allow(clippy::too_many_arguments)]
+    fn crop_pad(
+        &self,
+        x: &Self::Buf,
+        in_frames: &[usize],
+        rows: usize,
+        in_stride: usize,
+        frames: usize,
+        centre: bool,
+        pad: f64,
+    ) -> Result<Self::Buf>;
+
     // ---- losses (mean reduction); each forward returns a 1-element buffer ----
     fn mse_forward(&self, pred: &Self::Buf, target: &Self::Buf) -> Result<Self::Buf>;
     /// d loss / d pred, scaled by the 1-element upstream gradient `dl`.

@@ -10,6 +10,7 @@ mod loss;
 mod norm;
 mod pool;
 mod se;
+mod spectro;
 
 pub use activation::{gelu, relu, sigmoid, tanh, unary};
 pub use conv::conv2d;
@@ -19,6 +20,7 @@ pub use loss::{cross_entropy, l1_loss, mse_loss};
 pub use norm::{BatchNormState, batchnorm2d};
 pub use pool::{channel_scale, global_avgpool, maxpool2d};
 pub use se::squeeze_excite;
+pub use spectro::{mel_project, power_to_db};
 
 use crate::error::{Error, Result};
 

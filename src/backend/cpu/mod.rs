@@ -8,6 +8,7 @@ mod loss;
 mod norm;
 mod pointwise;
 mod pool;
+mod spectro;
 
 use super::{AdamStep, Backend, ConvGeom, PoolGeom, Unary};
 use crate::error::Result;
@@ -195,6 +196,49 @@ impl<T: Float> Backend for Cpu<T> {
     }
     fn se_backward_input(&self, dy: &Vec<T>, gate: &Vec<T>, dsq: &Vec<T>, _n: usize, _c: usize, hw: usize) -> R<T> {
         Ok(pool::se_backward_input(dy, gate, dsq, hw))
+    }
+
+    fn mel_project(&self, p: &Vec<T>, fb: &Vec<T>, _c: usize, bins: usize, frames: usize, n_mels: usize) -> R<T> {
+        Ok(spectro::mel_project(p, fb, bins, frames, n_mels))
+    }
+    fn mel_project_backward(
+        &self,
+        d: &Vec<T>,
+        fb: &Vec<T>,
+        _c: usize,
+        bins: usize,
+        frames: usize,
+        n_mels: usize,
+    ) -> R<T> {
+        Ok(spectro::mel_project_backward(d, fb, bins, frames, n_mels))
+    }
+    fn power_to_db(&self, x: &Vec<T>, _c: usize, len: usize, ref_max: bool, amin: f64, top_db: Option<f64>) -> R<T> {
+        Ok(spectro::power_to_db(x, len, ref_max, amin, top_db))
+    }
+    fn power_to_db_backward(
+        &self,
+        x: &Vec<T>,
+        y: &Vec<T>,
+        dy: &Vec<T>,
+        _c: usize,
+        len: usize,
+        ref_max: bool,
+        amin: f64,
+        top_db: Option<f64>,
+    ) -> R<T> {
+        Ok(spectro::power_to_db_backward(x, y, dy, len, ref_max, amin, top_db))
+    }
+    fn crop_pad(
+        &self,
+        x: &Vec<T>,
+        in_frames: &[usize],
+        rows: usize,
+        in_stride: usize,
+        frames: usize,
+        centre: bool,
+        pad: f64,
+    ) -> R<T> {
+        Ok(spectro::crop_pad(x, in_frames, rows, in_stride, frames, centre, pad))
     }
 
     fn mse_forward(&self, pred: &Vec<T>, target: &Vec<T>) -> R<T> {

@@ -99,6 +99,13 @@ impl KernelBackend {
         [g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad, g.out_h(), g.out_w()].into_iter().map(i).collect()
     }
 
+    /// Per-clip maximum of [clips, len] (spectro.cu's clip_max).
+    fn clip_max(&self, x: &DevBuf, clips: usize, len: usize) -> Result<DevBuf> {
+        let out = self.buf(clips)?;
+        self.launch("clip_max", [clips as u32, 1, 1], B1, 0, &[p(x), p(&out), i(clips)?, i(len)?])?;
+        Ok(out)
+    }
+
     fn upload_bytes(&self, bytes: &[u8]) -> Result<DevBuf> {
         let b = self.buf(bytes.len().div_ceil(4))?;
         if !bytes.is_empty() {
@@ -439,6 +446,117 @@ impl Backend for KernelBackend {
         let args = [p(dy), p(gate), p(dsqueeze), p(&dx), i(n * c)?, i(hw)?];
         self.launch("se_backward_input", ew(n * c * hw), B1, 0, &args)?;
         Ok(dx)
+    }
+
+    fn mel_project(
+        &self,
+        power: &DevBuf,
+        fb: &DevBuf,
+        clips: usize,
+        bins: usize,
+        frames: usize,
+        n_mels: usize,
+    ) -> Result<DevBuf> {
+        // Each band's non-zero bin range, so the kernel skips the zeros of the triangle filters.
+        let w = self.download(fb)?;
+        let (mut lo, mut hi) = (Vec::with_capacity(n_mels), Vec::with_capacity(n_mels));
+        for m in 0..n_mels {
+            let row = &w[m * bins..(m + 1) * bins];
+            let first = row.iter().position(|&v| v != 0.0).unwrap_or(0);
+            let last = row.iter().rposition(|&v| v != 0.0).map_or(0, |l| l + 1);
+            lo.push(first as u32);
+            hi.push(last.max(first) as u32);
+        }
+        let (lo, hi) = (self.upload_index(&lo)?, self.upload_index(&hi)?);
+        let mel = self.buf(clips * n_mels * frames)?;
+        let args = [p(power), p(fb), p(&lo), p(&hi), p(&mel), i(clips)?, i(bins)?, i(frames)?, i(n_mels)?];
+        self.launch("mel_project", ew(clips * n_mels * frames), B1, 0, &args)?;
+        Ok(mel)
+    }
+    fn mel_project_backward(
+        &self,
+        dmel: &DevBuf,
+        fb: &DevBuf,
+        clips: usize,
+        bins: usize,
+        frames: usize,
+        n_mels: usize,
+    ) -> Result<DevBuf> {
+        let dp = self.buf(clips * bins * frames)?;
+        let args = [p(dmel), p(fb), p(&dp), i(clips)?, i(bins)?, i(frames)?, i(n_mels)?];
+        self.launch("mel_project_backward", ew(clips * bins * frames), B1, 0, &args)?;
+        Ok(dp)
+    }
+    fn power_to_db(
+        &self,
+        x: &DevBuf,
+        clips: usize,
+        len: usize,
+        ref_max: bool,
+        amin: f64,
+        top_db: Option<f64>,
+    ) -> Result<DevBuf> {
+        let y = self.buf(clips * len)?;
+        let refs = if ref_max { Some(self.clip_max(x, clips, len)?) } else { None };
+        let args = [p(x), Arg::Ptr(refs.as_ref().map_or(0, |r| r.ptr())), p(&y), i(clips)?, i(len)?, f(amin)];
+        self.launch("power_to_db_apply", ew(clips * len), B1, 0, &args)?;
+        if let Some(t) = top_db {
+            let top = self.clip_max(&y, clips, len)?;
+            self.launch("db_floor", ew(clips * len), B1, 0, &[p(&y), p(&top), i(clips)?, i(len)?, f(t)])?;
+        }
+        Ok(y)
+    }
+    fn power_to_db_backward(
+        &self,
+        x: &DevBuf,
+        y: &DevBuf,
+        dy: &DevBuf,
+        clips: usize,
+        len: usize,
+        ref_max: bool,
+        amin: f64,
+        top_db: Option<f64>,
+    ) -> Result<DevBuf> {
+        let dx = self.buf(clips * len)?;
+        let top = match top_db {
+            Some(_) => Some(self.clip_max(y, clips, len)?),
+            None => None,
+        };
+        let args = [
+            p(x),
+            p(y),
+            p(dy),
+            Arg::Ptr(top.as_ref().map_or(0, |t| t.ptr())),
+            p(&dx),
+            i(clips)?,
+            i(len)?,
+            f(amin),
+            f(top_db.unwrap_or(0.0)),
+        ];
+        self.launch("power_to_db_backward", ew(clips * len), B1, 0, &args)?;
+        let mut args = args.to_vec();
+        args.push(Arg::I32(ref_max as i32));
+        self.launch("power_to_db_backward_max", [clips as u32, 1, 1], B1, 0, &args)?;
+        Ok(dx)
+    }
+    fn crop_pad(
+        &self,
+        x: &DevBuf,
+        in_frames: &[usize],
+        rows: usize,
+        in_stride: usize,
+        frames: usize,
+        centre: bool,
+        pad: f64,
+    ) -> Result<DevBuf> {
+        let clips = in_frames.len();
+        let nf = in_frames.iter().map(|&n| u32::try_from(n.min(in_stride)).unwrap_or(u32::MAX)).collect::<Vec<_>>();
+        let nf = self.upload_index(&nf)?;
+        let y = self.buf(clips * rows * frames)?;
+        let args =
+            [p(x), p(&nf), p(&y), i(clips)?, i(rows)?, i(in_stride)?, i(frames)?, Arg::I32(centre as i32), f(pad)];
+        self.launch("crop_pad", ew(clips * rows * frames), B1, 0, &args)?;
+        Ok(y)
     }
 
     fn mse_forward(&self, pred: &DevBuf, target: &DevBuf) -> Result<DevBuf> {
