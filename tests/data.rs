@@ -100,6 +100,7 @@ fn bimodal_reader_keeps_good_rows_and_names_every_bad_one() {
     let bad_av = ds.skipped.iter().find(|k| k.song == "A009" && k.kind == SkipKind::BadCsvRow).unwrap();
     assert_eq!(bad_av.file, root.join("merge_bimodal_complete_av_values.csv"));
     assert_eq!(bad_av.line, Some(7));
+    assert_eq!(ds.skipped.iter().filter(|k| k.song == "A009").count(), 1, "one skip per song");
 
     // Non-UTF-8 lyrics: kept, decoded lossily, flagged.
     let (text, lossy) = read_lyrics(&root.join("lyrics/Q1/L001.txt")).unwrap();

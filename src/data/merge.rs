@@ -572,6 +572,10 @@ impl Dataset {
                 continue;
             }
             let Some(&(valence, arousal)) = values.get(id) else {
+                // A bad row in the values file already names this song: one skip is enough.
+                if skipped.iter().any(|k| k.song == id && k.file == layout.av_values) {
+                    continue;
+                }
                 skipped.push(Skip {
                     song: id.to_string(),
                     kind: SkipKind::NoValues,
