@@ -152,6 +152,23 @@ enum Cmd {
         #[arg(long, default_value_t = 30.8)]
         max_seconds: f64,
     },
+    /// Throughput benchmarks a user can run (criterion benches are in benches/).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Clips/s of decode + resample + mel + dB over N copies of a 31 s stereo MP3, 1 core and all.
+    Preprocess {
+        #[arg(long, default_value_t = 16)]
+        files: usize,
+        /// The notebooks' preprocessing (ref = max, first frames, pad 0).
+        #[arg(long)]
+        legacy: bool,
+    },
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -195,6 +212,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Synth { out, songs, seed, sample_rate, max_seconds } => {
             cli::synth::run(&out, &moodgrad::data::synth::SynthConfig { songs, seed, sample_rate, max_seconds })
         }
+        Cmd::Bench { what: BenchCmd::Preprocess { files, legacy } } => cli::bench::preprocess(files, legacy),
     }
 }
 

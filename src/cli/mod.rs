@@ -1,5 +1,6 @@
 //! The `moodgrad` command line: each subcommand in its own file.
 
+pub mod bench;
 pub mod demo;
 pub mod gradcheck;
 pub mod init;
