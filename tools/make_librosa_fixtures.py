@@ -108,6 +108,8 @@ CLIPS = [
     ("music_22k_mono_31s.wav", music_like, 31.0, 22050, 1, "wav"),
     ("music_44k_stereo_31s.mp3", music_like, 31.0, 44100, 2, "mp3"),
     ("tones_22k_mono_5s.mp3", tones, 5.0, 22050, 1, "mp3"),
+    # A ratio that is not 2:1 (libsoxr's general path rather than its half-band stage).
+    ("music_48k_mono_3s.wav", music_like, 3.0, 48000, 1, "wav"),
 ]
 
 

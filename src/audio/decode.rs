@@ -149,10 +149,8 @@ fn decode_source(source: Box<dyn symphonia::core::io::MediaSource>, ext: Option<
             Err(e) => return Err(sym_err(e)),
         }
     }
-    if !decoded_any {
-        if let Some(why) = last_error {
-            return Err(AudioError::Undecodable(why));
-        }
+    if let (false, Some(why)) = (decoded_any, last_error) {
+        return Err(AudioError::Undecodable(why));
     }
     let sample_rate = sample_rate.unwrap_or(0);
     if samples.is_empty() {

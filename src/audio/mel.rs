@@ -88,13 +88,8 @@ impl SparseMel {
         debug_assert_eq!(power.len(), self.n_bins);
         for (m, (lo, w)) in self.bands.iter().enumerate() {
             let p = &power[*lo..*lo + w.len()];
-            // f32 products as numpy's float32 einsum, summed in f64 (the reference's summation
-            // order is BLAS's; f64 keeps ours within an ulp of the exact sum).
-            let mut acc = 0f64;
-            for (&a, &b) in w.iter().zip(p) {
-                acc += (a * b) as f64;
-            }
-            out[m * stride] = acc as f32;
+            // f32 as numpy's float32 einsum (BLAS sgemm); only the summation order differs.
+            out[m * stride] = w.iter().zip(p).map(|(&a, &b)| a * b).sum();
         }
     }
 }
@@ -102,13 +97,13 @@ impl SparseMel {
 /// librosa.power_to_db in place on float32: 10·log10(max(amin, S)) − 10·log10(max(amin, ref)),
 /// then floored at (max − top_db). `ref_max`: ref = max(S) (librosa's `ref=np.max`), else 1.0.
 pub fn power_to_db(s: &mut [f32], ref_max: bool, amin: f64, top_db: Option<f64>) {
+    // All in f32 as numpy does it for a float32 S: log10f, then × 10 and − ref in f32.
     let amin32 = amin as f32;
     let ref_value = if ref_max { s.iter().copied().fold(f32::NEG_INFINITY, f32::max) } else { 1.0 };
-    let ref_db = (10.0 * (amin32.max(ref_value.abs()) as f64).log10()) as f32;
+    let ref_db = 10.0 * amin32.max(ref_value.abs()).log10();
     let mut top = f32::NEG_INFINITY;
     for x in s.iter_mut() {
-        let db = (10.0 * (amin32.max(*x) as f64).log10()) as f32;
-        *x = db - ref_db;
+        *x = 10.0 * amin32.max(*x).log10() - ref_db;
         top = top.max(*x);
     }
     if let Some(top_db) = top_db {

