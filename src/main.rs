@@ -168,6 +168,10 @@ enum BenchCmd {
         /// The notebooks' preprocessing (ref = max, first frames, pad 0).
         #[arg(long)]
         legacy: bool,
+        /// Also time the batched front end (mel + dB + crop/pad as one batch) on this device:
+        /// cpu, cuda[:N], sim, or auto (CUDA when a GPU answers).
+        #[arg(long)]
+        device: Option<String>,
     },
 }
 
@@ -212,7 +216,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Synth { out, songs, seed, sample_rate, max_seconds } => {
             cli::synth::run(&out, &moodgrad::data::synth::SynthConfig { songs, seed, sample_rate, max_seconds })
         }
-        Cmd::Bench { what: BenchCmd::Preprocess { files, legacy } } => cli::bench::preprocess(files, legacy),
+        Cmd::Bench { what: BenchCmd::Preprocess { files, legacy, device } } => {
+            cli::bench::preprocess(files, legacy, device.map(|d| d.parse()).transpose()?)
+        }
     }
 }
 

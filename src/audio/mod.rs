@@ -8,6 +8,7 @@
 use crate::error::Result;
 use std::path::Path;
 
+pub mod batch;
 pub mod decode;
 pub mod mel;
 pub mod pipeline;

@@ -2,7 +2,8 @@
 //! N copies of a 31 s 44.1 kHz stereo MP3, on one core and on all cores. Put
 //! `tools/bench_librosa.py` beside it for librosa on the same file in the same run.
 
-use crate::audio::{PreprocessParams, mel_db_from_file};
+use crate::audio::{PreprocessParams, batch::mel_db_batch, decode, mel_db_from_file, resample};
+use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -22,7 +23,32 @@ fn clips_per_second(files: &[PathBuf], threads: usize, params: &PreprocessParams
     Ok(files.len() as f64 / start.elapsed().as_secs_f64())
 }
 
-pub fn preprocess(files: usize, legacy: bool) -> Result<()> {
+/// The batched path: decode + resample on the CPU cores, then `audio::batch::mel_db_batch`.
+fn batched_clips_per_second(files: &[PathBuf], cores: usize, params: &PreprocessParams, dev: &Device) -> Result<f64> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .build()
+        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+    let start = Instant::now();
+    let clips: Vec<Vec<f32>> = pool
+        .install(|| {
+            files
+                .par_iter()
+                .map(|f| {
+                    let d = decode::decode_file(f)?;
+                    resample::resample(d.samples, d.sample_rate, params.sample_rate)
+                })
+                .collect::<std::result::Result<_, _>>()
+        })
+        .map_err(|e| Error::Invalid(format!("benchmark clip failed: {e}")))?;
+    pool.install(|| crate::on_device!(dev, |b| mel_db_batch(b, &clips, params)))?;
+    Ok(files.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `device`: also time the batched front end there (`sim` is for correctness, not speed).
+pub fn preprocess(files: usize, legacy: bool, device: Option<DeviceChoice>) -> Result<()> {
+    let device = device.map(Device::open).transpose()?;
+    let device = device.as_ref();
     if files == 0 {
         return Err(Error::Invalid("--files must be at least 1".into()));
     }
@@ -41,6 +67,13 @@ pub fn preprocess(files: usize, legacy: bool) -> Result<()> {
     println!("decode + resample + mel + dB of {files} × 31 s 44.1 kHz stereo MP3:");
     println!("  1 core:   {one:.2} clips/s ({:.1} ms per clip)", 1e3 / one);
     println!("  {cores} cores:  {all:.2} clips/s");
+    if let Some(dev) = device {
+        let batched = batched_clips_per_second(&paths, cores, &params, dev)?;
+        println!("  batched front end on {}: {batched:.2} clips/s", dev.name());
+        println!(
+            "    (decode + resample + STFT on {cores} CPU cores, then mel + dB + crop/pad per batch on the device)"
+        );
+    }
     println!("librosa on the same file: python tools/bench_librosa.py (per clip, warm, one process)");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
