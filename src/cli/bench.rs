@@ -12,11 +12,15 @@ use std::time::Instant;
 /// The MP3 of the audio fixtures (made by tools/make_librosa_fixtures.py with lame).
 const CLIP: &[u8] = include_bytes!("../../tests/fixtures/audio/music_44k_stereo_31s.mp3");
 
-fn clips_per_second(files: &[PathBuf], threads: usize, params: &PreprocessParams) -> Result<f64> {
-    let pool = rayon::ThreadPoolBuilder::new()
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))
+}
+
+fn clips_per_second(files: &[PathBuf], threads: usize, params: &PreprocessParams) -> Result<f64> {
+    let pool = pool(threads)?;
     let start = Instant::now();
     pool.install(|| files.par_iter().try_for_each(|f| mel_db_from_file(f, params).map(|_| ())))
         .map_err(|e| Error::Invalid(format!("benchmark clip failed: {e}")))?;
@@ -25,10 +29,7 @@ fn clips_per_second(files: &[PathBuf], threads: usize, params: &PreprocessParams
 
 /// The batched path: decode + resample on the CPU cores, then `audio::batch::mel_db_batch`.
 fn batched_clips_per_second(files: &[PathBuf], cores: usize, params: &PreprocessParams, dev: &Device) -> Result<f64> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cores)
-        .build()
-        .map_err(|e| Error::Invalid(format!("thread pool: {e}")))?;
+    let pool = pool(cores)?;
     let start = Instant::now();
     let clips: Vec<Vec<f32>> = pool
         .install(|| {
