@@ -15,6 +15,10 @@
 #ifndef FLT_MAX
 #define FLT_MAX 3.402823466e+38F
 #endif
+// Likewise INFINITY (<cmath>'s, which nvcc pulls in but NVRTC does not have).
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
 // One untyped array for every kernel, so kernels in one file may view it as different types.
 #define DYNAMIC_SHARED(T, name)                                         \
     extern __shared__ __align__(16) unsigned char moodgrad_dynamic_shared_[]; \

@@ -5,7 +5,7 @@
 #   NVCC=$(scripts/install-nvcc.sh)
 #   $NVCC -arch=compute_80 -ptx kernels/conv.cu -o /tmp/conv.ptx
 #
-# The wheels carry nvcc, cicc/NVVM, the CRT headers, the runtime headers and CCCL; nvcc finds all
+# The wheels carry nvcc, cicc/NVVM, the CRT headers, the runtime headers, CCCL and NVRTC; nvcc finds all
 # of them relative to itself, so no -I flags are needed. Override the location with MOODGRAD_NVCC_VENV.
 set -euo pipefail
 
@@ -16,6 +16,7 @@ PKGS=(
     nvidia-cuda-crt==13.0.88
     nvidia-cuda-runtime==13.0.96
     nvidia-cuda-cccl==13.0.85
+    nvidia-cuda-nvrtc==13.0.88
 )
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -24,3 +24,23 @@ fn every_kernel_file_has_ptx_the_driver_can_load() {
         }
     }
 }
+
+/// The fallback of builds made without nvcc: every embedded source compiles with NVRTC (when
+/// libnvrtc is installed; CI has only nvcc, so there this prints that it was skipped).
+#[test]
+fn every_kernel_file_compiles_with_nvrtc() {
+    use moodgrad::backend::kernel::cuda::compile_with_nvrtc;
+    // SAFETY: only probes for the shared library.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        eprintln!("skipped: libnvrtc is not installed");
+        return;
+    }
+    for (file, names) in embedded_kernels() {
+        let ptx = compile_with_nvrtc(file).unwrap_or_else(|e| panic!("{e}"));
+        let v = ptx_build::ptx_version(&ptx).unwrap_or_else(|| panic!("{file}: no .version line"));
+        assert!(v <= ptx_build::MAX_PTX_VERSION, "{file}: NVRTC wrote PTX .version {v:?}");
+        for name in *names {
+            assert!(ptx.contains(&format!(".entry {name}(")), "{file}: kernel {name} missing from NVRTC's PTX");
+        }
+    }
+}

@@ -33,6 +33,26 @@ pub fn embedded_kernels() -> &'static [(&'static str, &'static [&'static str])] 
     embedded::KERNELS
 }
 
+/// Compiles one embedded kernel source to PTX with NVRTC (the path of builds made without nvcc).
+pub fn compile_with_nvrtc(file: &str) -> Result<String> {
+    // SAFETY: only probes for the shared library.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(Error::Device(format!(
+            "this build has no precompiled PTX (no nvcc at build time) and NVRTC (libnvrtc.so.13) is not \
+             installed to compile {file}: install the pinned nvcc (scripts/install-nvcc.sh) and rebuild"
+        )));
+    }
+    let src = embedded::SOURCES
+        .iter()
+        .find(|(f, _)| *f == file)
+        .ok_or_else(|| Error::Device(format!("no embedded source for {file}")))?
+        .1;
+    let opts = cudarc::nvrtc::CompileOptions { arch: Some("compute_80"), ..Default::default() };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(src, opts)
+        .map_err(|e| Error::Device(format!("NVRTC failed on {file}: {e:?}")))?;
+    Ok(ptx.to_src())
+}
+
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -89,16 +109,7 @@ impl CudaDevice {
         for (file, names) in embedded::KERNELS {
             let ptx = match embedded::PTX.iter().find(|(f, _)| f == file) {
                 Some((_, ptx)) => cudarc::nvrtc::Ptx::from_src(*ptx),
-                None => {
-                    let src = embedded::SOURCES.iter().find(|(f, _)| f == file).map(|x| x.1).unwrap_or_default();
-                    let opts = cudarc::nvrtc::CompileOptions { arch: Some("compute_80"), ..Default::default() };
-                    cudarc::nvrtc::compile_ptx_with_opts(src, opts).map_err(|e| {
-                        Error::Device(format!(
-                            "this build has no precompiled PTX (no nvcc at build time) and NVRTC failed on {file}: {e:?}; \
-                             install the pinned nvcc (scripts/install-nvcc.sh) and rebuild"
-                        ))
-                    })?
-                }
+                None => cudarc::nvrtc::Ptx::from_src(compile_with_nvrtc(file)?),
             };
             let module = ctx.load_module(ptx).map_err(|e| drv(&format!("loading {file}"), e))?;
             for name in *names {
