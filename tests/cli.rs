@@ -157,3 +157,13 @@ fn bench_preprocess_reports_clips_per_second() {
     let (ok, out) = moodgrad(&["bench", "preprocess", "--files", "0"]);
     assert!(!ok && out.contains("--files must be at least 1"), "{out}");
 }
+
+#[test]
+fn demo_trains_and_restores_its_best_weights() {
+    let (ok, out) = moodgrad(&["demo", "--steps", "10", "--batch", "2", "--device", "cpu"]);
+    assert!(ok, "{out}");
+    // The restored weights re-evaluate to exactly the best score: the snapshot was a deep copy.
+    let line = out.lines().find(|l| l.starts_with("restored the best step")).unwrap_or_else(|| panic!("{out}"));
+    let nums: Vec<&str> = line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter(|s| s.contains('.')).collect();
+    assert!(nums.len() >= 2 && nums[0] == nums[1], "best and re-evaluated scores differ: {line}");
+}

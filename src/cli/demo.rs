@@ -81,21 +81,35 @@ fn run_on<B: Backend>(be: B, steps: usize, batch_size: usize, seed: u64, out: Op
     let val = make_batch(&be, &mut rng, 32, h, w, t)?;
     let mut opt = Adam::new(AdamConfig::default());
     let start = std::time::Instant::now();
-    println!("before training: validation MSE {:.4}", evaluate(&net, &mut store, &val)?);
+    let first = evaluate(&net, &mut store, &val)?;
+    println!("before training: validation MSE {first:.4}");
+    // The best validation weights are kept as a deep copy on the host (the seed's
+    // `state_dict().copy()` was shallow and silently kept the last step's weights).
+    let mut best = (first, 0, TensorFile { tensors: io::state_dict(&store)?, metadata: Default::default() });
     for s in 0..steps {
         let r = train_step(&net, &mut store, &mut opt, &train[s % train.len()], Some(1.0), seed ^ s as u64)?;
         if s % 5 == 4 || s + 1 == steps {
             let v = evaluate(&net, &mut store, &val)?;
+            let mark = if v < best.0 { "  (best so far)" } else { "" };
             println!(
-                "step {:>3}  train loss {:.4}  grad norm {:.3}  validation MSE {v:.4}",
+                "step {:>3}  train loss {:.4}  grad norm {:.3}  validation MSE {v:.4}{mark}",
                 s + 1,
                 r.loss,
                 r.grad_norm
             );
+            if v < best.0 {
+                best = (v, s + 1, TensorFile { tensors: io::state_dict(&store)?, metadata: Default::default() });
+            }
         }
     }
     let secs = start.elapsed().as_secs_f64();
     println!("{steps} steps in {secs:.1} s ({:.1} samples/s)", (steps * batch_size) as f64 / secs);
+    io::load_state_dict(&mut store, Path::new("<best snapshot>"), &best.2, &[])?;
+    let restored = evaluate(&net, &mut store, &val)?;
+    println!(
+        "restored the best step ({}, validation MSE {:.4}; re-evaluated: {restored:.4}); the untrained model scored {first:.4}",
+        best.1, best.0
+    );
     if let Some(p) = out {
         io::write(p, &TensorFile { tensors: io::state_dict(&store)?, metadata: Default::default() })?;
         println!("saved the trained weights to {} (PyTorch state_dict names)", p.display());
