@@ -18,13 +18,11 @@ pub fn mel_project<T: Float>(power: &[T], fb: &[T], bins: usize, frames: usize, 
         let (c, m) = (row / n_mels, row % n_mels);
         let p = &power[c * bins * frames..(c + 1) * bins * frames];
         let w = &fb[m * bins..(m + 1) * bins];
+        // The band's non-zero bins, found once rather than per frame.
+        let lo = w.iter().position(|&v| v != T::ZERO).unwrap_or(bins);
+        let hi = w.iter().rposition(|&v| v != T::ZERO).map_or(lo, |h| h + 1);
         for (t, o) in out.iter_mut().enumerate() {
-            let s: f64 = w
-                .iter()
-                .enumerate()
-                .filter(|(_, wk)| **wk != T::ZERO)
-                .map(|(k, &wk)| (wk * p[k * frames + t]).to_f64())
-                .sum();
+            let s: f64 = (lo..hi).map(|k| (w[k] * p[k * frames + t]).to_f64()).sum();
             *o = T::from_f64(s);
         }
     });

@@ -60,11 +60,7 @@ impl KernelBackend {
     }
 
     fn zeroed(&self, len: usize) -> Result<DevBuf> {
-        let b = self.buf(len)?;
-        if len > 0 {
-            self.launch("fill_f32", ew(len), B1, 0, &[p(&b), i(len)?, f(0.0)])?;
-        }
-        Ok(b)
+        self.fill(len, 0.0)
     }
 
     fn check_len(&self, what: &str, b: &DevBuf, want: usize) -> Result<()> {
@@ -243,11 +239,11 @@ impl Backend for KernelBackend {
     fn matmul(&self, a: &DevBuf, b: &DevBuf, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<DevBuf> {
         self.check_len("matmul A", a, m * k)?;
         self.check_len("matmul B", b, k * n)?;
+        if k == 0 {
+            return self.zeroed(m * n);
+        }
         let c = self.buf(m * n)?;
         if m * n > 0 {
-            if k == 0 {
-                return self.zeroed(m * n);
-            }
             self.dev.gemm(a.ptr(), b.ptr(), c.ptr(), m, k, n, ta, tb)?;
         }
         Ok(c)
@@ -518,10 +514,7 @@ impl Backend for KernelBackend {
         top_db: Option<f64>,
     ) -> Result<DevBuf> {
         let dx = self.buf(clips * len)?;
-        let top = match top_db {
-            Some(_) => Some(self.clip_max(y, clips, len)?),
-            None => None,
-        };
+        let top = top_db.map(|_| self.clip_max(y, clips, len)).transpose()?;
         let args = [
             p(x),
             p(y),
