@@ -5,6 +5,7 @@
 //! Every primitive returns `Result` because a device launch can fail (out of memory, lost device).
 
 pub mod cpu;
+pub mod memory;
 pub mod kernel;
 pub mod sim;
 
