@@ -75,6 +75,25 @@ extern "C" __global__ void unary_backward(int op, const float* __restrict__ x, c
     }
 }
 
+// ReLU that also writes its backward's only input: mask[i] = (x[i] > 0) as a byte, a quarter of
+// the f32 output PyTorch saves. NaN gives 0 and mask 0 (`v > 0` is false), as the CPU.
+extern "C" __global__ void relu_forward_mask(const float* __restrict__ x, float* __restrict__ y,
+                                             unsigned char* __restrict__ mask, int n) {
+    for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) {
+        const float v = x[i];
+        const bool on = v > 0.0f;
+        y[i] = on ? v : 0.0f;
+        mask[i] = on ? 1 : 0;
+    }
+}
+
+// dx = mask ? dy : 0. dx may be dy itself (the backward writes over its incoming gradient):
+// each thread reads element i before writing it, so no __restrict__ on dy/dx.
+extern "C" __global__ void relu_backward_mask(const float* dy, const unsigned char* __restrict__ mask, float* dx,
+                                              int n) {
+    for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) dx[i] = mask[i] ? dy[i] : 0.0f;
+}
+
 // Inverted dropout: element i is dropped iff hash_uniform(seed, i) < p, decided from (seed, i)
 // alone so every backend and every launch shape draws the same mask.
 extern "C" __global__ void dropout_mask(float* __restrict__ mask, int n, float p, unsigned long long seed) {
@@ -137,6 +156,8 @@ SIM_EXPORT(add_assign_f32)
 SIM_EXPORT(scale_assign_f32)
 SIM_EXPORT(unary_forward)
 SIM_EXPORT(unary_backward)
+SIM_EXPORT(relu_forward_mask)
+SIM_EXPORT(relu_backward_mask)
 SIM_EXPORT(dropout_mask)
 SIM_EXPORT(add_row_bias)
 SIM_EXPORT(concat_cols)

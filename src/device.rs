@@ -1,6 +1,6 @@
 //! `--device auto|cpu|cuda[:N]|sim`: which backend a command computes on.
 
-use crate::backend::Backend;
+use crate::backend::Memory;
 use crate::backend::cpu::Cpu;
 use crate::backend::kernel::cuda::{CudaDevice, device_count};
 use crate::backend::kernel::sim::SimDevice;

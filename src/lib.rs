@@ -7,6 +7,7 @@ pub mod float;
 pub mod rng;
 
 pub use error::{Error, Result};
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod device;

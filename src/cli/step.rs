@@ -42,7 +42,7 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
     let lyrics = io::tensor_from_file(&be, a.batch, &bfile, "lyrics", 2)?;
     let target = io::tensor_from_file(&be, a.batch, &bfile, "target", 2)?;
     let mut cfg = config_for_weights(a.model, a.attention, &wfile, a.weights)?;
-    cfg.lyrics_dim = lyrics.shape[1];
+    cfg.lyrics_dim = lyrics.shape()[1];
     // Training mode with every dropout off, as PyTorch's model.train() with p = 0.
     cfg.dropout = 0.0;
     let mut store = ParamStore::new(be.clone());
@@ -57,7 +57,7 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
         if s == 0 {
             for id in store.param_ids() {
                 if let Some(g) = store.grad(id) {
-                    let shape = store.value(id).shape.clone();
+                    let shape = store.value(id).shape().to_vec();
                     let v: Vec<f32> = be.download_f64(g)?.into_iter().map(|x| x as f32).collect();
                     out.tensors.insert(format!("grad.{}", store.name(id)), HostTensor::f32(&shape, v));
                 }

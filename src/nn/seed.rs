@@ -97,11 +97,11 @@ pub struct SeedNet {
 }
 
 /// What one forward pass produces.
-pub struct Outputs {
+pub struct Outputs<B: Backend> {
     /// The audio tower's 64-d vector.
-    pub audio: Var,
+    pub audio: Var<B>,
     /// [B, 2]: valence, arousal.
-    pub pred: Var,
+    pub pred: Var<B>,
 }
 
 impl SeedNet {
@@ -169,12 +169,12 @@ impl SeedNet {
         &self,
         tape: &mut Tape<B>,
         store: &mut ParamStore<B>,
-        audio: Var,
-        lyrics: Var,
+        audio: &Var<B>,
+        lyrics: &Var<B>,
         train: bool,
         seed: u64,
-    ) -> Result<Outputs> {
-        let s = tape.shape(audio).to_vec();
+    ) -> Result<Outputs<B>> {
+        let s = audio.shape().to_vec();
         if s.len() != 4 || s[1] != 1 {
             return Err(Error::shape("audio tower", format!("expected audio [B, 1, H, W], got {s:?}")));
         }
@@ -182,7 +182,7 @@ impl SeedNet {
         if s[2] < side || s[3] < side {
             return Err(Error::shape("audio tower", format!("input {s:?} is smaller than {side}x{side}")));
         }
-        let ls = tape.shape(lyrics).to_vec();
+        let ls = lyrics.shape().to_vec();
         if ls != [s[0], self.config.lyrics_dim] {
             return Err(Error::shape(
                 "classifier_head",
@@ -191,43 +191,44 @@ impl SeedNet {
         }
         let p = self.config.dropout;
         let drop_seed = |k: u64| mix64(seed ^ k.wrapping_mul(0x9e37_79b9));
-        let mut x = audio;
+        let mut x = audio.clone();
         for f in &self.features {
             x = match f {
-                Feature::Conv(c) => c.forward(tape, store, x)?,
-                Feature::Bn(bn) => bn.forward(tape, store, x, train)?,
-                Feature::Relu => ops::relu(tape, x)?,
-                Feature::Pool => ops::maxpool2d(tape, x, 2, 2)?,
-                Feature::Se(se) => se.forward(tape, store, x)?,
+                Feature::Conv(c) => c.forward(tape, store, &x)?,
+                Feature::Bn(bn) => bn.forward(tape, store, &x, train)?,
+                Feature::Relu => ops::relu(tape, &x)?,
+                Feature::Pool => ops::maxpool2d(tape, &x, 2, 2)?,
+                Feature::Se(se) => se.forward(tape, store, &x)?,
             };
         }
-        let pooled = ops::global_avgpool(tape, x)?;
+        let pooled = ops::global_avgpool(tape, &x)?;
+        drop(x);
         let n = s[0];
-        let c = tape.shape(pooled)[1];
-        let mut a = ops::reshape(tape, pooled, &[n, c])?;
-        a = ops::dropout(tape, a, p, train, drop_seed(1))?;
+        let c = pooled.shape()[1];
+        let mut a = ops::reshape(tape, &pooled, &[n, c])?;
+        a = ops::dropout(tape, &a, p, train, drop_seed(1))?;
         a = match &self.audio_head {
             AudioHead::Se { fc1, fc2 } => {
-                let h = fc1.forward(tape, store, a)?;
-                let h = ops::relu(tape, h)?;
-                let h = ops::dropout(tape, h, p, train, drop_seed(2))?;
-                fc2.forward(tape, store, h)?
+                let h = fc1.forward(tape, store, &a)?;
+                let h = ops::relu(tape, &h)?;
+                let h = ops::dropout(tape, &h, p, train, drop_seed(2))?;
+                fc2.forward(tape, store, &h)?
             }
             AudioHead::Legacy { fc1, attention, fc2 } => {
-                let h = fc1.forward(tape, store, a)?;
-                let h = ops::relu(tape, h)?;
-                let h = ops::dropout(tape, h, p, train, drop_seed(2))?;
-                let h = attention.forward(tape, store, h)?;
-                fc2.forward(tape, store, h)?
+                let h = fc1.forward(tape, store, &a)?;
+                let h = ops::relu(tape, &h)?;
+                let h = ops::dropout(tape, &h, p, train, drop_seed(2))?;
+                let h = attention.forward(tape, store, &h)?;
+                fc2.forward(tape, store, &h)?
             }
         };
         let audio_vec = a;
-        let z = ops::concat_cols(tape, audio_vec, lyrics)?;
-        let z = ops::dropout(tape, z, p, train, drop_seed(3))?;
-        let z = self.head_fc1.forward(tape, store, z)?;
-        let z = ops::relu(tape, z)?;
-        let z = ops::dropout(tape, z, p, train, drop_seed(4))?;
-        let pred = self.head_fc2.forward(tape, store, z)?;
+        let z = ops::concat_cols(tape, &audio_vec, lyrics)?;
+        let z = ops::dropout(tape, &z, p, train, drop_seed(3))?;
+        let z = self.head_fc1.forward(tape, store, &z)?;
+        let z = ops::relu(tape, &z)?;
+        let z = ops::dropout(tape, &z, p, train, drop_seed(4))?;
+        let pred = self.head_fc2.forward(tape, store, &z)?;
         Ok(Outputs { audio: audio_vec, pred })
     }
 }

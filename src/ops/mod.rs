@@ -1,6 +1,8 @@
-//! Differentiable ops: each computes its forward on the backend and records a backward closure.
+//! Differentiable ops: each checks shapes, computes its forward on the backend and records a
+//! backward closure that owns exactly what it will read (shared handles, freed when it ran).
 //!
-//! Ops check shapes and return `Error::Shape` on a mismatch; the backend below trusts them.
+//! Ops check shapes and return `Error::Shape` on a mismatch; the backend checks buffer lengths
+//! against its geometry again.
 
 mod activation;
 mod conv;

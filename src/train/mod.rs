@@ -6,7 +6,7 @@ use crate::nn::SeedNet;
 use crate::ops;
 use crate::optim::{Adam, clip_coefficient, grad_norm};
 use crate::params::ParamStore;
-use crate::tape::Tape;
+use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
 /// A batch: spectrograms [B, 1, H, W], lyrics vectors [B, T], targets [B, 2] (valence, arousal).
@@ -22,6 +22,8 @@ pub struct StepReport {
     pub loss: f64,
     /// The global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The most bytes the backend held at once during the step (buffers and workspaces).
+    pub peak_bytes: usize,
 }
 
 /// Forward + backward (gradients left in `store`, replacing old ones); returns the loss.
@@ -35,7 +37,7 @@ pub fn forward_backward<B: Backend>(
     store.zero_grad();
     let mut tape = Tape::new(store.backend.clone());
     let (loss, lv) = record_loss(&mut tape, net, store, batch, train, seed)?;
-    tape.backward(loss, store)?;
+    tape.backward(&loss, store)?;
     Ok(lv)
 }
 
@@ -58,14 +60,14 @@ fn record_loss<B: Backend>(
     batch: &Batch<B>,
     train: bool,
     seed: u64,
-) -> Result<(crate::tape::Var, f64)> {
+) -> Result<(Var<B>, f64)> {
     let be = store.backend.clone();
     let a = tape.input(batch.audio.clone(), false);
     let l = tape.input(batch.lyrics.clone(), false);
     let t = tape.input(batch.target.clone(), false);
-    let out = net.forward(tape, store, a, l, train, seed)?;
-    let loss = ops::mse_loss(tape, out.pred, t)?;
-    let lv = tape.value(loss).to_f64(&be)?[0];
+    let out = net.forward(tape, store, &a, &l, train, seed)?;
+    let loss = ops::mse_loss(tape, &out.pred, &t)?;
+    let lv = loss.value().to_f64(&be)?[0];
     if !lv.is_finite() {
         return Err(Error::NonFinite(format!(
             "the loss is {lv}; no weights were changed (check the batch for NaN/Inf, or lower the learning rate)"
@@ -83,9 +85,10 @@ pub fn train_step<B: Backend>(
     clip: Option<f64>,
     seed: u64,
 ) -> Result<StepReport> {
+    store.backend.reset_peak();
     let loss = forward_backward(net, store, batch, true, seed)?;
     let norm = grad_norm(store)?;
     let scale = clip.map_or(1.0, |c| clip_coefficient(norm, c));
     opt.step(store, scale)?;
-    Ok(StepReport { loss, grad_norm: norm })
+    Ok(StepReport { loss, grad_norm: norm, peak_bytes: store.backend.memory().peak_bytes })
 }

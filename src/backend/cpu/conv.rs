@@ -248,3 +248,26 @@ pub fn channel_sums<T: Float>(dy: &[T], n: usize, c: usize, hw: usize) -> Vec<T>
         })
         .collect()
 }
+
+/// Elements of the forward pass's private workspace (one tile's unfolded input), for the
+/// backend's memory ledger.
+pub fn forward_workspace(g: &ConvGeom) -> usize {
+    let k = g.c_in * g.kh * g.kw;
+    k * tiles(g).iter().map(|t| (t.2 - t.1) * g.out_w()).max().unwrap_or(0)
+}
+
+/// The input gradient's workspace: the adjoint convolution's tile (plus the flipped kernel), or
+/// col2im's whole-sample column matrix.
+pub fn backward_input_workspace(g: &ConvGeom) -> usize {
+    if g.stride == 1 && g.kh == g.kw && g.pad < g.kh && g.c_in >= 16 {
+        let adj = ConvGeom { c_in: g.c_out, h: g.out_h(), w: g.out_w(), c_out: g.c_in, pad: g.kh - 1 - g.pad, ..*g };
+        g.weight_len() + forward_workspace(&adj)
+    } else {
+        g.c_in * g.kh * g.kw * g.out_h() * g.out_w()
+    }
+}
+
+/// The weight gradient's workspace: one unfolded tile.
+pub fn backward_weight_workspace(g: &ConvGeom) -> usize {
+    forward_workspace(g)
+}

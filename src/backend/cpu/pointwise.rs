@@ -66,6 +66,25 @@ pub fn dropout_mask<T: Float>(len: usize, p: f64, seed: u64) -> Vec<T> {
     (0..len).into_par_iter().map(|i| if hash_uniform(seed, i as u64) < p { T::ZERO } else { keep }).collect()
 }
 
+/// Σ x² in f64: chunk sums in parallel, then added in chunk order, so the result does not depend
+/// on how rayon split the work (a resumed run must reproduce the clip coefficient bit for bit).
 pub fn sum_squares<T: Float>(x: &[T]) -> f64 {
-    x.par_chunks(4096).map(|c| c.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>()).sum()
+    let parts: Vec<f64> = x.par_chunks(4096).map(|c| c.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>()).collect();
+    parts.iter().sum()
+}
+
+/// y = max(x, 0) and mask = (x > 0) as 0/1 bytes (NaN: y = 0, mask 0, as `x > 0` is false).
+pub fn relu_forward<T: Float>(x: &[T]) -> (Vec<T>, Vec<u8>) {
+    let y = x.par_iter().map(|&v| if v > T::ZERO { v } else { T::ZERO }).collect();
+    let m = x.par_iter().map(|&v| (v > T::ZERO) as u8).collect();
+    (y, m)
+}
+
+/// dy ← dy where the mask is set, else 0.
+pub fn relu_backward_in_place<T: Float>(dy: &mut [T], mask: &[u8]) {
+    dy.par_iter_mut().zip(mask.par_iter()).for_each(|(d, &m)| {
+        if m == 0 {
+            *d = T::ZERO;
+        }
+    });
 }

@@ -5,6 +5,7 @@
 //! trait, so the simulator runs the CUDA backend's own launch code: same kernels, same grids,
 //! same argument lists.
 
+use crate::backend::memory::MemCounter;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -70,17 +71,19 @@ pub trait RawDevice: Send + Sync + 'static {
     }
 }
 
-/// An allocation; freed when the last `DevBuf` sharing it is dropped.
+/// An allocation; freed (and released from the ledger) when the last `DevBuf` sharing it drops.
 struct Alloc {
     ptr: u64,
     bytes: usize,
     dev: Arc<dyn RawDevice>,
+    ledger: Arc<MemCounter>,
 }
 
 impl Drop for Alloc {
     fn drop(&mut self) {
         if self.bytes > 0 {
             self.dev.free(self.ptr, self.bytes);
+            self.ledger.free(self.bytes);
         }
     }
 }
@@ -95,10 +98,11 @@ pub struct DevBuf {
 }
 
 impl DevBuf {
-    pub fn new(dev: &Arc<dyn RawDevice>, len: usize) -> Result<Self> {
+    pub fn new(dev: &Arc<dyn RawDevice>, ledger: &Arc<MemCounter>, len: usize) -> Result<Self> {
         let bytes = len * 4;
         let ptr = if bytes == 0 { 0 } else { dev.alloc(bytes)? };
-        Ok(DevBuf { alloc: Arc::new(Alloc { ptr, bytes, dev: dev.clone() }), len })
+        ledger.alloc(bytes);
+        Ok(DevBuf { alloc: Arc::new(Alloc { ptr, bytes, dev: dev.clone(), ledger: ledger.clone() }), len })
     }
     pub fn len(&self) -> usize {
         self.len
@@ -112,8 +116,8 @@ impl DevBuf {
     /// Gives this handle sole ownership of its memory, copying it if it is shared.
     pub fn make_unique(&mut self) -> Result<()> {
         if Arc::strong_count(&self.alloc) > 1 {
-            let dev = self.alloc.dev.clone();
-            let fresh = DevBuf::new(&dev, self.len)?;
+            let (dev, ledger) = (self.alloc.dev.clone(), self.alloc.ledger.clone());
+            let fresh = DevBuf::new(&dev, &ledger, self.len)?;
             dev.dtod(fresh.ptr(), self.ptr(), self.len * 4)?;
             *self = fresh;
         }
