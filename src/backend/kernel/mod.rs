@@ -3,9 +3,11 @@
 
 pub mod cuda;
 mod device;
+mod pool;
 pub mod sim;
 
 pub use device::{Arg, DevBuf, RawDevice};
+pub use pool::{Pool, PoolCounts, block_size};
 
 use super::{AdamStep, Backend, ConvGeom, PoolGeom, Unary};
 use crate::error::{Error, Result};
@@ -26,6 +28,8 @@ const CONV_WGRAD_MIN_CHUNK: usize = 256;
 #[derive(Clone)]
 pub struct KernelBackend {
     dev: Arc<dyn RawDevice>,
+    /// The caching allocator every buffer and scratch table comes from (pool.rs).
+    pool: Arc<Pool>,
 }
 
 fn ew(n: usize) -> [u32; 3] {
@@ -45,11 +49,11 @@ fn f(x: f64) -> Arg {
 
 impl KernelBackend {
     pub fn new(dev: Arc<dyn RawDevice>) -> Self {
-        KernelBackend { dev }
+        KernelBackend { pool: Pool::new(dev.clone()), dev }
     }
 
     fn buf(&self, len: usize) -> Result<DevBuf> {
-        DevBuf::new(&self.dev, len)
+        DevBuf::new(&self.pool, len)
     }
 
     fn launch(&self, k: &'static str, grid: [u32; 3], block: [u32; 3], shared: u32, args: &[Arg]) -> Result<()> {
