@@ -154,9 +154,10 @@ impl Drop for CudaDevice {
     fn drop(&mut self) {
         // Queued copies may still read the pinned staging and kernels may still run: wait
         // before the fields (staging, modules, cuBLAS, stream) are released.
-        if self.bind().is_ok() {
-            let _ = self.stream.synchronize();
-        }
+        // (A failed first bind may only be an error cudarc stored from an earlier Drop, which the
+        // bind clears; the synchronize binds again.)
+        let _ = self.bind();
+        let _ = self.stream.synchronize();
     }
 }
 
