@@ -48,7 +48,7 @@ impl Device {
             DeviceChoice::Auto if device_count() == 0 => Device::Cpu(Cpu::new()),
             DeviceChoice::Auto => Device::Kernels(kernels(Arc::new(CudaDevice::new(0)?))),
             DeviceChoice::Cuda(n) => Device::Kernels(kernels(Arc::new(CudaDevice::new(n)?))),
-            DeviceChoice::Sim => Device::Kernels(kernels(Arc::new(SimDevice))),
+            DeviceChoice::Sim => Device::Kernels(kernels(Arc::new(SimDevice::from_env()?))),
         })
     }
 

@@ -1,8 +1,8 @@
 //! The seed network's structure, PyTorch semantics of the stateful pieces, and the refusal of
 //! bad user input.
 
-use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::Memory;
+use moodgrad::backend::cpu::Cpu;
 use moodgrad::io::{self, HostData, HostTensor, TensorFile};
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
 use moodgrad::ops;

@@ -5,7 +5,7 @@
 //! trait, so the simulator runs the CUDA backend's own launch code: same kernels, same grids,
 //! same argument lists.
 
-use crate::backend::memory::MemCounter;
+use super::allocator::Pool;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -43,11 +43,22 @@ pub fn with_params<R>(args: &[Arg], f: impl FnOnce(&mut [*mut std::ffi::c_void])
 /// addresses on the simulator).
 pub trait RawDevice: Send + Sync + 'static {
     fn name(&self) -> String;
+    /// A fresh allocation of `bytes` (> 0) from the driver; `Error::OutOfMemory` when the device
+    /// has no room (the pool then returns its cached blocks and asks once more).
     fn alloc(&self, bytes: usize) -> Result<u64>;
-    /// Frees an allocation from `alloc` (errors are ignored: called from Drop).
+    /// Frees an allocation from `alloc` (errors are ignored: called from Drop). The pool calls it
+    /// only when no queued work can still use the block.
     fn free(&self, ptr: u64, bytes: usize);
+    /// Called when the pool hands a cached block out again (the simulator poisons it, so a kernel
+    /// that reads memory it never wrote still fails the tests).
+    fn recycled(&self, _ptr: u64, _bytes: usize) {}
+    /// Queues a copy of `src` into device memory; `src` may be reused as soon as this returns
+    /// (CUDA copies it into pinned staging first).
     fn htod(&self, dst: u64, src: &[u8]) -> Result<()>;
+    /// Copies device memory to `dst`, after all queued work: it synchronises, so an earlier
+    /// kernel's fault surfaces here.
     fn dtoh(&self, src: u64, dst: &mut [u8]) -> Result<()>;
+    /// Queues a device-to-device copy.
     fn dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()>;
     /// Launches `kernel` over `grid` × `block` threads.
     ///
@@ -71,19 +82,18 @@ pub trait RawDevice: Send + Sync + 'static {
     }
 }
 
-/// An allocation; freed (and released from the ledger) when the last `DevBuf` sharing it drops.
+/// A pool block; returned to its pool when the last `DevBuf` sharing it is dropped.
 struct Alloc {
     ptr: u64,
+    /// The block's size (the request rounded up by the pool); 0 for an empty buffer.
     bytes: usize,
-    dev: Arc<dyn RawDevice>,
-    ledger: Arc<MemCounter>,
+    pool: Arc<Pool>,
 }
 
 impl Drop for Alloc {
     fn drop(&mut self) {
         if self.bytes > 0 {
-            self.dev.free(self.ptr, self.bytes);
-            self.ledger.free(self.bytes);
+            self.pool.release(self.ptr, self.bytes);
         }
     }
 }
@@ -98,11 +108,13 @@ pub struct DevBuf {
 }
 
 impl DevBuf {
-    pub fn new(dev: &Arc<dyn RawDevice>, ledger: &Arc<MemCounter>, len: usize) -> Result<Self> {
-        let bytes = len * 4;
-        let ptr = if bytes == 0 { 0 } else { dev.alloc(bytes)? };
-        ledger.alloc(bytes);
-        Ok(DevBuf { alloc: Arc::new(Alloc { ptr, bytes, dev: dev.clone(), ledger: ledger.clone() }), len })
+    /// `len` elements from `pool` (contents undefined: a reused block holds old data).
+    pub fn new(pool: &Arc<Pool>, len: usize) -> Result<Self> {
+        let bytes = len
+            .checked_mul(4)
+            .ok_or_else(|| Error::Device(format!("a buffer of {len} elements is larger than any device")))?;
+        let (ptr, block) = if bytes == 0 { (0, 0) } else { pool.alloc(bytes)? };
+        Ok(DevBuf { alloc: Arc::new(Alloc { ptr, bytes: block, pool: pool.clone() }), len })
     }
     pub fn len(&self) -> usize {
         self.len
@@ -116,19 +128,13 @@ impl DevBuf {
     /// Gives this handle sole ownership of its memory, copying it if it is shared.
     pub fn make_unique(&mut self) -> Result<()> {
         if Arc::strong_count(&self.alloc) > 1 {
-            let (dev, ledger) = (self.alloc.dev.clone(), self.alloc.ledger.clone());
-            let fresh = DevBuf::new(&dev, &ledger, self.len)?;
-            dev.dtod(fresh.ptr(), self.ptr(), self.len * 4)?;
+            let pool = self.alloc.pool.clone();
+            let fresh = DevBuf::new(&pool, self.len)?;
+            if self.len > 0 {
+                pool.device().dtod(fresh.ptr(), self.ptr(), self.len * 4)?;
+            }
             *self = fresh;
         }
         Ok(())
     }
-}
-
-/// The message for a failed allocation: what, how much, and what to do.
-pub fn oom(device: &str, bytes: usize, why: impl std::fmt::Display) -> Error {
-    Error::Device(format!(
-        "{device}: out of memory allocating {:.1} MiB ({why}); lower --batch, or free the GPU",
-        bytes as f64 / (1 << 20) as f64
-    ))
 }

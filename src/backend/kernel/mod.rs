@@ -2,6 +2,7 @@
 //! grids and argument lists of docs/kernel-abi.md. Runs on CUDA and on the host simulator. One
 //! file per op family, beside the kernel file it launches.
 
+mod allocator;
 mod conv;
 pub mod cuda;
 mod dense;
@@ -14,9 +15,9 @@ mod pool;
 pub mod sim;
 mod spectro;
 
+pub use allocator::{Pool, PoolCounts, block_size};
 pub use device::{Arg, DevBuf, RawDevice};
 
-use super::memory::MemCounter;
 use super::{DeviceBuffer, MemStats, Memory};
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -29,7 +30,9 @@ const MAX_EW_BLOCKS: usize = 4096;
 #[derive(Clone)]
 pub struct KernelBackend {
     dev: Arc<dyn RawDevice>,
-    ledger: Arc<MemCounter>,
+    /// The caching allocator every buffer and scratch table comes from (allocator.rs); it keeps
+    /// the memory ledger.
+    pool: Arc<Pool>,
 }
 
 /// A byte buffer (masks, window positions): `len` bytes in a 4-byte-element allocation.
@@ -78,11 +81,11 @@ fn f(x: f64) -> Arg {
 
 impl KernelBackend {
     pub fn new(dev: Arc<dyn RawDevice>) -> Self {
-        KernelBackend { dev, ledger: MemCounter::new() }
+        KernelBackend { pool: Pool::new(dev.clone()), dev }
     }
 
     fn buf(&self, len: usize) -> Result<DevBuf> {
-        DevBuf::new(&self.dev, &self.ledger, len)
+        DevBuf::new(&self.pool, len)
     }
 
     fn mask(&self, len: usize) -> Result<DevMask> {
@@ -165,9 +168,9 @@ impl Memory for KernelBackend {
         Ok(c)
     }
     fn memory(&self) -> MemStats {
-        self.ledger.stats()
+        self.pool.stats()
     }
     fn reset_peak(&self) {
-        self.ledger.reset_peak()
+        self.pool.reset_peak()
     }
 }
