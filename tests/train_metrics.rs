@@ -1,10 +1,10 @@
 //! Metrics, predictions files, baselines and the bootstrap of `moodgrad::train`.
 
+use moodgrad::rng::Rng;
 use moodgrad::train::baselines::{self, CENTRE_HOLE, Labelled};
 use moodgrad::train::bootstrap::{Dim, Metric, paired_difference, quantile};
 use moodgrad::train::metrics::{ConfusionMatrix, MetricsAcc, Quadrant, RegressionAcc};
 use moodgrad::train::predictions::{self, PredictionRow, evaluate};
-use moodgrad::rng::Rng;
 use std::path::Path;
 
 // The data of tools/train_metrics_reference.py, verbatim.
@@ -142,7 +142,8 @@ fn eval_report_json_has_the_public_shape() {
     for d in ["valence", "arousal"] {
         let at = line.find(&format!("\"{d}\": {{")).unwrap();
         let obj = &line[at..at + line[at..].find('}').unwrap()];
-        let keys: Vec<usize> = ["mae", "rmse", "r2", "pearson"].iter().map(|k| obj.find(&format!("\"{k}\": ")).unwrap()).collect();
+        let keys: Vec<usize> =
+            ["mae", "rmse", "r2", "pearson"].iter().map(|k| obj.find(&format!("\"{k}\": ")).unwrap()).collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{obj}");
     }
     let back: moodgrad::train::metrics::EvalReport = serde_json::from_str(&line).unwrap();
@@ -182,10 +183,17 @@ fn predictions_csv_round_trips_and_rejects_bad_rows() {
 
 fn train_set() -> Vec<Labelled> {
     // Q4 has no training song, to exercise the fallback.
-    [([0.8, 0.7], "Q1"), ([0.6, 0.9], "Q1"), ([0.2, 0.6], "Q2"), ([0.3, 0.3], "Q3"), ([0.1, 0.2], "Q3"), ([0.4, 0.1], "Q3")]
-        .iter()
-        .map(|&(va, l)| Labelled { va, quadrant: q(l) })
-        .collect()
+    [
+        ([0.8, 0.7], "Q1"),
+        ([0.6, 0.9], "Q1"),
+        ([0.2, 0.6], "Q2"),
+        ([0.3, 0.3], "Q3"),
+        ([0.1, 0.2], "Q3"),
+        ([0.4, 0.1], "Q3"),
+    ]
+    .iter()
+    .map(|&(va, l)| Labelled { va, quadrant: q(l) })
+    .collect()
 }
 
 #[test]
@@ -269,10 +277,8 @@ fn bootstrap_interval_is_paired_and_matches_the_normal_approximation() {
     close(got.estimate, ra.valence.mae - rb.valence.mae, "estimate = difference of the full-set MAEs");
     // Paired per-song differences of |error|; the 95 % interval is about ±1.96 standard errors.
     let by_song: std::collections::HashMap<_, _> = b.iter().map(|r| (r.song.clone(), r)).collect();
-    let d: Vec<f64> = a
-        .iter()
-        .map(|r| (r.pred[0] - r.truth[0]).abs() - (by_song[&r.song].pred[0] - r.truth[0]).abs())
-        .collect();
+    let d: Vec<f64> =
+        a.iter().map(|r| (r.pred[0] - r.truth[0]).abs() - (by_song[&r.song].pred[0] - r.truth[0]).abs()).collect();
     let mean = d.iter().sum::<f64>() / n as f64;
     let se = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 / n as f64).sqrt();
     let width = got.hi - got.lo;

@@ -95,11 +95,9 @@ pub fn compute(train: &[Labelled], test: &[PredictionRow], split: &str, seed: u6
         rows_from(test, |_| random_point(&mut rng)),
     ));
     let centres = quadrant_centres(train);
-    let missing: Vec<&str> =
-        Quadrant::ALL.iter().filter(|q| centres[q.index()].is_none()).map(|q| q.name()).collect();
-    let mut definition = String::from(
-        "oracle: each song gets the mean training (valence, arousal) of its true (metadata) quadrant",
-    );
+    let missing: Vec<&str> = Quadrant::ALL.iter().filter(|q| centres[q.index()].is_none()).map(|q| q.name()).collect();
+    let mut definition =
+        String::from("oracle: each song gets the mean training (valence, arousal) of its true (metadata) quadrant");
     if !missing.is_empty() {
         definition += &format!("; no training song in {}, so those songs get the train mean", missing.join(", "));
     }

@@ -127,7 +127,8 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// Every run's rows put in the song order of the first run; an error if the runs do not cover
 /// the same songs with the same truths and labels.
 fn align(runs: &[&[PredictionRow]]) -> Result<Vec<Vec<PredictionRow>>> {
-    let first = runs.first().ok_or_else(|| Error::Invalid("the bootstrap needs at least one run per variant".into()))?;
+    let first =
+        runs.first().ok_or_else(|| Error::Invalid("the bootstrap needs at least one run per variant".into()))?;
     let mut out = Vec::with_capacity(runs.len());
     for (k, run) in runs.iter().enumerate() {
         if run.len() != first.len() {
@@ -141,7 +142,10 @@ fn align(runs: &[&[PredictionRow]]) -> Result<Vec<Vec<PredictionRow>>> {
         let mut aligned = Vec::with_capacity(first.len());
         for f in first.iter() {
             let r = by_song.get(f.song.as_str()).ok_or_else(|| {
-                Error::Invalid(format!("run {k} has no prediction for song `{}`: compare runs on the same split", f.song))
+                Error::Invalid(format!(
+                    "run {k} has no prediction for song `{}`: compare runs on the same split",
+                    f.song
+                ))
             })?;
             if r.truth != f.truth || r.quadrant != f.quadrant {
                 return Err(Error::Invalid(format!(

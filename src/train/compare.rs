@@ -152,11 +152,7 @@ impl CompareTable {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# moodgrad compare: legacy against fixed ({} split)\n", self.split);
-        let per = if self.seeds > 1 {
-            format!("mean ± sd over {} seeds", self.seeds)
-        } else {
-            "one seed".to_string()
-        };
+        let per = if self.seeds > 1 { format!("mean ± sd over {} seeds", self.seeds) } else { "one seed".to_string() };
         let _ = writeln!(
             s,
             "Cells: {per}. Δ rows: fixed − legacy of the seed-averaged metric, with a 95 % paired bootstrap \
@@ -189,7 +185,15 @@ impl CompareTable {
         let row = |s: &mut String, r: &Row| {
             for (m, c) in self.metrics.iter().zip(&r.cells) {
                 let sd = c.sd.map_or(String::new(), csv_num);
-                let _ = writeln!(s, "{},{},{},{},{sd},{},,", csv_field(&r.label), r.variant, m.key(), csv_num(c.mean), c.runs);
+                let _ = writeln!(
+                    s,
+                    "{},{},{},{},{sd},{},,",
+                    csv_field(&r.label),
+                    r.variant,
+                    m.key(),
+                    csv_num(c.mean),
+                    c.runs
+                );
             }
         };
         for r in &self.rows {

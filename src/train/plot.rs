@@ -146,20 +146,27 @@ pub fn confusion_matrix(path: &Path, title: &str, cm: &ConfusionMatrix) -> Resul
             .x_label_area_size(60)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..4f64, 0f64..4f64)?;
-        // Row t is drawn at y = 3 − t so Q1 is on top; labels sit at the cell centres.
-        let name = |v: f64| Quadrant::from_index(v as usize).map_or(String::new(), |q| q.name().to_string());
+        // Row t is drawn at y = 3 − t so Q1 is on top. The quadrant names are drawn by hand at
+        // the cell centres (the mesh's ticks fall on the cell borders).
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(8)
-            .y_labels(8)
-            .x_label_formatter(&|x| if x.fract() == 0.5 { name(*x) } else { String::new() })
-            .y_label_formatter(&|y| if y.fract() == 0.5 { name(3.0 - y.floor()) } else { String::new() })
+            .x_labels(5)
+            .y_labels(5)
+            .x_label_formatter(&|_| String::new())
+            .y_label_formatter(&|_| String::new())
             .x_desc("predicted quadrant")
             .y_desc("true quadrant (metadata)")
-            .label_style((FONT, 20))
             .axis_desc_style((FONT, 20))
             .draw()?;
+        let label = TextStyle::from((FONT, 22).into_font()).color(&BLACK);
+        for q in Quadrant::ALL {
+            let k = q.index() as f64;
+            let (x, y) = chart.backend_coord(&(k + 0.5, 0.0));
+            root.draw(&Text::new(q.name(), (x, y + 14), label.pos(Pos::new(HPos::Center, VPos::Top))))?;
+            let (x, y) = chart.backend_coord(&(0.0, 3.5 - k));
+            root.draw(&Text::new(q.name(), (x - 14, y), label.pos(Pos::new(HPos::Right, VPos::Center))))?;
+        }
         for t in 0..4 {
             let row: u64 = cm.counts[t].iter().sum();
             for p in 0..4 {

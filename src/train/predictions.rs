@@ -95,7 +95,10 @@ pub fn parse_csv(bytes: &[u8], path: &Path) -> Result<Vec<PredictionRow>> {
         let bad = |col: &str, why: &str| Error::file(path, format!("line {line}, column `{col}`: {why}"));
         let num = |i: usize| -> Result<f64> {
             let s = rec[i].trim();
-            s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| bad(HEADER[i], &format!("`{s}` is not a finite number")))
+            s.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| bad(HEADER[i], &format!("`{s}` is not a finite number")))
         };
         let quad = |i: usize| Quadrant::parse(&rec[i]).ok_or_else(|| bad(HEADER[i], "expected Q1, Q2, Q3 or Q4"));
         let duration_s = match rec[7].trim() {

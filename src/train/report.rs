@@ -23,9 +23,27 @@ pub struct ThesisRow {
 
 /// The thesis's numbers, for reference (its own split file and preprocessing, the notebooks' code).
 pub const THESIS: [ThesisRow; 5] = [
-    ThesisRow { name: "MODEL_3", valence_mae: 0.1219, valence_r2: Some(0.478), arousal_mae: 0.0593, arousal_r2: Some(0.533) },
-    ThesisRow { name: "MODEL_4", valence_mae: 0.1112, valence_r2: Some(0.548), arousal_mae: 0.0590, arousal_r2: Some(0.542) },
-    ThesisRow { name: "MODEL_5", valence_mae: 0.1018, valence_r2: Some(0.544), arousal_mae: 0.0722, arousal_r2: Some(0.355) },
+    ThesisRow {
+        name: "MODEL_3",
+        valence_mae: 0.1219,
+        valence_r2: Some(0.478),
+        arousal_mae: 0.0593,
+        arousal_r2: Some(0.533),
+    },
+    ThesisRow {
+        name: "MODEL_4",
+        valence_mae: 0.1112,
+        valence_r2: Some(0.548),
+        arousal_mae: 0.0590,
+        arousal_r2: Some(0.542),
+    },
+    ThesisRow {
+        name: "MODEL_5",
+        valence_mae: 0.1018,
+        valence_r2: Some(0.544),
+        arousal_mae: 0.0722,
+        arousal_r2: Some(0.355),
+    },
     ThesisRow { name: "train mean", valence_mae: 0.2088, valence_r2: None, arousal_mae: 0.1062, arousal_r2: None },
     ThesisRow { name: "quadrant centre", valence_mae: 0.0490, valence_r2: None, arousal_mae: 0.0423, arousal_r2: None },
 ];
@@ -180,11 +198,8 @@ impl RunReport<'_> {
             }
             None => s += "- best epoch: none (no finite validation loss)\n",
         }
-        let _ = writeln!(
-            s,
-            "- weights evaluated: epoch {}",
-            t.restored_epoch.map_or("—".to_string(), |e| e.to_string())
-        );
+        let _ =
+            writeln!(s, "- weights evaluated: epoch {}", t.restored_epoch.map_or("—".to_string(), |e| e.to_string()));
         let stop = if t.stopped_early { "stopped early" } else { "ran every epoch" };
         let _ = writeln!(s, "- epochs run: {} of {} ({stop})", t.epochs_run, t.max_epochs);
         let _ = writeln!(s, "- time: {:.1} s ({:.1} training samples/s)", t.seconds, t.samples_per_s);

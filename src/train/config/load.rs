@@ -89,8 +89,26 @@ fn usize_list(key: &str, v: &Value) -> Result<Vec<usize>, Msg> {
     a.iter().enumerate().map(|(i, x)| usize_(&format!("{key}[{i}]"), x)).collect()
 }
 
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let here = (prev + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = here;
+        }
+    }
+    row[b.len()]
+}
+
 fn unknown(section: &str, key: &str, known: &[&str]) -> Msg {
-    format!("`{section}.{key}`: unknown key; [{section}] takes {}", known.join(", "))
+    let near = known.iter().min_by_key(|k| distance(key, k)).filter(|k| distance(key, k) <= 2);
+    let hint = near.map_or(String::new(), |k| format!(" (did you mean `{k}`?)"));
+    format!("`{section}.{key}`: unknown key{hint}; [{section}] takes {}", known.join(", "))
 }
 
 fn section<'a>(root: &'a Table, name: &str) -> Result<Option<&'a Table>, Msg> {

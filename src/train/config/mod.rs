@@ -217,7 +217,8 @@ impl Config {
 
     /// The resolved config as TOML, every value written out, preceded by a comment.
     pub fn to_toml(&self) -> Result<String> {
-        let body = toml::to_string(self).map_err(|e| Error::Invalid(format!("cannot write the config as TOML: {e}")))?;
+        let body =
+            toml::to_string(self).map_err(|e| Error::Invalid(format!("cannot write the config as TOML: {e}")))?;
         Ok(format!("# moodgrad resolved config: every value, defaults included. Load it back with --config.\n{body}"))
     }
 

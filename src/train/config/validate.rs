@@ -26,7 +26,10 @@ pub fn check(c: &Config) -> Result<(), Problem> {
     if m.se_reduction > last {
         return Err((
             "model.se_reduction",
-            format!("= {}: must not exceed the last block's {last} channels (the SE bottleneck would be 0)", m.se_reduction),
+            format!(
+                "= {}: must not exceed the last block's {last} channels (the SE bottleneck would be 0)",
+                m.se_reduction
+            ),
         ));
     }
     at_least_one("model.audio_hidden", m.audio_hidden)?;
@@ -67,7 +70,10 @@ pub fn check(c: &Config) -> Result<(), Problem> {
         return Err(("train.seed", format!("= {}: must fit a TOML integer (at most {})", t.seed, i64::MAX)));
     }
     if !(t.quadrant_loss.is_finite() && t.quadrant_loss >= 0.0) {
-        return Err(("train.quadrant_loss", format!("= {}: must be a weight ≥ 0 (0 = no quadrant head)", t.quadrant_loss)));
+        return Err((
+            "train.quadrant_loss",
+            format!("= {}: must be a weight ≥ 0 (0 = no quadrant head)", t.quadrant_loss),
+        ));
     }
     Ok(())
 }
