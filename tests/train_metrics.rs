@@ -87,9 +87,11 @@ fn streaming_batches_equal_one_pass() {
         let t: Vec<f64> = chunk.iter().flat_map(|r| r.truth).collect();
         let p: Vec<f64> = chunk.iter().flat_map(|r| r.pred).collect();
         let qs: Vec<Quadrant> = chunk.iter().map(|r| r.quadrant).collect();
-        batched.push_batch(&t, &p, &qs);
+        batched.push_batch(&t, &p, &qs).unwrap();
     }
     assert_eq!(whole.finish("test"), batched.finish("test"));
+    let e = batched.push_batch(&[0.1, 0.2], &[0.1], &[Quadrant::Q1]).unwrap_err().to_string();
+    assert!(e.contains("[1, 2]"), "{e}");
 }
 
 fn macro_f1(truth: &[&str], pred: &[&str]) -> f64 {

@@ -13,6 +13,7 @@
 //!   occurs on neither side is left out of the mean.
 //! - With no songs at all every metric is NaN.
 
+use crate::error::{Error, Result};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Russell quadrants as MERGE names them: Q1 V≥0.5 A≥0.5, Q2 V<0.5 A≥0.5, Q3 V<0.5 A<0.5, Q4 V≥0.5 A<0.5.
@@ -215,13 +216,23 @@ impl MetricsAcc {
         self.confusion.push(true_quadrant, Quadrant::from_va(pred[0], pred[1]));
     }
 
-    /// A batch as flat row-major `[B, 2]` slices (the model's output layout).
-    pub fn push_batch(&mut self, truth: &[f64], pred: &[f64], true_quadrants: &[Quadrant]) {
-        debug_assert_eq!(truth.len(), pred.len());
-        debug_assert_eq!(truth.len(), 2 * true_quadrants.len());
+    /// A batch as flat row-major `[B, 2]` slices (the model's output layout) and B labels.
+    pub fn push_batch(&mut self, truth: &[f64], pred: &[f64], true_quadrants: &[Quadrant]) -> Result<()> {
+        let b = true_quadrants.len();
+        if truth.len() != 2 * b || pred.len() != 2 * b {
+            return Err(Error::shape(
+                "metrics",
+                format!(
+                    "{b} labels need [{b}, 2] targets and predictions, got {} and {} values",
+                    truth.len(),
+                    pred.len()
+                ),
+            ));
+        }
         for ((t, p), &q) in truth.chunks_exact(2).zip(pred.chunks_exact(2)).zip(true_quadrants) {
             self.push([t[0], t[1]], [p[0], p[1]], q);
         }
+        Ok(())
     }
 
     pub fn n(&self) -> u64 {

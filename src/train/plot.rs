@@ -4,6 +4,7 @@
 //! (the `dejavu` crate; Bitstream Vera licence), never from system fonts: plotters' `ttf` feature
 //! (font-kit + fontconfig) is not compiled in, so the plots look the same on a bare CI machine.
 
+use super::log::EpochRecord;
 use super::metrics::{ConfusionMatrix, Quadrant};
 use crate::error::{Error, Result};
 use plotters::coord::Shift;
@@ -48,6 +49,11 @@ pub struct LossPoint {
     pub epoch: usize,
     pub train: f64,
     pub val: f64,
+}
+
+/// The loss curves of a run's log.
+pub fn loss_points(records: &[EpochRecord]) -> Vec<LossPoint> {
+    records.iter().map(|r| LossPoint { epoch: r.epoch, train: r.train.loss, val: r.val.loss }).collect()
 }
 
 /// Train and validation loss per epoch; the best epoch (if given) is marked on the validation curve.
