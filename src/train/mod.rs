@@ -1,5 +1,17 @@
 //! One optimisation step of the seed network: forward, MSE, backward, clip, Adam.
 
+pub mod baselines;
+pub mod bootstrap;
+pub mod compare;
+pub mod config;
+pub mod early_stop;
+pub mod log;
+pub mod metrics;
+pub mod plot;
+pub mod predictions;
+pub mod report;
+pub mod schedule;
+
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::SeedNet;
