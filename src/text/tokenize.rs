@@ -31,8 +31,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{
-    AddedToken, NormalizerWrapper, PaddingDirection, PaddingParams, PaddingStrategy,
-    PreTokenizerWrapper, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+    AddedToken, NormalizerWrapper, PaddingDirection, PaddingParams, PaddingStrategy, PreTokenizerWrapper, Tokenizer,
+    TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
 /// One encoded lyric: three int64 rows of exactly `max_len` entries (torch's dtype for them).
@@ -80,7 +80,10 @@ impl EncodedBatch {
         };
         for (i, e) in encodings.iter().enumerate() {
             if e.len() != max_len {
-                return Err(Error::shape("EncodedBatch::stack", format!("encoding {i} has {} tokens, encoding 0 has {max_len}", e.len())));
+                return Err(Error::shape(
+                    "EncodedBatch::stack",
+                    format!("encoding {i} has {} tokens, encoding 0 has {max_len}", e.len()),
+                ));
             }
             b.input_ids.extend_from_slice(&e.input_ids);
             b.token_type_ids.extend_from_slice(&e.token_type_ids);
@@ -269,7 +272,12 @@ impl LyricsTokenizer {
             .build()
             .map_err(|e| Error::file(path, format!("not a WordPiece vocab.txt ({e})")))?;
         let mut tok = Tokenizer::new(model);
-        tok.with_normalizer(Some(BertNormalizer::new(true, options.chinese_chars, options.strip_accents, options.lowercase)));
+        tok.with_normalizer(Some(BertNormalizer::new(
+            true,
+            options.chinese_chars,
+            options.strip_accents,
+            options.lowercase,
+        )));
         tok.with_pre_tokenizer(Some(BertPreTokenizer));
         tok.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::new("##".into(), true)));
         let specials: Vec<AddedToken> = [&options.pad, &options.unk, &options.cls, &options.sep, &options.mask]
@@ -298,7 +306,12 @@ impl LyricsTokenizer {
             .continuing_subword_prefix(String::new())
             .end_of_word_suffix(String::new())
             .build()
-            .map_err(|e| Error::file(vocab_json, format!("not a BPE vocab.json + merges.txt pair ({e}); merges: {}", merges_txt.display())))?;
+            .map_err(|e| {
+                Error::file(
+                    vocab_json,
+                    format!("not a BPE vocab.json + merges.txt pair ({e}); merges: {}", merges_txt.display()),
+                )
+            })?;
         let mut tok = Tokenizer::new(model);
         tok.with_pre_tokenizer(Some(ByteLevel::new(options.add_prefix_space, true, true)));
         tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
@@ -332,7 +345,8 @@ impl LyricsTokenizer {
                 ))
             })?;
         let n_special = tok.get_post_processor().map_or(0, |p| tokenizers::PostProcessor::added_tokens(p, false));
-        let serialized = tok.to_string(false).map_err(|e| Error::Invalid(format!("tokenizer {source}: cannot serialize: {e}")))?;
+        let serialized =
+            tok.to_string(false).map_err(|e| Error::Invalid(format!("tokenizer {source}: cannot serialize: {e}")))?;
         let hash = sha256_fields(&[b"moodgrad-tokenizer-v1", serialized.as_bytes(), pad_token.as_bytes()]);
         let prefix_cut = prefix_cut_is_safe(&tok);
         Ok(LyricsTokenizer {
@@ -513,9 +527,9 @@ fn prefix_cut_is_safe(tok: &Tokenizer) -> bool {
             | PreTokenizerWrapper::Whitespace(_)
             | PreTokenizerWrapper::WhitespaceSplit(_) => Some(true),
             PreTokenizerWrapper::ByteLevel(b) => b.use_regex.then_some(true),
-            PreTokenizerWrapper::Punctuation(_) | PreTokenizerWrapper::Digits(_) | PreTokenizerWrapper::UnicodeScripts(_) => {
-                Some(false)
-            }
+            PreTokenizerWrapper::Punctuation(_)
+            | PreTokenizerWrapper::Digits(_)
+            | PreTokenizerWrapper::UnicodeScripts(_) => Some(false),
             PreTokenizerWrapper::Sequence(s) => {
                 let parts: Option<Vec<bool>> = s.as_ref().iter().map(ws_split).collect();
                 parts.map(|v| v.into_iter().any(|b| b))
@@ -566,7 +580,8 @@ fn path_str(path: &Path) -> Result<&str> {
 pub(crate) fn list_dir(dir: &Path) -> String {
     match std::fs::read_dir(dir) {
         Ok(rd) => {
-            let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> =
+                rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
             names.sort();
             if names.is_empty() { "nothing".into() } else { names.join(", ") }
         }

@@ -24,7 +24,6 @@
 use crate::error::{Error, Result};
 use crate::text::hash::{sha256_fields, sha256_hex};
 use safetensors::Dtype;
-use safetensors::tensor::TensorView;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -87,7 +86,8 @@ impl VectorCache {
         crate::data::create_dir(root)?;
         let model_key = model.key();
         let path = root.join(format!("{model_key}.safetensors"));
-        let mut cache = VectorCache { path, model_key, model: model.describe(), dim, entries: HashMap::new(), dirty: false };
+        let mut cache =
+            VectorCache { path, model_key, model: model.describe(), dim, entries: HashMap::new(), dirty: false };
         if cache.path.is_file() {
             cache.load()?;
         }
@@ -97,7 +97,8 @@ impl VectorCache {
     fn load(&mut self) -> Result<()> {
         let path = self.path.clone();
         let fix = "it is only a cache: delete it and the vectors will be recomputed";
-        let bytes = std::fs::read(&path).map_err(|e| Error::file(&path, format!("cannot read the vector cache: {e}")))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| Error::file(&path, format!("cannot read the vector cache: {e}")))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::file(&path, format!("not a valid vector cache ({e}); {fix}")))?;
         let meta = meta.metadata().clone().unwrap_or_default();
@@ -105,16 +106,25 @@ impl VectorCache {
         if field("format") != FORMAT || field("model_key") != self.model_key {
             return Err(Error::file(
                 &path,
-                format!("not a {FORMAT} file for model key {} (format `{}`, key `{}`); {fix}", self.model_key, field("format"), field("model_key")),
+                format!(
+                    "not a {FORMAT} file for model key {} (format `{}`, key `{}`); {fix}",
+                    self.model_key,
+                    field("format"),
+                    field("model_key")
+                ),
             ));
         }
         if field("dim") != self.dim.to_string() {
             return Err(Error::file(&path, format!("holds vectors of dim {}, not {}; {fix}", field("dim"), self.dim)));
         }
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::file(&path, format!("not a valid vector cache ({e}); {fix}")))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::file(&path, format!("not a valid vector cache ({e}); {fix}")))?;
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 || view.shape() != [self.dim] {
-                return Err(Error::file(&path, format!("tensor `{name}` is {:?} {:?}, not F32 [{}]; {fix}", view.dtype(), view.shape(), self.dim)));
+                return Err(Error::file(
+                    &path,
+                    format!("tensor `{name}` is {:?} {:?}, not F32 [{}]; {fix}", view.dtype(), view.shape(), self.dim),
+                ));
             }
             let v = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             self.entries.insert(name, v);
@@ -134,13 +144,18 @@ impl VectorCache {
     /// Stores a vector (in memory until `flush`). It must have `dim` finite values.
     pub fn put(&mut self, text_key: &str, vector: Vec<f32>) -> Result<()> {
         if vector.len() != self.dim {
-            return Err(Error::shape("VectorCache::put", format!("vector of {} values, the cache holds dim {}", vector.len(), self.dim)));
+            return Err(Error::shape(
+                "VectorCache::put",
+                format!("vector of {} values, the cache holds dim {}", vector.len(), self.dim),
+            ));
         }
         if let Some(i) = vector.iter().position(|x| !x.is_finite()) {
             return Err(Error::NonFinite(format!("lyric vector {text_key}: value {i} is {}; not cached", vector[i])));
         }
         if text_key.len() != 64 || !text_key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::Invalid(format!("vector cache: `{text_key}` is not a text key (64 hex digits from text_key)")));
+            return Err(Error::Invalid(format!(
+                "vector cache: `{text_key}` is not a text key (64 hex digits from text_key)"
+            )));
         }
         self.entries.insert(text_key.to_string(), vector);
         self.dirty = true;
@@ -156,25 +171,37 @@ impl VectorCache {
         if !self.dirty {
             return Ok(());
         }
-        let sorted: BTreeMap<&String, Vec<u8>> =
-            self.entries.iter().map(|(k, v)| (k, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
-        let views: Vec<(String, TensorView)> = sorted
-            .iter()
-            .map(|(k, b)| TensorView::new(Dtype::F32, vec![self.dim], b).map(|v| ((*k).clone(), v)))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::file(&self.path, format!("cannot encode the vectors: {e}")))?;
-        let meta: HashMap<String, String> = [
-            ("format".to_string(), FORMAT.to_string()),
-            ("model_key".to_string(), self.model_key.clone()),
-            ("dim".to_string(), self.dim.to_string()),
-            ("model".to_string(), self.model.clone()),
-        ]
-        .into_iter()
-        .collect();
-        let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::file(&self.path, format!("cannot encode the vectors: {e}")))?;
+        let bytes = self.encode();
         crate::data::write_atomic(&self.path, &bytes)?;
         self.dirty = false;
         Ok(())
+    }
+
+    /// The safetensors bytes, written here rather than by `safetensors::serialize` so that the same
+    /// vectors always give the same bytes (the library writes metadata in hash-map order): header
+    /// keys sorted, tensors in key order, header padded with spaces to a multiple of 8.
+    fn encode(&self) -> Vec<u8> {
+        let sorted: BTreeMap<&String, &Vec<f32>> = self.entries.iter().collect();
+        let mut header = serde_json::Map::new();
+        let meta =
+            json!({"dim": self.dim.to_string(), "format": FORMAT, "model": self.model, "model_key": self.model_key});
+        header.insert("__metadata__".into(), meta);
+        let size = self.dim * 4;
+        for (i, k) in sorted.keys().enumerate() {
+            header.insert(
+                (*k).clone(),
+                json!({"dtype": "F32", "shape": [self.dim], "data_offsets": [i * size, (i + 1) * size]}),
+            );
+        }
+        let mut h = serde_json::Value::Object(header).to_string().into_bytes();
+        h.resize(h.len().div_ceil(8) * 8, b' ');
+        let mut out = Vec::with_capacity(8 + h.len() + sorted.len() * size);
+        out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+        out.extend_from_slice(&h);
+        for v in sorted.values() {
+            out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        out
     }
 
     pub fn len(&self) -> usize {

@@ -113,7 +113,8 @@ impl EncoderConfig {
 
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<EncoderConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read the model config: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::file(path, format!("cannot read the model config: {e}")))?;
         Self::from_json_str(&text).map_err(|m| Error::file(path, m))
     }
 
@@ -121,7 +122,10 @@ impl EncoderConfig {
     pub fn from_json_str(text: &str) -> std::result::Result<EncoderConfig, String> {
         let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let Some(model_type) = v.get("model_type").and_then(Value::as_str) else {
-            return Err("no `model_type` key: cannot tell which encoder this is (moodgrad reads bert, distilbert and roberta)".into());
+            return Err(
+                "no `model_type` key: cannot tell which encoder this is (moodgrad reads bert, distilbert and roberta)"
+                    .into(),
+            );
         };
         let family = Family::from_model_type(model_type).ok_or_else(|| {
             format!("model_type `{model_type}` is not supported: moodgrad's lyrics encoder reads bert, distilbert and roberta")

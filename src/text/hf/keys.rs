@@ -65,7 +65,10 @@ pub fn family_name(family: Family, canonical: &str) -> String {
         return canonical.to_string();
     };
     let (n, tail) = rest.split_once('.').unwrap_or((rest, ""));
-    let tail = DISTIL_LAYER.iter().find_map(|(c, d)| tail.strip_prefix(c).map(|t| format!("{d}{t}"))).unwrap_or_else(|| tail.to_string());
+    let tail = DISTIL_LAYER
+        .iter()
+        .find_map(|(c, d)| tail.strip_prefix(c).map(|t| format!("{d}{t}")))
+        .unwrap_or_else(|| tail.to_string());
     format!("transformer.layer.{n}.{tail}")
 }
 
@@ -148,13 +151,19 @@ pub fn plan_checkpoint(config: &EncoderConfig, tensors: &[CheckpointTensor], sou
                     // A well-formed name beyond the config (e.g. a 13th layer): config and weights disagree.
                     return Err(Error::tensor(
                         &t.key,
-                        format!("{source}: the checkpoint has `{c}`, which a {}-layer encoder per config.json does not have", config.layers),
+                        format!(
+                            "{source}: the checkpoint has `{c}`, which a {}-layer encoder per config.json does not have",
+                            config.layers
+                        ),
                     ));
                 };
                 if spec.shape != t.shape {
                     return Err(Error::tensor(
                         &t.key,
-                        format!("{source}: shape {:?}, but config.json implies {:?} for `{c}`; is config.json from the same model?", t.shape, spec.shape),
+                        format!(
+                            "{source}: shape {:?}, but config.json implies {:?} for `{c}`; is config.json from the same model?",
+                            t.shape, spec.shape
+                        ),
                     ));
                 }
                 if let Some(prev) = plan.load.insert(c.clone(), t.key.clone()) {
@@ -164,7 +173,8 @@ pub fn plan_checkpoint(config: &EncoderConfig, tensors: &[CheckpointTensor], sou
         }
     }
     let missing: Vec<&TensorSpec> = specs.iter().filter(|s| !plan.load.contains_key(&s.name)).collect();
-    let required: Vec<String> = missing.iter().filter(|s| s.required).map(|s| family_name(config.family, &s.name)).collect();
+    let required: Vec<String> =
+        missing.iter().filter(|s| s.required).map(|s| family_name(config.family, &s.name)).collect();
     if !required.is_empty() {
         let shown: Vec<&str> = required.iter().map(String::as_str).take(6).collect();
         return Err(Error::Invalid(format!(

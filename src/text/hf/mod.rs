@@ -12,7 +12,10 @@ pub mod keys;
 pub mod resolve;
 
 pub use config::{Activation, EncoderConfig, Family};
-pub use keys::{CheckpointPlan, CheckpointTensor, KeyMap, TensorSpec, encoder_tensors, family_name, map_checkpoint_key, plan_checkpoint};
+pub use keys::{
+    CheckpointPlan, CheckpointTensor, KeyMap, TensorSpec, encoder_tensors, family_name, map_checkpoint_key,
+    plan_checkpoint,
+};
 pub use resolve::{CacheRoots, resolve_model_path};
 
 use crate::error::{Error, Result};
@@ -50,7 +53,10 @@ impl HfModelDir {
     /// Checks that `dir` has a supported config, safetensors weights and tokenizer files.
     pub fn open(dir: &Path) -> Result<HfModelDir> {
         if !dir.is_dir() {
-            return Err(Error::file(dir, "not a folder (a Hugging Face model folder holds config.json, model.safetensors, tokenizer files)"));
+            return Err(Error::file(
+                dir,
+                "not a folder (a Hugging Face model folder holds config.json, model.safetensors, tokenizer files)",
+            ));
         }
         let config_path = dir.join("config.json");
         if !config_path.is_file() {
@@ -104,7 +110,8 @@ impl HfModelDir {
         for w in &self.weights {
             fields.push(sha256_file(w)?.into_bytes());
         }
-        let config = std::fs::read(&self.config_path).map_err(|e| Error::file(&self.config_path, format!("cannot read: {e}")))?;
+        let config = std::fs::read(&self.config_path)
+            .map_err(|e| Error::file(&self.config_path, format!("cannot read: {e}")))?;
         fields.push(config);
         let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
         Ok(sha256_fields(&refs))
@@ -120,7 +127,10 @@ fn find_weights(dir: &Path) -> Result<Vec<PathBuf>> {
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::file(&index, format!("cannot read: {e}")))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| Error::file(&index, format!("not valid JSON: {e}")))?;
-        let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| Error::file(&index, "no `weight_map` object"))?;
+        let map = v
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::file(&index, "no `weight_map` object"))?;
         let mut shards: Vec<String> = map.values().filter_map(Value::as_str).map(str::to_string).collect();
         shards.sort();
         shards.dedup();
@@ -128,7 +138,10 @@ fn find_weights(dir: &Path) -> Result<Vec<PathBuf>> {
         for s in shards {
             let p = dir.join(&s);
             if s.contains('/') || s.contains('\\') || !p.is_file() {
-                return Err(Error::file(&index, format!("lists shard `{s}`, which is not a file in {}", dir.display())));
+                return Err(Error::file(
+                    &index,
+                    format!("lists shard `{s}`, which is not a file in {}", dir.display()),
+                ));
             }
             paths.push(p);
         }
@@ -177,7 +190,10 @@ fn find_tokenizer(dir: &Path) -> Result<TokenizerFiles> {
     }
     Err(Error::file(
         dir,
-        format!("no tokenizer files: expected tokenizer.json, vocab.txt or vocab.json + merges.txt (the folder holds: {})", list_dir(dir)),
+        format!(
+            "no tokenizer files: expected tokenizer.json, vocab.txt or vocab.json + merges.txt (the folder holds: {})",
+            list_dir(dir)
+        ),
     ))
 }
 
@@ -211,7 +227,10 @@ pub fn read_safetensors_header(path: &Path) -> Result<Vec<CheckpointTensor>> {
             .map(|d| d.as_u64().map(|d| d as usize))
             .collect::<Option<_>>()
             .ok_or_else(|| bad(format!("`{key}` has a bad shape")))?;
-        let offsets = t.get("data_offsets").and_then(Value::as_array).ok_or_else(|| bad(format!("`{key}` has no data_offsets")))?;
+        let offsets = t
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad(format!("`{key}` has no data_offsets")))?;
         let end = offsets.get(1).and_then(Value::as_u64).ok_or_else(|| bad(format!("`{key}` has bad data_offsets")))?;
         if end > data_len {
             return Err(bad(format!("`{key}` ends at byte {end} of a {data_len}-byte data section (truncated file?)")));

@@ -45,33 +45,42 @@ pub fn resolve_model_path(spec: &str, roots: &CacheRoots) -> Result<PathBuf> {
         return Ok(as_path.to_path_buf());
     }
     if as_path.exists() {
-        return Err(Error::file(as_path, "is a file; give the model's folder (with config.json and model.safetensors)"));
+        return Err(Error::file(
+            as_path,
+            "is a file; give the model's folder (with config.json and model.safetensors)",
+        ));
     }
+    let Some(repo) = hub_folder_name(spec) else {
+        return Err(Error::Invalid(format!(
+            "lyrics model `{spec}`: no such folder, and not a Hugging Face name (`name` or `org/name`); \
+             give the model's folder (with config.json, model.safetensors and the tokenizer files), \
+             or use `--lyrics-model builtin`, the small built-in encoder"
+        )));
+    };
     let mut looked = vec![format!("{spec} (as a folder: it does not exist)")];
-    if let Some(repo) = hub_folder_name(spec) {
-        for root in &roots.roots {
-            let repo_dir = root.join(&repo);
-            match snapshot(&repo_dir)? {
-                Some(dir) => return Ok(dir),
-                None => looked.push(format!("{}", repo_dir.display())),
-            }
+    for root in &roots.roots {
+        let repo_dir = root.join(&repo);
+        match snapshot(&repo_dir)? {
+            Some(dir) => return Ok(dir),
+            None => looked.push(format!("{}", repo_dir.display())),
         }
     }
     Err(Error::Invalid(format!(
         "lyrics model `{spec}` not found. Looked in:\n  {}\n\
          moodgrad never downloads. On a machine with network run `huggingface-cli download {spec}` \
          (or `python -c \"from transformers import AutoModel, AutoTokenizer; AutoModel.from_pretrained('{spec}'); AutoTokenizer.from_pretrained('{spec}')\"`), \
-         then copy its ~/.cache/huggingface/hub/{} here (or set HF_HOME), or pass the model's folder itself; \
-         or use `--lyrics-model builtin`, the small built-in encoder, which needs no download.",
+         then copy its ~/.cache/huggingface/hub/{repo} folder into one of the places above (or set HF_HOME), \
+         or pass the model's folder itself; or use `--lyrics-model builtin`, the small built-in encoder, which needs no download.",
         looked.join("\n  "),
-        hub_folder_name(spec).unwrap_or_else(|| "models--…".into()),
     )))
 }
 
 /// `org/name` → `models--org--name`; `None` for something that cannot be a hub id.
 pub fn hub_folder_name(spec: &str) -> Option<String> {
     let parts: Vec<&str> = spec.split('/').collect();
-    let ok = |s: &str| !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let ok = |s: &str| {
+        !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     match parts.as_slice() {
         [name] if ok(name) => Some(format!("models--{name}")),
         [org, name] if ok(org) && ok(name) => Some(format!("models--{org}--{name}")),
@@ -87,13 +96,17 @@ fn snapshot(repo_dir: &Path) -> Result<Option<PathBuf>> {
     }
     let refs_main = repo_dir.join("refs").join("main");
     if refs_main.is_file() {
-        let rev = std::fs::read_to_string(&refs_main).map_err(|e| Error::file(&refs_main, format!("cannot read: {e}")))?;
+        let rev =
+            std::fs::read_to_string(&refs_main).map_err(|e| Error::file(&refs_main, format!("cannot read: {e}")))?;
         let rev = rev.trim();
         let dir = snapshots.join(rev);
         if !dir.is_dir() {
             return Err(Error::file(
                 &refs_main,
-                format!("names revision {rev}, but {} does not exist: the cache is incomplete; download the model again", dir.display()),
+                format!(
+                    "names revision {rev}, but {} does not exist: the cache is incomplete; download the model again",
+                    dir.display()
+                ),
             ));
         }
         return Ok(Some(dir));
@@ -112,7 +125,11 @@ fn snapshot(repo_dir: &Path) -> Result<Option<PathBuf>> {
             format!(
                 "{} snapshots and no refs/main to choose one: {}; pass the one you want as a folder",
                 revs.len(),
-                revs.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
+                revs.iter()
+                    .filter_map(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
