@@ -238,7 +238,7 @@ fn random_text(rng: &mut Rng, n: usize) -> String {
 /// as short as 1 byte per token (so cuts land everywhere), encode equals whole-text encoding.
 #[test]
 fn prefix_cut_never_changes_the_first_max_len_tokens() {
-    let mut toks = vec![
+    let mut toks = [
         ("MiniLM", LyricsTokenizer::from_tokenizer_json(&fixtures().join("minilm/tokenizer.json")).unwrap()),
         ("tiny BERT", LyricsTokenizer::from_dir(&fixtures().join("models/bert")).unwrap()),
         ("tiny RoBERTa", LyricsTokenizer::from_dir(&fixtures().join("models/roberta")).unwrap()),

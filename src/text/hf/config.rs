@@ -133,10 +133,10 @@ impl EncoderConfig {
         let c = match family {
             Family::Bert | Family::Roberta => {
                 let roberta = family == Family::Roberta;
-                if let Some(p) = v.get("position_embedding_type").and_then(Value::as_str) {
-                    if p != "absolute" {
-                        return Err(format!("position_embedding_type `{p}` is not supported (only `absolute`)"));
-                    }
+                if let Some(p) = v.get("position_embedding_type").and_then(Value::as_str)
+                    && p != "absolute"
+                {
+                    return Err(format!("position_embedding_type `{p}` is not supported (only `absolute`)"));
                 }
                 let pad = get_usize(&v, "pad_token_id", if roberta { 1 } else { 0 })?;
                 EncoderConfig {
@@ -193,7 +193,7 @@ impl EncoderConfig {
                 return Err(format!("{name} is 0"));
             }
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!("hidden size {} is not a multiple of the {} attention heads", self.hidden, self.heads));
         }
         if self.pad_token_id >= self.vocab_size {
