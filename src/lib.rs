@@ -19,4 +19,5 @@ pub mod optim;
 pub mod params;
 pub mod tape;
 pub mod tensor;
+pub mod text;
 pub mod train;
