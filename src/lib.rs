@@ -3,6 +3,7 @@
 pub mod audio;
 pub mod backend;
 pub mod error;
+pub mod fault;
 pub mod float;
 pub mod rng;
 

@@ -37,18 +37,13 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
         return Err(Error::Invalid("--steps must be at least 1".into()));
     }
     let wfile = io::read(a.weights)?;
-    let bfile = io::read(a.batch)?;
-    let audio = io::tensor_from_file(&be, a.batch, &bfile, "audio", 4)?;
-    let lyrics = io::tensor_from_file(&be, a.batch, &bfile, "lyrics", 2)?;
-    let target = io::tensor_from_file(&be, a.batch, &bfile, "target", 2)?;
     let mut cfg = config_for_weights(a.model, a.attention, &wfile, a.weights)?;
-    cfg.lyrics_dim = lyrics.shape()[1];
+    let batch = Batch::from_file(&be, a.batch, &cfg)?;
     // Training mode with every dropout off, as PyTorch's model.train() with p = 0.
     cfg.dropout = 0.0;
     let mut store = ParamStore::new(be.clone());
     let net = SeedNet::new(cfg, &mut store, &mut Rng::new(0))?;
     io::load_state_dict(&mut store, a.weights, &wfile, &[])?;
-    let batch = Batch { audio, lyrics, target };
     let mut opt = Adam::new(a.adam);
     let mut out = TensorFile::default();
     let (mut losses, mut norms) = (Vec::new(), Vec::new());

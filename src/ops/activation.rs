@@ -18,9 +18,20 @@ pub fn unary<B: Backend>(tape: &mut Tape<B>, op: Unary, x: &Var<B>) -> Result<Va
 /// ReLU saves a byte mask (x > 0), a quarter of the f32 output PyTorch keeps, and writes its
 /// gradient over the incoming one.
 pub fn relu<B: Backend>(tape: &mut Tape<B>, x: &Var<B>) -> Result<Var<B>> {
+    if !tape.needs_grad(&[x]) {
+        // Nothing will read a mask: the plain map, so inference holds no extra byte per element.
+        let y = tape.backend.unary_forward(Unary::Relu, x.buf())?;
+        return Ok(tape.constant(Tensor::new(x.shape(), y)?));
+    }
     let (y, mask) = tape.backend.relu_forward(x.buf())?;
     let y = Tensor::new(x.shape(), y)?;
-    Ok(tape.record("relu", &[x], y, move |be, dy| Ok(vec![Some(be.relu_backward(dy, &mask)?)])))
+    Ok(tape.record("relu", &[x], y, move |be, dy| {
+        let mut dx = be.relu_backward(dy, &mask)?;
+        if crate::fault::injected("relu_backward") {
+            be.scale_assign(&mut dx, 1.0 + 1e-3)?;
+        }
+        Ok(vec![Some(dx)])
+    }))
 }
 pub fn sigmoid<B: Backend>(tape: &mut Tape<B>, x: &Var<B>) -> Result<Var<B>> {
     unary(tape, Unary::Sigmoid, x)

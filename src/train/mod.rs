@@ -28,6 +28,31 @@ pub struct Batch<B: Backend> {
     pub target: Tensor<B>,
 }
 
+impl<B: Backend> Batch<B> {
+    /// Reads `audio`, `lyrics` and `target` from a safetensors batch file, refusing, by tensor and
+    /// file, anything that does not fit `net` (so a bad file fails here, not deep inside an op).
+    pub fn from_file(be: &B, path: &std::path::Path, net: &crate::nn::ModelConfig) -> Result<Self> {
+        let file = crate::io::read(path)?;
+        let audio = crate::io::tensor_from_file(be, path, &file, "audio", 4)?;
+        let lyrics = crate::io::tensor_from_file(be, path, &file, "lyrics", 2)?;
+        let target = crate::io::tensor_from_file(be, path, &file, "target", 2)?;
+        let b = audio.shape()[0];
+        let refuse = |name: &str, shape: &[usize], want: String| {
+            Err(Error::file(path, format!("tensor `{name}` has shape {shape:?} but this model needs {want}")))
+        };
+        if audio.shape()[1] != 1 || b == 0 {
+            return refuse("audio", audio.shape(), "[B ≥ 1, 1, H, W] (one-channel spectrograms)".into());
+        }
+        if lyrics.shape() != [b, net.lyrics_dim] {
+            return refuse("lyrics", lyrics.shape(), format!("[{b}, {}] (one lyrics vector per clip)", net.lyrics_dim));
+        }
+        if target.shape() != [b, 2] {
+            return refuse("target", target.shape(), format!("[{b}, 2] (valence, arousal per clip)"));
+        }
+        Ok(Batch { audio, lyrics, target })
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct StepReport {
     /// The loss before this step's update.
