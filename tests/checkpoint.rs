@@ -53,8 +53,7 @@ impl Run {
             weight_decay: 0.0,
         }];
         let mut opt = Adam::with_groups(AdamConfig { lr: 1e-3, weight_decay: 1e-4, ..Default::default() }, groups);
-        let sched =
-            LrScheduler::new(Schedule::Step { step_size: 2, gamma: 0.5 }, Interval::Epoch, &mut opt).unwrap();
+        let sched = LrScheduler::new(Schedule::Step { step_size: 2, gamma: 0.5 }, Interval::Epoch, &mut opt).unwrap();
         let mut d = Rng::new(5);
         let data = (0..SONGS)
             .map(|_| {
@@ -122,7 +121,11 @@ impl Run {
 
     /// Every float of the state_dict as raw bits.
     fn bits(&self) -> BTreeMap<String, Vec<u64>> {
-        io::state_dict(&self.store).unwrap().into_iter().map(|(k, t)| (k, t.to_f64().iter().map(|x| x.to_bits()).collect())).collect()
+        io::state_dict(&self.store)
+            .unwrap()
+            .into_iter()
+            .map(|(k, t)| (k, t.to_f64().iter().map(|x| x.to_bits()).collect()))
+            .collect()
     }
 }
 

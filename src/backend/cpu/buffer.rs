@@ -39,7 +39,10 @@ impl<T> Clone for HostBuf<T> {
 
 impl<T: Copy + Send + Sync + 'static> HostBuf<T> {
     /// Takes ownership of `data`, registering its bytes in `ledger`.
-    pub fn new(data: Vec<T>, ledger: &Arc<MemCounter>) -> Self {
+    pub fn new(mut data: Vec<T>, ledger: &Arc<MemCounter>) -> Self {
+        // Small collects round their capacity up (to 4 elements); trimming keeps every buffer at
+        // exactly its length, so the ledger's figures are the tensors' sizes.
+        data.shrink_to_fit();
         let block = Block { data, ledger: ledger.clone() };
         ledger.alloc(block.bytes());
         HostBuf { block: Arc::new(block) }

@@ -47,6 +47,14 @@ impl<T: Float> Cpu<T> {
         HostBuf::new(v, &self.ledger)
     }
 
+    /// The most workspace bytes one convolution primitive of geometry `g` registers (forward,
+    /// input gradient or weight gradient), for memory bounds.
+    pub fn conv_workspace_bytes(g: &ConvGeom) -> usize {
+        let elems =
+            conv::forward_workspace(g).max(conv::backward_input_workspace(g)).max(conv::backward_weight_workspace(g));
+        elems * std::mem::size_of::<T>()
+    }
+
     /// Registers a primitive's private workspace for the duration of the call.
     fn workspace(&self, elems: usize) -> memory::Scoped {
         self.ledger.scoped(elems * std::mem::size_of::<T>())
