@@ -94,7 +94,7 @@ fn run<B: Backend>(be: B, path: &Path, f: &TensorFile) -> Run {
         r.loss[step] = loss.value().to_f64(&be).unwrap()[0];
         if step == 0 {
             r.output = out.pred.value().to_f64(&be).unwrap();
-            r.audio = out.audio.value().to_f64(&be).unwrap();
+            r.audio = out.audio.as_ref().unwrap().value().to_f64(&be).unwrap();
         }
         tape.backward(&loss, &mut store).unwrap();
         let norm = grad_norm(&store).unwrap();

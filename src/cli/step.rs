@@ -47,6 +47,7 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
     let mut opt = Adam::new(a.adam);
     let mut out = TensorFile::default();
     let (mut losses, mut norms) = (Vec::new(), Vec::new());
+    let (start, mut last) = (std::time::Instant::now(), 0.0);
     for s in 0..a.steps {
         let r = train_step(&net, &mut store, &mut opt, &batch, a.clip, s as u64)?;
         if s == 0 {
@@ -58,7 +59,16 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
                 }
             }
         }
-        println!("step {:>3}  loss {:.6}  grad_norm {:.6}", s + 1, r.loss, r.grad_norm);
+        let t0 = start.elapsed().as_secs_f64();
+        println!(
+            "step {:>3}  loss {:.6}  grad_norm {:.6}  {:.3} s  peak {:.1} MiB (counting allocator)",
+            s + 1,
+            r.loss,
+            r.grad_norm,
+            t0 - last,
+            r.peak_bytes as f64 / (1 << 20) as f64
+        );
+        last = t0;
         losses.push(r.loss as f32);
         norms.push(r.grad_norm as f32);
     }

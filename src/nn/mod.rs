@@ -4,4 +4,4 @@ pub mod attention;
 pub mod layers;
 pub mod seed;
 
-pub use seed::{AttentionKind, ModelConfig, Outputs, SeedNet};
+pub use seed::{AttentionKind, Inputs, ModelConfig, Outputs, SeedNet};

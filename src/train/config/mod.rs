@@ -280,6 +280,12 @@ impl Config {
             lyrics_dim,
             head_hidden: m.head_hidden,
             dropout: m.dropout,
+            inputs: match m.modality {
+                Modality::Bimodal => crate::nn::Inputs::Bimodal,
+                Modality::Audio => crate::nn::Inputs::Audio,
+                Modality::Lyrics => crate::nn::Inputs::Lyrics,
+            },
+            quadrant_head: self.train.quadrant_loss > 0.0,
         }
     }
 }
