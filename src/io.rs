@@ -326,8 +326,15 @@ pub fn load_state_dict_with<B: Backend>(
             ));
         }
         // Checkpoints are F32 (F16/BF16 were converted to F32 on reading); F64 is refused rather
-        // than silently rounded.
-        let want = if want_float { "F32" } else { "I64" };
+        // than silently rounded, except by the f64 backend, which holds it exactly.
+        let f64_store = <B::Elem as crate::float::Float>::NAME == "f64";
+        let want = if !want_float {
+            "I64"
+        } else if f64_store && t.dtype_name() == "F64" {
+            "F64"
+        } else {
+            "F32"
+        };
         if t.dtype_name() != want {
             return Err(Error::file(
                 path,

@@ -4,7 +4,7 @@
 use crate::backend::{AdamStep, Backend, DeviceBuffer};
 use crate::error::{Error, Result};
 use crate::io::{HostData, HostTensor, TensorFile, host_tensor, upload_host};
-use crate::params::{ParamId, ParamStore};
+use crate::params::{ParamId, ParamStore, Slot};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -168,9 +168,12 @@ impl<B: Backend> Adam<B> {
     }
 
     /// Loads a state written by `export_state` (or converted from PyTorch by
-    /// tools/optim_state.py). Everything is checked before anything changes: an entry for a
-    /// parameter the model lacks, a parameter with only some of its three entries, a shape that
-    /// differs, or groups that differ from this optimiser's are errors naming the tensor and the file.
+    /// tools/optim_state.py). Everything is checked before anything changes: an entry for a name
+    /// that is not a parameter of the model, a parameter with only some of its three entries, a
+    /// shape that differs, a step that is not a whole number, or groups and hyper-parameters
+    /// that differ from this optimiser's are errors naming the tensor and the file. A frozen
+    /// parameter may have state (PyTorch keeps the moments of a parameter frozen mid-training);
+    /// it is kept, unused, until the parameter trains again.
     pub fn load_state(&mut self, store: &ParamStore<B>, path: &Path, file: &TensorFile) -> Result<()> {
         let be = &store.backend;
         let mut names: Vec<&str> = file.tensors.keys().filter_map(|k| k.strip_suffix(".step")).collect();
@@ -188,14 +191,15 @@ impl<B: Backend> Adam<B> {
                 None => return Err(Error::file(path, format!("`{key}` is not an optimiser entry"))),
             }
         }
+        self.check_hyper_parameters(path, file)?;
         let mut fresh = BTreeMap::new();
         for name in names {
-            let id = store.find(name).filter(|&id| store.trainable(id)).ok_or_else(|| {
-                Error::file(
-                    path,
-                    format!("optimiser state for `{name}`, which is not a trainable parameter of this model"),
-                )
-            })?;
+            let id = store
+                .find(name)
+                .filter(|&id| matches!(store.entries()[id.0].slot, Slot::Param { .. }))
+                .ok_or_else(|| {
+                    Error::file(path, format!("optimiser state for `{name}`, which is not a parameter of this model"))
+                })?;
             let shape = store.value(id).shape();
             let moment = |suffix: &str| -> Result<B::Buf> {
                 let key = format!("{name}.{suffix}");
@@ -212,11 +216,15 @@ impl<B: Backend> Adam<B> {
                 upload_host(be, path, &key, t)
             };
             let (exp_avg, exp_avg_sq) = (moment("exp_avg")?, moment("exp_avg_sq")?);
+            // I64 from moodgrad; a float from hand-converted PyTorch state (torch keeps `step` as
+            // a float tensor), accepted only when it is a whole number.
             let step = match &file.tensors[&format!("{name}.step")].data {
-                HostData::I64(v) if v.len() == 1 && v[0] >= 0 => v[0] as u64,
-                HostData::F32(v) if v.len() == 1 && v[0] >= 0.0 => v[0] as u64,
-                _ => return Err(Error::file(path, format!("`{name}.step` is not a non-negative scalar"))),
-            };
+                HostData::I64(v) if v.len() == 1 && v[0] >= 0 => Some(v[0] as u64),
+                HostData::F32(v) if v.len() == 1 => whole(v[0] as f64),
+                HostData::F64(v) if v.len() == 1 => whole(v[0]),
+                _ => None,
+            }
+            .ok_or_else(|| Error::file(path, format!("`{name}.step` is not a whole non-negative scalar")))?;
             fresh.insert(id, Moments { exp_avg, exp_avg_sq, step });
         }
         let lrs = self.group_lrs_from(path, file)?;
@@ -227,8 +235,47 @@ impl<B: Backend> Adam<B> {
         Ok(())
     }
 
+    /// The optimiser kind, betas and eps a state was saved with must be this optimiser's: the
+    /// moments mean something else under other ones (PyTorch would adopt the saved values; here the
+    /// run's configuration decides, so a difference is refused rather than silently changed).
+    fn check_hyper_parameters(&self, path: &Path, file: &TensorFile) -> Result<()> {
+        let c = &self.config;
+        let ours = if c.decoupled { "AdamW" } else { "Adam" };
+        if let Some(kind) = file.metadata.get("optimizer")
+            && kind != ours
+        {
+            return Err(Error::file(path, format!("the optimiser state is {kind}'s but this run uses {ours}")));
+        }
+        if let Some(text) = file.metadata.get("betas") {
+            let saved: Vec<f64> = serde_json::from_str(text)
+                .map_err(|e| Error::file(path, format!("the `betas` metadata `{text}` is not a JSON list: {e}")))?;
+            if saved != [c.beta1, c.beta2] {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "the optimiser state was saved with betas {saved:?}, this run has [{}, {}]",
+                        c.beta1, c.beta2
+                    ),
+                ));
+            }
+        }
+        if let Some(text) = file.metadata.get("eps") {
+            let saved: f64 =
+                text.parse().map_err(|_| Error::file(path, format!("the `eps` metadata `{text}` is not a number")))?;
+            if saved != c.eps {
+                return Err(Error::file(
+                    path,
+                    format!("the optimiser state was saved with eps {saved:e}, this run has {:e}", c.eps),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The current learning rate of each of this optimiser's groups, from a state file's
-    /// metadata (absent metadata keeps the current rates).
+    /// metadata (absent metadata keeps the current rates). The saved groups must be this
+    /// optimiser's: the same names in the same order, the same prefixes (so every parameter's
+    /// moments stay in its group) and the same weight decay.
     fn group_lrs_from(&self, path: &Path, file: &TensorFile) -> Result<Vec<f64>> {
         let Some(text) = file.metadata.get("groups") else { return Ok(self.groups.iter().map(|g| g.lr).collect()) };
         let saved: Vec<serde_json::Value> = serde_json::from_str(text)
@@ -241,6 +288,33 @@ impl<B: Backend> Adam<B> {
                 format!("the optimiser state has parameter groups {names:?} but this run has {ours:?}"),
             ));
         }
+        for (g, ours) in saved.iter().zip(&self.groups) {
+            let name = &ours.spec.name;
+            let prefixes: Option<Vec<&str>> =
+                g["prefixes"].as_array().map(|a| a.iter().filter_map(|p| p.as_str()).collect());
+            let our_prefixes: Vec<&str> = ours.spec.prefixes.iter().map(String::as_str).collect();
+            if prefixes.as_ref().is_some_and(|p| *p != our_prefixes) {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "group `{name}` was saved with prefixes {:?}, this run has {our_prefixes:?}",
+                        prefixes.unwrap_or_default()
+                    ),
+                ));
+            }
+            if let Some(wd) = g["weight_decay"].as_f64()
+                && wd != ours.spec.weight_decay
+            {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "group `{name}` was saved with weight_decay {wd}, this run has {} (set the run's to \
+                         the saved one, or start the optimiser afresh)",
+                        ours.spec.weight_decay
+                    ),
+                ));
+            }
+        }
         saved
             .iter()
             .map(|g| g["lr"].as_f64().ok_or_else(|| Error::file(path, format!("group {} has no lr", g["name"]))))
@@ -251,4 +325,9 @@ impl<B: Backend> Adam<B> {
     pub fn step_count(&self, id: ParamId) -> Option<u64> {
         self.state.get(&id).map(|m| m.step)
     }
+}
+
+/// A float step count as a whole non-negative number.
+fn whole(x: f64) -> Option<u64> {
+    (x >= 0.0 && x.fract() == 0.0 && x < 2f64.powi(53)).then_some(x as u64)
 }
