@@ -392,6 +392,16 @@ fn train_wordpiece_equals_the_tokenizers_trainer_where_it_is_deterministic() {
         if !agree {
             continue;
         }
+        let same = sorted(&ours) == sorted(&runs[0]) && ours[merged_start..] == runs[0][merged_start..];
+        // Six agreeing runs can still hide a tie that broke the same way six times: before calling
+        // a difference a failure, make sure 24 more upstream runs agree too.
+        if !same
+            && (0..24)
+                .map(|_| upstream(&texts))
+                .any(|r| sorted(&r) != sorted(&runs[0]) || r[merged_start..] != runs[0][merged_start..])
+        {
+            continue;
+        }
         assert_eq!(sorted(&ours), sorted(&runs[0]), "corpus {seed}: the same vocabulary as tokenizers' trainer");
         assert_eq!(ours[merged_start..], runs[0][merged_start..], "corpus {seed}: the same merges in the same order");
         println!(
