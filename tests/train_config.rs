@@ -8,7 +8,7 @@ use moodgrad::train::config::{
 use moodgrad::train::early_stop::EarlyStopping;
 use moodgrad::train::log::{self, EpochRecord, GroupLr, LogWriter, SplitMetrics};
 use moodgrad::train::metrics::{Classification, Regression};
-use moodgrad::train::schedule::lr_factor;
+use moodgrad::train::schedule::schedule_for;
 use std::path::Path;
 
 const FILE: &str = "runs/exp1/config.toml";
@@ -276,25 +276,45 @@ fn invalid_values_are_errors_naming_key_and_file() {
     assert!(e.contains("`train.epochs`") && e.contains("model3"), "{e}");
 }
 
+/// The learning rate of each interval (epoch or step) under the config's scheduler.
+fn lrs(t: &moodgrad::train::config::TrainSection, steps_per_epoch: usize, n: usize) -> Vec<f64> {
+    use moodgrad::optim::{Adam, AdamConfig, LrScheduler};
+    let (schedule, interval) = schedule_for(t, steps_per_epoch);
+    let mut opt = Adam::<moodgrad::backend::cpu::Cpu<f32>>::new(AdamConfig { lr: 1.0, ..Default::default() });
+    let mut s = LrScheduler::new(schedule, interval, &mut opt).unwrap();
+    (0..n)
+        .map(|_| {
+            let lr = opt.lr(0);
+            s.step(&mut opt);
+            lr
+        })
+        .collect()
+}
+
 #[test]
 fn step_cosine_and_warmup_schedules() {
     let mut t = Config::preset("model3").unwrap().train;
     // StepLR(15, 0.5) stepped per epoch: epochs 0-14 at 1, 15-29 at 0.5, 30-44 at 0.25, 45-49 at 0.125.
-    let f: Vec<f64> = (0..50).map(|e| lr_factor(&t, e)).collect();
+    assert_eq!(schedule_for(&t, 97).1, moodgrad::optim::Interval::Epoch);
+    let f = lrs(&t, 97, 50);
     assert!(f[..15].iter().all(|&x| x == 1.0) && f[15..30].iter().all(|&x| x == 0.5));
     assert!(f[30..45].iter().all(|&x| x == 0.25) && f[45..].iter().all(|&x| x == 0.125));
     t.scheduler = Scheduler::Cosine;
-    assert_eq!(lr_factor(&t, 0), 1.0);
-    assert!((lr_factor(&t, 25) - 0.5).abs() < 1e-15);
-    // CosineAnnealingLR(T_max = 50) at epoch 10: (1 + cos(π/5)) / 2.
-    assert!((lr_factor(&t, 10) - (1.0 + (std::f64::consts::PI / 5.0).cos()) / 2.0).abs() < 1e-15);
+    let f = lrs(&t, 97, 50);
+    assert_eq!(f[0], 1.0);
+    // CosineAnnealingLR(T_max = 50) at epochs 10 and 25: (1 + cos(π·e/50)) / 2 (PyTorch's recursive
+    // form equals the closed one to a few ulps).
+    assert!((f[10] - (1.0 + (std::f64::consts::PI / 5.0).cos()) / 2.0).abs() < 1e-14);
+    assert!((f[25] - 0.5).abs() < 1e-14);
+    // Warm-up then linear decay, per optimiser step: 10 epochs of 2 steps, 3 warm-up epochs.
     t.scheduler = Scheduler::WarmupLinear;
     t.epochs = 10;
     t.warmup_epochs = 3;
-    let f: Vec<f64> = (0..10).map(|e| lr_factor(&t, e)).collect();
-    let want = [0.25, 0.5, 0.75, 1.0, 6.0 / 7.0, 5.0 / 7.0, 4.0 / 7.0, 3.0 / 7.0, 2.0 / 7.0, 1.0 / 7.0];
-    for (g, w) in f.iter().zip(want) {
-        assert!((g - w).abs() < 1e-15, "{f:?}");
+    assert_eq!(schedule_for(&t, 2).1, moodgrad::optim::Interval::Step);
+    let f = lrs(&t, 2, 20);
+    for (k, g) in f.iter().enumerate() {
+        let want = if k < 6 { k as f64 / 6.0 } else { (20 - k) as f64 / 14.0 };
+        assert!((g - want).abs() < 1e-15, "step {k}: {f:?}");
     }
 }
 
