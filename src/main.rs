@@ -152,6 +152,9 @@ enum Cmd {
         #[arg(long, default_value_t = 30.8)]
         max_seconds: f64,
     },
+    /// Train a model on a MERGE folder (or a cache) into a RUN folder: log, checkpoints, best
+    /// weights, test predictions and a report.
+    Train(cli::train::TrainArgs),
     /// Throughput benchmarks a user can run (criterion benches are in benches/).
     Bench {
         #[command(subcommand)]
@@ -216,6 +219,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Synth { out, songs, seed, sample_rate, max_seconds } => {
             cli::synth::run(&out, &moodgrad::data::synth::SynthConfig { songs, seed, sample_rate, max_seconds })
         }
+        Cmd::Train(a) => cli::train::run(&a),
         Cmd::Bench { what: BenchCmd::Preprocess { files, legacy, device } } => {
             cli::bench::preprocess(files, legacy, device.map(|d| d.parse()).transpose()?)
         }

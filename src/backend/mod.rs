@@ -86,6 +86,11 @@ pub trait Memory: Clone + Send + Sync + 'static {
         let v: Vec<Self::Elem> = data.iter().map(|&x| Self::Elem::from_f64(x)).collect();
         self.upload(&v)
     }
+    /// f32 host data (spectrograms, targets) in the backend's precision.
+    fn upload_f32(&self, data: &[f32]) -> Result<Self::Buf> {
+        let v: Vec<Self::Elem> = data.iter().map(|&x| Self::Elem::from_f64(x as f64)).collect();
+        self.upload(&v)
+    }
     fn download_f64(&self, buf: &Self::Buf) -> Result<Vec<f64>> {
         Ok(self.download(buf)?.into_iter().map(|x| x.to_f64()).collect())
     }

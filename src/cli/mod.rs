@@ -7,6 +7,7 @@ pub mod init;
 pub mod preprocess;
 pub mod step;
 pub mod synth;
+pub mod train;
 
 use crate::error::{Error, Result};
 use crate::io::TensorFile;
