@@ -155,6 +155,10 @@ enum Cmd {
     /// Train a model on a MERGE folder (or a cache) into a RUN folder: log, checkpoints, best
     /// weights, test predictions and a report.
     Train(cli::train::TrainArgs),
+    /// Score a run (or weights trained elsewhere) on a split of its data or another dataset.
+    Evaluate(cli::evaluate::EvaluateArgs),
+    /// The before/after study: legacy against fixed for each model, K seeds, with baselines.
+    Compare(cli::compare::CompareArgs),
     /// Throughput benchmarks a user can run (criterion benches are in benches/).
     Bench {
         #[command(subcommand)]
@@ -220,6 +224,8 @@ fn run(cli: Cli) -> Result<()> {
             cli::synth::run(&out, &moodgrad::data::synth::SynthConfig { songs, seed, sample_rate, max_seconds })
         }
         Cmd::Train(a) => cli::train::run(&a),
+        Cmd::Evaluate(a) => cli::evaluate::run(&a),
+        Cmd::Compare(a) => cli::compare::run(&a),
         Cmd::Bench { what: BenchCmd::Preprocess { files, legacy, device } } => {
             cli::bench::preprocess(files, legacy, device.map(|d| d.parse()).transpose()?)
         }

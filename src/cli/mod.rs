@@ -1,7 +1,9 @@
 //! The `moodgrad` command line: each subcommand in its own file.
 
 pub mod bench;
+pub mod compare;
 pub mod demo;
+pub mod evaluate;
 pub mod gradcheck;
 pub mod init;
 pub mod preprocess;

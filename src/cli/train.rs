@@ -94,33 +94,46 @@ pub fn lyrics_side<B: Backend>(
 }
 
 fn run_on<B: Backend>(be: B, a: &TrainArgs, cfg: Config) -> Result<()> {
-    let run = RunDir::new(&a.out);
-    println!("moodgrad train: preset {} → {} on {}", cfg.preset, a.out.display(), be.name());
-    let data = dataset::open(&a.data, cfg.data.preprocessing, cfg.data.split, cfg.train.seed)?;
+    train_run(be, cfg, &a.data, &a.out, a.resume, &mut |line| println!("{line}")).map(|_| ())
+}
+
+/// Trains `cfg` on `data_dir` into `out` (or resumes it) and evaluates the test split; returns
+/// the test predictions. `say` receives the progress lines.
+pub fn train_run<B: Backend>(
+    be: B,
+    cfg: Config,
+    data_dir: &Path,
+    out: &Path,
+    resume: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Vec<crate::train::predictions::PredictionRow>> {
+    let run = RunDir::new(out);
+    say(&format!("moodgrad train: preset {} → {} on {}", cfg.preset, out.display(), be.name()));
+    let data = dataset::open(data_dir, cfg.data.preprocessing, cfg.data.split)?;
     for n in &data.notes {
-        println!("  {n}");
+        say(&format!("  {n}"));
     }
-    run.prepare(&cfg, a.resume)?;
+    run.prepare(&cfg, resume)?;
     let songs = Arc::new(data.songs.clone());
     let mut store = ParamStore::new(be);
     let lyrics = lyrics_side(&cfg, &mut store, &songs)?;
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
-    write_info(&run, &a.data, &data, &s)?;
-    if a.resume {
+    write_info(&run, data_dir, &data, &s)?;
+    if resume {
         let ck = crate::checkpoint::load(&run.checkpoint())?;
         s.restore(&run.checkpoint(), &ck, Some(&run.best()))?;
-        println!("  resumed after epoch {}", s.epochs_done);
+        say(&format!("  resumed after epoch {}", s.epochs_done));
     }
-    println!(
+    say(&format!(
         "  {} parameters; songs: train {} / validate {} / test {}; lyrics: {}",
         s.store.num_params(),
         data.splits.train.len(),
         data.splits.validate.len(),
         data.splits.test.len(),
         s.lyrics.describe()
-    );
-    let summary = fit(&mut s, &data, &songs, &run, &mut |line| println!("{line}"))?;
-    finish(&run, &mut s, &data, &songs, &summary)
+    ));
+    let summary = fit(&mut s, &data, &songs, &run, say)?;
+    finish(&run, &mut s, &data, &songs, &summary, say)
 }
 
 /// `run.json`: what a later `evaluate`/`predict` needs to find again.
@@ -144,9 +157,10 @@ fn finish<B: Backend>(
     data: &TrainData,
     songs: &Arc<Vec<SongRecord>>,
     f: &FitSummary,
-) -> Result<()> {
+    say: &mut dyn FnMut(&str),
+) -> Result<Vec<crate::train::predictions::PredictionRow>> {
     match f.best {
-        Some((e, l)) => println!(
+        Some((e, l)) => say(&format!(
             "best epoch {e} (validation loss {l:.5}); the run ends with the weights of epoch {} ({})",
             f.restored_epoch.unwrap_or(e),
             if s.keeps_best() {
@@ -154,8 +168,8 @@ fn finish<B: Backend>(
             } else {
                 "legacy: the last epoch, the seed's shallow copy"
             }
-        ),
-        None => println!("no epoch had a finite validation loss"),
+        )),
+        None => say("no epoch had a finite validation loss"),
     }
     let bs = s.cfg.train.batch_size;
     let (rows, _) = predict(s, songs, &data.splits.test, bs)?;
@@ -167,16 +181,16 @@ fn finish<B: Backend>(
         restored_epoch: f.restored_epoch,
         stopped_early: f.stopped_early,
         seconds: f.seconds,
-        samples_per_s: 0.0,
+        samples_per_s: mean_samples_per_s(run),
     };
     let model = describe(&s.cfg);
     let path = write_report(run, &model, "test", data, &rows, training, s.cfg.train.seed)?;
-    println!(
+    say(&format!(
         "test: valence MAE {:.4} R² {:.3} | arousal MAE {:.4} R² {:.3} | quadrant accuracy {:.3}",
         report.valence.mae, report.valence.r2, report.arousal.mae, report.arousal.r2, report.quadrant.accuracy
-    );
-    println!("report: {}", path.display());
-    Ok(())
+    ));
+    say(&format!("report: {}", path.display()));
+    Ok(rows)
 }
 
 /// One line naming what was trained, for reports.
@@ -192,4 +206,10 @@ pub fn describe(cfg: &Config) -> String {
         cfg.lyrics.model,
         cfg.lyrics.mode.name()
     )
+}
+
+/// Mean training throughput over the run's logged epochs.
+fn mean_samples_per_s(run: &RunDir) -> f64 {
+    let recs = crate::train::log::read_log(&run.log()).unwrap_or_default();
+    if recs.is_empty() { 0.0 } else { recs.iter().map(|r| r.samples_per_s).sum::<f64>() / recs.len() as f64 }
 }
