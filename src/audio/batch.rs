@@ -48,6 +48,7 @@ pub fn mel_db_batch<B: Backend>(be: &B, clips: &[Vec<f32>], params: &PreprocessP
             data: d.iter().map(|&v| v as f32).collect(),
             source_frames: c,
             duration_s: y.len() as f64 / params.sample_rate as f64,
+            truncated: None,
         })
         .collect())
 }

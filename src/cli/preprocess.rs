@@ -221,6 +221,7 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
     if ds.layout.modality.has_audio() {
         let audio = |s: &Song| s.audio.clone().unwrap_or_default();
         let new_skips = Mutex::new(Vec::new());
+        let truncated: Mutex<Vec<String>> = Mutex::new(Vec::new());
         let new_entries = Mutex::new(Vec::new());
         let compute = |s: &Song| -> Option<(Entry, Vec<f32>)> {
             let path = audio(s);
@@ -237,6 +238,15 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
                     None
                 }
                 Ok(m) => {
+                    if let Some(why) = &m.truncated {
+                        truncated.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                            "{} ({}): looks truncated, {why}; kept, padded to {} frames — re-download it if the clip \
+                             should be longer",
+                            s.id,
+                            path.display(),
+                            params.frames
+                        ));
+                    }
                     let (size, mtime_ns) = stamp.unwrap_or((0, 0));
                     let e = Entry {
                         song_id: s.id.clone(),
@@ -361,6 +371,9 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
             done.insert(e.song_id.clone(), e);
         }
         skipped.extend(new_skips.into_inner().unwrap_or_else(|p| p.into_inner()));
+        let mut cut = truncated.into_inner().unwrap_or_else(|p| p.into_inner());
+        cut.sort();
+        warnings.extend(cut);
         // The manifest, compacted: one line per clip of this dataset that is in the cache.
         let keep: Vec<Entry> = done.values().cloned().collect();
         manifest.compact(&keep)?;
