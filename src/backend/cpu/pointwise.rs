@@ -8,6 +8,21 @@ use rayon::prelude::*;
 const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// 1/sqrt(2π), the standard normal density's constant.
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+/// sqrt(2/π) and the cubic coefficient of GELU's tanh form (PyTorch's constants).
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_TANH_CUBIC: f64 = 0.044_715;
+
+/// GELU's tanh form and its derivative, in T as PyTorch computes them in f32.
+fn gelu_tanh<T: Float>(v: T) -> (T, T) {
+    let (half, c, a) = (T::from_f64(0.5), T::from_f64(SQRT_2_OVER_PI), T::from_f64(GELU_TANH_CUBIC));
+    let inner = c * (v + a * v * v * v);
+    let t = inner.tanh();
+    let y = half * v * (T::ONE + t);
+    let three = T::from_f64(3.0);
+    let dinner = c * (T::ONE + three * a * v * v);
+    let dy = half * (T::ONE + t) + half * v * (T::ONE - t * t) * dinner;
+    (y, dy)
+}
 
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
@@ -28,6 +43,7 @@ pub fn unary_forward<T: Float>(op: Unary, x: &[T]) -> Vec<T> {
             Unary::Sigmoid => T::ONE / (T::ONE + (-v).exp()),
             Unary::Tanh => v.tanh(),
             Unary::Gelu => half * v * (T::ONE + (v * r2).erf()),
+            Unary::GeluTanh => gelu_tanh(v).0,
         })
         .collect()
 }
@@ -56,6 +72,7 @@ pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], dy: &[T]) -> Vec<T>
                     let pdf = c * (-half * v * v).exp();
                     d * (cdf + v * pdf)
                 }
+                Unary::GeluTanh => d * gelu_tanh(x[i]).1,
             }
         })
         .collect()
