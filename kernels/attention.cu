@@ -17,7 +17,7 @@ __device__ inline float warp_max_f(float v) {
 }  // namespace
 
 // probs = softmax(scale·scores) over each row of k keys, key j of sample b = row / per_sample left
-// out where mask[b·k + j] == 0 (p = 0 there); a row with every key masked is uniform, 1/k.
+// out where mask[b·k + j] == 0 (p = 0 there); a row with every key masked is all 0.
 // One warp per row (blockDim.x a multiple of 32; the ABI's 256 = 8 rows per block), rows
 // grid-strided by warps. Every branch below is uniform across the warp, so the full-mask
 // collectives always see all 32 lanes.
@@ -39,8 +39,7 @@ extern "C" __global__ void masked_softmax_forward(const float* __restrict__ scor
             }
         }
         if (!__any_sync(mg::kFullMask, seen)) {
-            const float u = (float)(1.0 / (double)k);
-            for (int j = lane; j < k; j += mg::kWarp) p[j] = u;
+            for (int j = lane; j < k; j += mg::kWarp) p[j] = 0.0f;
             continue;
         }
         mx = warp_max_f(mx);

@@ -47,8 +47,9 @@ impl BmmGeom {
 }
 
 /// softmax over the last axis of scale·scores, scores [batch, heads, q, k], with key j of sample
-/// b left out where key_mask[b, j] == 0 (a row with every key masked comes out uniform, as
-/// transformers' additive finfo.min mask makes it).
+/// b left out where key_mask[b, j] == 0. A row with every key masked has no weights (all 0: zero
+/// context, zero gradient). transformers' additive finfo.min mask would make it uniform instead; the
+/// encoder never creates such a row, as [CLS] / <s> is never masked.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SoftmaxGeom {
     pub batch: usize,

@@ -57,11 +57,9 @@ pub fn bmm_into<T: Float>(a: &[T], b: &[T], c: &mut [T], g: &BmmGeom) {
 
 /// One row of the scaled masked softmax: p = exp(v − max) / Σ exp, v = scale·s over unmasked keys.
 fn softmax_row<T: Float>(s: &[T], mask: &[T], scale: T, out: &mut [T]) {
-    let any = mask.iter().any(|&m| m != T::ZERO);
-    if !any {
-        // Every key masked: transformers' additive finfo.min makes all scores equal (uniform).
-        let u = T::from_f64(1.0 / s.len() as f64);
-        out.iter_mut().for_each(|o| *o = u);
+    if !mask.iter().any(|&m| m != T::ZERO) {
+        // Every key masked: no weights (see SoftmaxGeom), so the row's output and gradient are 0.
+        out.iter_mut().for_each(|o| *o = T::ZERO);
         return;
     }
     let mut mx = T::from_f64(f64::NEG_INFINITY);
@@ -102,7 +100,8 @@ pub fn softmax_backward<T: Float>(p: &[T], dp: &[T], g: &SoftmaxGeom) -> Vec<T> 
     if g.k == 0 {
         return ds;
     }
-    let scale = g.scale;
+    // The scale as the forward used it (rounded to T), so f32 backends agree.
+    let scale = T::from_f64(g.scale).to_f64();
     ds.par_chunks_mut(g.k).zip(p.par_chunks(g.k).zip(dp.par_chunks(g.k))).for_each(|(o, (p, dp))| {
         let dot: f64 = p.iter().zip(dp).map(|(a, b)| a.to_f64() * b.to_f64()).sum();
         for ((o, &pv), &d) in o.iter_mut().zip(p).zip(dp) {
