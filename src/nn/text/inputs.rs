@@ -63,9 +63,9 @@ impl TokenBatch {
     }
 
     /// The same batch cut after the last column any row attends to. The encoder's outputs at the
-    /// kept positions do not change (padding keys get exactly zero attention weight, and every
-    /// position's own computation is per token), so a batch of short lyrics padded to 512 costs
-    /// what its longest lyric costs.
+    /// kept positions do not change but for summation order (padding keys get exactly zero
+    /// attention weight, and every other step is per token), so a batch of short lyrics padded to
+    /// 512 costs what its longest lyric costs.
     pub fn trimmed(&self) -> TokenBatch {
         let last = (0..self.batch)
             .filter_map(|b| self.mask[b * self.len..(b + 1) * self.len].iter().rposition(|&m| m != 0))

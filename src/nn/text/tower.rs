@@ -233,7 +233,7 @@ impl LyricsTower {
     }
 
     /// Pooled vectors [batch, hidden] of a token batch (trimmed to its longest lyric first: the
-    /// result is the same, the cost that of the real tokens). `train` turns dropout on (see the
+    /// same result but for summation order, at the cost of the real tokens). `train` turns dropout on (see the
     /// modes); its masks come from `dropout_seed`.
     pub fn forward<B: Backend>(
         &self,
