@@ -2,9 +2,11 @@
 
 pub mod bench;
 pub mod demo;
+pub mod encode;
 pub mod gradcheck;
 pub mod init;
 pub mod preprocess;
+pub mod preprocess_lyrics;
 pub mod step;
 pub mod synth;
 
