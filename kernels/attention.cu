@@ -49,9 +49,10 @@ extern "C" __global__ void masked_softmax_forward(const float* __restrict__ scor
             p[j] = e;
             sum += (double)e;
         }
-        sum = mg::warp_sum(sum);
+        // One reciprocal per row, rounded to float, as the CPU's f32 path computes it.
+        const float inv = (float)(1.0 / mg::warp_sum(sum));
         // Each lane rescales the entries it wrote itself: no other thread's writes are read.
-        for (int j = lane; j < k; j += mg::kWarp) p[j] = (float)((double)p[j] / sum);
+        for (int j = lane; j < k; j += mg::kWarp) p[j] = p[j] * inv;
     }
 }
 

@@ -1,7 +1,9 @@
 //! The attention family on the CPU: batched GEMM (the `gemm` crate per batch entry), the scaled
 //! masked softmax (sums in f64), and the head layout permutes.
 
+use super::fastmath;
 use super::gemm::{Mat, SyncPtr};
+use super::pointwise::{as_f32, as_f32_mut};
 use super::{Cpu, HostBuf};
 use crate::backend::{Attention, BmmGeom, HeadsGeom, SoftmaxGeom};
 use crate::error::Result;
@@ -55,7 +57,8 @@ pub fn bmm_into<T: Float>(a: &[T], b: &[T], c: &mut [T], g: &BmmGeom) {
     }
 }
 
-/// One row of the scaled masked softmax: p = exp(v − max) / Σ exp, v = scale·s over unmasked keys.
+/// One row of the scaled masked softmax: p = exp(v − max) / Σ exp, v = scale·s over unmasked keys
+/// (the f64 path; f32 runs `fastmath::softmax_row`, the same steps vectorised).
 fn softmax_row<T: Float>(s: &[T], mask: &[T], scale: T, out: &mut [T]) {
     if !mask.iter().any(|&m| m != T::ZERO) {
         // Every key masked: no weights (see SoftmaxGeom), so the row's output and gradient are 0.
@@ -87,6 +90,15 @@ pub fn softmax_forward<T: Float>(scores: &[T], mask: &[T], g: &SoftmaxGeom) -> V
     }
     let per_sample = g.heads * g.q;
     let scale = T::from_f64(g.scale);
+    if let (Some(sf), Some(mf)) = (as_f32(scores), as_f32(mask)) {
+        let pf = as_f32_mut(&mut p).expect("T is f32");
+        let scale = g.scale as f32;
+        pf.par_chunks_mut(g.k).zip(sf.par_chunks(g.k)).enumerate().for_each(|(r, (o, s))| {
+            let b = r / per_sample;
+            fastmath::softmax_row(s, &mf[b * g.k..(b + 1) * g.k], scale, o);
+        });
+        return p;
+    }
     p.par_chunks_mut(g.k).zip(scores.par_chunks(g.k)).enumerate().for_each(|(r, (o, s))| {
         let b = r / per_sample;
         softmax_row(s, &mask[b * g.k..(b + 1) * g.k], scale, o);

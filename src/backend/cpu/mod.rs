@@ -6,6 +6,7 @@ mod attention;
 pub mod buffer;
 mod conv;
 mod dense;
+pub mod fastmath;
 pub mod gemm;
 mod layernorm;
 mod loss;

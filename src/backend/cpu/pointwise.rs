@@ -1,5 +1,6 @@
 //! Elementwise maps, activations and dropout masks.
 
+use super::fastmath;
 use crate::backend::Unary;
 use crate::float::Float;
 use crate::rng::hash_uniform;
@@ -28,7 +29,31 @@ pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<
     a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
 }
 
+/// Elements per parallel task of the f32 fast paths.
+const CHUNK: usize = 4096;
+
+/// The f32 buffers of a T = f32 backend (None for f64, which keeps the library functions).
+pub(crate) fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 exactly when it has f32's DTYPE; then the slice is a slice of f32.
+    (T::DTYPE == safetensors::Dtype::F32)
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len()) })
+}
+
+pub(crate) fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as above.
+    (T::DTYPE == safetensors::Dtype::F32)
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) })
+}
+
 pub fn unary_forward<T: Float>(op: Unary, x: &[T]) -> Vec<T> {
+    if op == Unary::Gelu
+        && let Some(xf) = as_f32(x)
+    {
+        let mut y = vec![T::ZERO; x.len()];
+        let yf = as_f32_mut(&mut y).expect("T is f32");
+        yf.par_chunks_mut(CHUNK).zip(xf.par_chunks(CHUNK)).for_each(|(o, i)| fastmath::gelu_forward(i, o));
+        return y;
+    }
     let half = T::from_f64(0.5);
     let r2 = T::from_f64(INV_SQRT_2);
     x.par_iter()
@@ -49,6 +74,16 @@ pub fn unary_forward<T: Float>(op: Unary, x: &[T]) -> Vec<T> {
 }
 
 pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], dy: &[T]) -> Vec<T> {
+    if op == Unary::Gelu
+        && let (Some(xf), Some(df)) = (as_f32(x), as_f32(dy))
+    {
+        let mut dx = vec![T::ZERO; x.len()];
+        let of = as_f32_mut(&mut dx).expect("T is f32");
+        of.par_chunks_mut(CHUNK)
+            .zip(xf.par_chunks(CHUNK).zip(df.par_chunks(CHUNK)))
+            .for_each(|(o, (i, d))| fastmath::gelu_backward(i, d, o));
+        return dx;
+    }
     let half = T::from_f64(0.5);
     let r2 = T::from_f64(INV_SQRT_2);
     let c = T::from_f64(INV_SQRT_2PI);
