@@ -25,8 +25,16 @@ fn gelu_tanh<T: Float>(v: T) -> (T, T) {
     (y, dy)
 }
 
+/// f over two operands, in parallel chunks of plain loops (which vectorise, unlike a per-element
+/// parallel collect).
 pub fn zip_map<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
+    let mut out = vec![T::ZERO; a.len()];
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (x, y))| {
+        for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+            *o = f(x, y);
+        }
+    });
+    out
 }
 
 /// Elements per parallel task of the f32 fast paths.
@@ -113,9 +121,28 @@ pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], dy: &[T]) -> Vec<T>
         .collect()
 }
 
+/// Element i is dropped iff `hash_uniform(seed, i) < p`, decided on the integer draw: the uniform
+/// is k·2⁻⁵³ with k = the top 53 bits of the hash, and k·2⁻⁵³ < p ⇔ k < ⌈p·2⁵³⌉ exactly (p·2⁵³ is
+/// exact), so the mask is bit for bit `hash_uniform`'s without an int-to-float conversion, and the
+/// chunked loop vectorises.
 pub fn dropout_mask<T: Float>(len: usize, p: f64, seed: u64) -> Vec<T> {
     let keep = T::from_f64(1.0 / (1.0 - p));
-    (0..len).into_par_iter().map(|i| if hash_uniform(seed, i as u64) < p { T::ZERO } else { keep }).collect()
+    let threshold = (p * (1u64 << 53) as f64).ceil() as u64;
+    debug_assert!((0..64).all(|i| (hash_uniform(seed, i) < p) == (hash_bits(seed, i) < threshold)));
+    let mut out = vec![T::ZERO; len];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let base = (c * CHUNK) as u64;
+        for (j, v) in o.iter_mut().enumerate() {
+            *v = if hash_bits(seed, base + j as u64) < threshold { T::ZERO } else { keep };
+        }
+    });
+    out
+}
+
+/// The top 53 bits of `rng::hash_uniform`'s hash (its uniform is this times 2⁻⁵³).
+#[inline(always)]
+fn hash_bits(seed: u64, index: u64) -> u64 {
+    crate::rng::mix64(seed ^ crate::rng::mix64(index.wrapping_add(0x9e37_79b9_7f4a_7c15))) >> 11
 }
 
 /// Σ x² in f64: chunk sums in parallel, then added in chunk order, so the result does not depend
