@@ -34,7 +34,7 @@ extern "C" __global__ void scale_assign_f32(float* __restrict__ x, int n, float 
 
 // ---- activations --------------------------------------------------------------------------
 
-// op: 0 ReLU, 1 sigmoid, 2 tanh, 3 GELU (erf form). `op` is uniform across the grid, so the
+// op: 0 ReLU, 1 sigmoid, 2 tanh, 3 GELU (erf form), 4 GELU (tanh form). `op` is uniform across the grid, so the
 // switch costs one well-predicted branch per element, not divergence.
 extern "C" __global__ void unary_forward(int op, const float* __restrict__ x, float* __restrict__ y, int n) {
     for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) {
@@ -44,6 +44,7 @@ extern "C" __global__ void unary_forward(int op, const float* __restrict__ x, fl
             case 0: r = v > 0.0f ? v : 0.0f; break;  // NaN -> 0, as the CPU's `v > 0`
             case 1: r = 1.0f / (1.0f + expf(-v)); break;
             case 2: r = tanhf(v); break;
+            case 4: r = mg::gelu_tanh(v); break;
             default: r = mg::gelu(v); break;
         }
         y[i] = r;
@@ -51,7 +52,7 @@ extern "C" __global__ void unary_forward(int op, const float* __restrict__ x, fl
 }
 
 // Written in terms of the saved output y where the CPU does (ReLU y>0, sigmoid, tanh) and the
-// input x for GELU. x is not read for the other ops, so callers may pass y (or anything) for it.
+// input x for both GELUs. x is not read for the other ops, so callers may pass y (or anything) for it.
 extern "C" __global__ void unary_backward(int op, const float* __restrict__ x, const float* __restrict__ y,
                                           const float* __restrict__ dy, float* __restrict__ dx, int n) {
     for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) {
@@ -69,6 +70,7 @@ extern "C" __global__ void unary_backward(int op, const float* __restrict__ x, c
                 r = d * (1.0f - t * t);
                 break;
             }
+            case 4: r = d * mg::gelu_tanh_grad(x[i]); break;
             default: r = d * mg::gelu_grad(x[i]); break;
         }
         dx[i] = r;

@@ -9,6 +9,7 @@
 
 pub mod cpu;
 pub mod geom;
+pub mod geom_seq;
 pub mod kernel;
 pub mod memory;
 pub mod sim;
@@ -16,6 +17,7 @@ pub mod sim;
 pub use geom::{
     BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom,
 };
+pub use geom_seq::{BmmGeom, EmbedGeom, HeadsGeom, LayerNormGeom, NarrowGeom, SoftmaxGeom};
 pub use memory::MemStats;
 
 use crate::error::Result;
@@ -29,6 +31,9 @@ pub enum Unary {
     Tanh,
     /// GELU, exact erf form (PyTorch's default `approximate='none'`).
     Gelu,
+    /// GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (PyTorch's
+    /// `approximate='tanh'`, transformers' `gelu_new`); its backward reads x.
+    GeluTanh,
 }
 
 /// Hyper-parameters of one Adam/AdamW update of one tensor.
@@ -269,10 +274,88 @@ pub trait Optim: Memory {
     ) -> Result<()>;
 }
 
-/// A compute device: every op family.
-pub trait Backend: Memory + Pointwise + Reduce + Dense + Conv + Norm + Pool + Spectro + Loss + Optim {}
+/// The attention core of a transformer: batched products, the masked softmax, the head layout.
+pub trait Attention: Memory {
+    /// C[b] = alpha·op(A[b])·op(B[b]) over `g.batch` contiguous matrices (cuBLAS strided-batched).
+    fn bmm(&self, a: &Self::Buf, b: &Self::Buf, g: &BmmGeom) -> Result<Self::Buf>;
+    /// probs = softmax(scale·scores) over the last axis, keys with key_mask 0 left out (see
+    /// `SoftmaxGeom`); key_mask is [batch, k] of 0/1 values.
+    fn masked_softmax_forward(&self, scores: &Self::Buf, key_mask: &Self::Buf, g: &SoftmaxGeom) -> Result<Self::Buf>;
+    /// d scores = scale·p ⊙ (dp − Σ_row p·dp), from the saved probabilities (masked keys have
+    /// p = 0 and so get 0).
+    fn masked_softmax_backward(&self, probs: &Self::Buf, dprobs: &Self::Buf, g: &SoftmaxGeom) -> Result<Self::Buf>;
+    /// [batch, seq, heads, head_dim] → [batch, heads, seq, head_dim].
+    fn split_heads(&self, x: &Self::Buf, g: &HeadsGeom) -> Result<Self::Buf>;
+    /// [batch, heads, seq, head_dim] → [batch, seq, heads, head_dim] (the inverse).
+    fn merge_heads(&self, x: &Self::Buf, g: &HeadsGeom) -> Result<Self::Buf>;
+}
 
-impl<T> Backend for T where T: Memory + Pointwise + Reduce + Dense + Conv + Norm + Pool + Spectro + Loss + Optim {}
+/// Token-level bookkeeping: embedding lookups and slices along an axis.
+pub trait Sequence: Memory {
+    /// y[t, :] = table[ids[t], :]. Ids are checked on the host by the op; a kernel writes NaN for
+    /// an id outside the table rather than reading past it.
+    fn embedding_forward(&self, table: &Self::Buf, ids: &Self::Index, g: &EmbedGeom) -> Result<Self::Buf>;
+    /// The table's gradient, deterministically (no float atomics): row v sums dy[p, :] over the
+    /// positions p = order[offsets[v]..offsets[v+1]] in that order; rows no token uses are 0.
+    fn embedding_backward(
+        &self,
+        dy: &Self::Buf,
+        order: &Self::Index,
+        offsets: &Self::Index,
+        g: &EmbedGeom,
+    ) -> Result<Self::Buf>;
+    /// [outer, dim, inner] → [outer, len, inner], the slice starting at `start`.
+    fn narrow_forward(&self, x: &Self::Buf, g: &NarrowGeom) -> Result<Self::Buf>;
+    /// The slice's gradient put back in place, zeros elsewhere.
+    fn narrow_backward(&self, dy: &Self::Buf, g: &NarrowGeom) -> Result<Self::Buf>;
+}
+
+/// LayerNorm over the last axis (statistics in double, as BatchNorm's).
+pub trait LayerNorm: Memory {
+    /// Returns (y, mean, invstd), the last two per row (what the backward reads).
+    fn layernorm_forward(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        g: &LayerNormGeom,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+    /// Returns (dx, dgamma, dbeta); dgamma and dbeta are summed over fixed chunks of
+    /// `geom_seq::LN_PARAM_CHUNK` rows, then over the chunks in order (deterministic).
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_backward(
+        &self,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        invstd: &Self::Buf,
+        g: &LayerNormGeom,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+}
+
+/// A compute device: every op family.
+pub trait Backend:
+    Memory + Pointwise + Reduce + Dense + Conv + Norm + Pool + Spectro + Loss + Optim + Attention + Sequence + LayerNorm
+{
+}
+
+impl<T> Backend for T where
+    T: Memory
+        + Pointwise
+        + Reduce
+        + Dense
+        + Conv
+        + Norm
+        + Pool
+        + Spectro
+        + Loss
+        + Optim
+        + Attention
+        + Sequence
+        + LayerNorm
+{
+}
 
 /// Fails naming the op when two elementwise operands differ in length.
 pub(crate) fn same_len(op: &'static str, a: usize, b: usize) -> Result<()> {
@@ -281,5 +364,8 @@ pub(crate) fn same_len(op: &'static str, a: usize, b: usize) -> Result<()> {
 
 /// Every op-family trait, for code that calls primitives on a concrete backend.
 pub mod prelude {
-    pub use super::{Backend, Conv, Dense, DeviceBuffer, Loss, Memory, Norm, Optim, Pointwise, Pool, Reduce, Spectro};
+    pub use super::{
+        Attention, Backend, Conv, Dense, DeviceBuffer, LayerNorm, Loss, Memory, Norm, Optim, Pointwise, Pool, Reduce,
+        Sequence, Spectro,
+    };
 }

@@ -3,10 +3,12 @@
 pub mod bench;
 pub mod compare;
 pub mod demo;
+pub mod encode;
 pub mod evaluate;
 pub mod gradcheck;
 pub mod init;
 pub mod preprocess;
+pub mod preprocess_lyrics;
 pub mod step;
 pub mod synth;
 pub mod train;

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
-/// Sigmoid and tanh save their output, GELU its input: what each derivative is written in.
+/// Sigmoid and tanh are differentiated through their output, the GELUs through their input.
 pub fn unary<B: Backend>(tape: &mut Tape<B>, op: Unary, x: &Var<B>) -> Result<Var<B>> {
     if op == Unary::Relu {
         return relu(tape, x);
@@ -41,4 +41,8 @@ pub fn tanh<B: Backend>(tape: &mut Tape<B>, x: &Var<B>) -> Result<Var<B>> {
 }
 pub fn gelu<B: Backend>(tape: &mut Tape<B>, x: &Var<B>) -> Result<Var<B>> {
     unary(tape, Unary::Gelu, x)
+}
+/// GELU's tanh form (transformers' `gelu_new`).
+pub fn gelu_tanh<B: Backend>(tape: &mut Tape<B>, x: &Var<B>) -> Result<Var<B>> {
+    unary(tape, Unary::GeluTanh, x)
 }

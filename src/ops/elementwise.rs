@@ -35,9 +35,11 @@ pub fn dropout<B: Backend>(tape: &mut Tape<B>, x: &Var<B>, p: f64, train: bool, 
         return Ok(x.clone());
     }
     let be = tape.backend.clone();
-    let mask = be.dropout_mask(x.value().numel(), p, seed)?;
-    let y = Tensor::new(x.shape(), be.mul(x.buf(), &mask)?)?;
-    Ok(tape.record("dropout", &[x], y, move |be, dy| Ok(vec![Some(be.mul(&dy, &mask)?)])))
+    let n = x.value().numel();
+    let y = Tensor::new(x.shape(), be.mul(x.buf(), &be.dropout_mask(n, p, seed)?)?)?;
+    // The mask is a function of (seed, index): the backward draws it again instead of keeping a
+    // full-size f32 copy alive until then.
+    Ok(tape.record("dropout", &[x], y, move |be, dy| Ok(vec![Some(be.mul(&dy, &be.dropout_mask(n, p, seed)?)?)])))
 }
 
 /// [r, a] ++ [r, b] along dim 1.

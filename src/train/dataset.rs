@@ -89,7 +89,15 @@ pub fn open(dir: &Path, preprocessing: Preprocessing, split: SplitName) -> Resul
     } else {
         let out = dir.join("moodgrad-cache").join(cache_subdir(preprocessing));
         let legacy = preprocessing == Preprocessing::Legacy;
-        let args = PreprocessArgs { data: dir, out: Some(&out), jobs: None, legacy, format: CacheFormat::Npy };
+        let args = PreprocessArgs {
+            data: dir,
+            out: Some(&out),
+            jobs: None,
+            legacy,
+            format: CacheFormat::Npy,
+            tokenizer: None,
+            max_len: 512,
+        };
         let o = preprocess(&args)?;
         notes.push(format!(
             "cache {}: {} new, {} reused, {} skipped",

@@ -2,16 +2,21 @@
 //! or f64.
 
 mod adam;
+mod attention;
 pub mod buffer;
 mod conv;
 mod dense;
+pub mod fastmath;
 pub mod gemm;
+mod layernorm;
 mod loss;
 mod norm;
 mod pointwise;
 mod pool;
+mod sequence;
 mod spectro;
 
+pub use attention::bmm_into as bmm_host;
 pub use buffer::HostBuf;
 
 use super::geom::check_lens;

@@ -270,4 +270,41 @@ impl RawDevice for CudaDevice {
         .map_err(|e| Error::Device(format!("cuBLAS sgemm {m}x{k}x{n}: {e:?}")))?;
         self.check(|| format!("cuBLAS sgemm {m}x{k}x{n} (ta {ta}, tb {tb})"))
     }
+
+    fn gemm_batched(&self, a: u64, b: u64, c: u64, g: &crate::backend::BmmGeom) -> Result<()> {
+        self.bind()?;
+        let crate::backend::BmmGeom { batch, m, k, n, ta, tb, alpha } = *g;
+        // As `gemm`: row-major C[i] = op(A[i])·op(B[i]) is column-major C[i]ᵀ = op(B[i])ᵀ·op(A[i])ᵀ,
+        // so B goes first; each operand's batch stride is its whole matrix.
+        let (op_b, ldb) = if tb { (cublasOperation_t::CUBLAS_OP_T, k) } else { (cublasOperation_t::CUBLAS_OP_N, n) };
+        let (op_a, lda) = if ta { (cublasOperation_t::CUBLAS_OP_T, m) } else { (cublasOperation_t::CUBLAS_OP_N, k) };
+        let (alpha, beta) = (alpha as f32, 0.0f32);
+        // SAFETY: the operands hold batch·m·k, batch·k·n and batch·m·n floats (checked by
+        // KernelBackend::bmm, with every extent and the batch count below 2^31); the handle queues
+        // on this device's stream.
+        unsafe {
+            cudarc::cublas::result::sgemm_strided_batched(
+                self.blas.0,
+                op_b,
+                op_a,
+                n as i32,
+                m as i32,
+                k as i32,
+                &alpha,
+                b as *const f32,
+                ldb as i32,
+                (k * n) as i64,
+                a as *const f32,
+                lda as i32,
+                (m * k) as i64,
+                &beta,
+                c as *mut f32,
+                n as i32,
+                (m * n) as i64,
+                batch as i32,
+            )
+        }
+        .map_err(|e| Error::Device(format!("cuBLAS sgemm strided-batched {batch}x({m}x{k}x{n}): {e:?}")))?;
+        self.check(|| format!("cuBLAS sgemm strided-batched {batch}x({m}x{k}x{n}) (ta {ta}, tb {tb})"))
+    }
 }

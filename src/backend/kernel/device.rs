@@ -76,6 +76,9 @@ pub trait RawDevice: Send + Sync + 'static {
     /// Row-major f32 C[m, n] = op(A)·op(B); A is [m, k] (or [k, m] if `ta`), B is [k, n] (or [n, k]).
     #[allow(clippy::too_many_arguments)]
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()>;
+    /// `g.batch` products C[i] = alpha·op(A[i])·op(B[i]), row-major, operand i at element offset
+    /// i·m·k, i·k·n and i·m·n (cuBLAS strided-batched on CUDA).
+    fn gemm_batched(&self, a: u64, b: u64, c: u64, g: &crate::backend::BmmGeom) -> Result<()>;
     /// Waits for every queued launch and copy (a no-op where launches are synchronous).
     fn synchronize(&self) -> Result<()> {
         Ok(())

@@ -48,7 +48,7 @@ impl Loss for KernelBackend {
         check_lens("cross_entropy_backward", &[("dl", dl.len(), 1)])?;
         let dx = self.buf(g.len())?;
         let args = [p(logits), p(labels), p(dl), p(&dx), i(g.rows)?, i(g.cols)?];
-        self.launch("cross_entropy_backward", ew(g.len()), B1, 0, &args)?;
+        self.launch("cross_entropy_backward", super::warp_rows(g.rows), B1, 0, &args)?;
         Ok(dx)
     }
 }

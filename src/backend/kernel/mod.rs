@@ -3,15 +3,18 @@
 //! file per op family, beside the kernel file it launches.
 
 mod allocator;
+mod attention;
 mod conv;
 pub mod cuda;
 mod dense;
 mod device;
+mod layernorm;
 mod loss;
 mod norm;
 mod optim;
 mod pointwise;
 mod pool;
+mod sequence;
 pub mod sim;
 mod spectro;
 
@@ -64,6 +67,13 @@ fn ew(n: usize) -> [u32; 3] {
     [n.div_ceil(BLOCK as usize).clamp(1, MAX_EW_BLOCKS) as u32, 1, 1]
 }
 const B1: [u32; 3] = [BLOCK, 1, 1];
+
+/// Warp-per-row launch (softmax, LayerNorm, cross-entropy backward): block 256 = 8 rows, grid
+/// min(ceil(rows/8), 4096); kernels grid-stride over the rest by warps.
+fn warp_rows(rows: usize) -> [u32; 3] {
+    let per_block = BLOCK as usize / 32;
+    [rows.div_ceil(per_block).clamp(1, MAX_EW_BLOCKS) as u32, 1, 1]
+}
 
 /// A size as a kernel's `int`, or an error (callers check whole geometries first).
 fn i(x: usize) -> Result<Arg> {

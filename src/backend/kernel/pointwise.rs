@@ -11,6 +11,7 @@ fn unary_code(op: Unary) -> Arg {
         Unary::Sigmoid => 1,
         Unary::Tanh => 2,
         Unary::Gelu => 3,
+        Unary::GeluTanh => 4,
     })
 }
 

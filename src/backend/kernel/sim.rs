@@ -165,6 +165,22 @@ impl RawDevice for SimDevice {
         unsafe { par_gemm(m, k, n, 1.0f32, am, bm, 0.0, c as *mut f32, n) };
         Ok(())
     }
+
+    fn gemm_batched(&self, a: u64, b: u64, c: u64, g: &crate::backend::BmmGeom) -> Result<()> {
+        // The host GEMM per batch entry, as the CPU backend runs it (the same results bit for bit).
+        let (a, b) = (a as *const f32, b as *const f32);
+        // SAFETY: KernelBackend::bmm checked the operand lengths against the geometry; C holds
+        // batch·m·n elements and is a separate allocation.
+        let (av, bv, cv) = unsafe {
+            (
+                std::slice::from_raw_parts(a, g.a_len()),
+                std::slice::from_raw_parts(b, g.b_len()),
+                std::slice::from_raw_parts_mut(c as *mut f32, g.c_len()),
+            )
+        };
+        crate::backend::cpu::bmm_host(av, bv, cv, g);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
