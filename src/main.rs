@@ -111,7 +111,7 @@ enum Cmd {
         /// The MERGE folder (Bimodal, Audio-only or Lyrics-only; Complete or Balanced).
         #[arg(long)]
         data: PathBuf,
-        /// Cache folder (default: DATA/moodgrad-cache).
+        /// Cache folder (default: DATA/moodgrad-cache/fixed, or …/legacy with --legacy).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Parallel clips (default: all cores).
