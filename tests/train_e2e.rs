@@ -341,3 +341,31 @@ fn a_frozen_hugging_face_encoder_is_encoded_once_and_its_vectors_cached() {
     };
     assert_eq!(loss(&outs[0]), loss(&outs[1]));
 }
+
+#[test]
+fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
+    let data = tmp("compare-data");
+    synth(&data, 16, 23);
+    let out = tmp("compare-out");
+    let args = [
+        "compare", "--data", s(&data), "--out", s(&out), "--models", "model3", "--config", "tiny", "--epochs", "1",
+        "--seeds", "2", "--device", "cpu",
+    ];
+    let (ok, text) = moodgrad(&args);
+    assert!(ok, "{text}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    for row in ["| model3 | legacy |", "| model3 | fixed |", "| model3 | Δ fixed − legacy |", "| train mean | baseline |"] {
+        assert!(md.contains(row), "compare.md lacks `{row}`:\n{md}");
+    }
+    assert!(md.contains(" ± "), "two seeds give mean ± sd cells:\n{md}");
+    // Both preprocessings were cached side by side, not rebuilt over each other.
+    assert!(data.join("moodgrad-cache/fixed").is_dir() && data.join("moodgrad-cache/legacy").is_dir());
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    assert!(csv.lines().count() >= 4, "{csv}");
+    // A second call finds the finished runs and only rewrites the table.
+    let t0 = Instant::now();
+    let (ok, again) = moodgrad(&args);
+    assert!(ok, "{again}");
+    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md);
+    println!("second compare: {:.1} s", t0.elapsed().as_secs_f64());
+}
