@@ -347,8 +347,10 @@ fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     let data = tmp("compare-data");
     synth(&data, 16, 23);
     let out = tmp("compare-out");
+    let cfg = data.join("small.toml");
+    std::fs::write(&cfg, "preset = \"tiny\"\n").unwrap();
     let args = [
-        "compare", "--data", s(&data), "--out", s(&out), "--models", "model3", "--config", "tiny", "--epochs", "1",
+        "compare", "--data", s(&data), "--out", s(&out), "--models", "model3", "--config", s(&cfg), "--epochs", "1",
         "--seeds", "2", "--device", "cpu",
     ];
     let (ok, text) = moodgrad(&args);
