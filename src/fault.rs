@@ -3,7 +3,8 @@
 //! read once. Never set it outside tests.
 //!
 //! Faults: `relu_backward` (ReLU's gradient scaled by 1 + 1e-3, a bug finite differences at
-//! 1e-5 must catch).
+//! 1e-5 must catch); `nan_loss_epoch_2` (the training loss of epoch 2 reads as NaN, for the
+//! loop's stop-and-keep-the-last-good-checkpoint path).
 
 use std::sync::OnceLock;
 

@@ -213,3 +213,23 @@ fn a_lyrics_model_that_is_not_found_stops_before_any_work() {
     assert!(out.contains(s(&empty)), "the error must name the places looked: {out}");
     assert!(!d.join("moodgrad-cache").exists() && !run.exists(), "work started before the check");
 }
+
+#[test]
+fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let d = dataset("nan-loss");
+    let run = tmp("nan-loss-run");
+    let args = ["train", "--data", s(&d), "--config", "tiny", "--out", s(&run), "--epochs", "3", "--device", "cpu"];
+    let mut c = Command::new(env!("CARGO_BIN_EXE_moodgrad"));
+    let o = c.args(args).env("MOODGRAD_INJECT_FAULT", "nan_loss_epoch_2").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("epoch 2, step 1: the loss is NaN") && out.contains("last good checkpoint"), "{out}");
+    assert!(out.contains("epoch 1)"), "the kept checkpoint is epoch 1's: {out}");
+    assert_eq!(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().count(), 1);
+    // The kept checkpoint continues (without the fault) to the end.
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let (ok, out) = moodgrad(&resume);
+    assert!(ok && out.contains("resumed after epoch 1"), "{out}");
+    assert_eq!(std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().count(), 3);
+}

@@ -350,13 +350,28 @@ fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     let cfg = data.join("small.toml");
     std::fs::write(&cfg, "preset = \"tiny\"\n").unwrap();
     let args = [
-        "compare", "--data", s(&data), "--out", s(&out), "--models", "model3", "--config", s(&cfg), "--epochs", "1",
-        "--seeds", "2", "--device", "cpu",
+        "compare",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--models",
+        "model3",
+        "--config",
+        s(&cfg),
+        "--epochs",
+        "1",
+        "--seeds",
+        "2",
+        "--device",
+        "cpu",
     ];
     let (ok, text) = moodgrad(&args);
     assert!(ok, "{text}");
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
-    for row in ["| model3 | legacy |", "| model3 | fixed |", "| model3 | Δ fixed − legacy |", "| train mean | baseline |"] {
+    for row in
+        ["| model3 | legacy |", "| model3 | fixed |", "| model3 | Δ fixed − legacy |", "| train mean | baseline |"]
+    {
         assert!(md.contains(row), "compare.md lacks `{row}`:\n{md}");
     }
     assert!(md.contains(" ± "), "two seeds give mean ± sd cells:\n{md}");

@@ -95,7 +95,10 @@ pub fn fit<B: Backend>(
             let mut tape = Tape::new(s.store.backend.clone());
             let f = forward_batch(s, &mut tape, songs, &b, true, seed)?;
             let loss = f.loss.expect("training batches have targets");
-            let lv = loss.value().to_f64(&s.store.backend)?[0];
+            let mut lv = loss.value().to_f64(&s.store.backend)?[0];
+            if epoch == 2 && crate::fault::injected("nan_loss_epoch_2") {
+                lv = f64::NAN;
+            }
             if !lv.is_finite() {
                 let ids: Vec<&str> = b.songs.iter().map(|&i| songs[i].id.as_str()).collect();
                 return Err(Error::NonFinite(format!(
