@@ -31,7 +31,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     y * f32::from_bits((ni.wrapping_add(127) as u32) << 23)
 }
@@ -44,7 +44,7 @@ pub fn erf_f32(x: f32) -> f32 {
     let tail = 1.0 - poly * exp_f32(-a * a);
     // Near 0, 1 − poly·e^{−x²} cancels: the Maclaurin series keeps erf's relative accuracy there.
     let z = a * a;
-    let series = 1.128_379_2
+    let series = std::f32::consts::FRAC_2_SQRT_PI
         * a
         * (1.0
             + z * (-1.0 / 3.0 + z * (0.1 + z * (-1.0 / 42.0 + z * (1.0 / 216.0 + z * (-1.0 / 1320.0 + z / 9360.0))))));
