@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 pub struct PreprocessArgs<'a> {
     pub data: &'a Path,
-    /// Default: `<data>/moodgrad-cache`.
+    /// Default: `<data>/moodgrad-cache/<fixed|legacy>` (where `moodgrad train` looks).
     pub out: Option<&'a Path>,
     /// Default: all cores.
     pub jobs: Option<usize>,
@@ -154,7 +154,10 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
         Error::file(args.data, format!("cannot open the data folder: {e} (pass --data the MERGE folder)"))
     })?;
     let ds = Dataset::open(&data)?;
-    let out = args.out.map(Path::to_path_buf).unwrap_or_else(|| data.join("moodgrad-cache"));
+    let out = args
+        .out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| data.join("moodgrad-cache").join(if args.legacy { "legacy" } else { "fixed" }));
     create_dir(&out)?;
     let out = std::fs::canonicalize(&out).map_err(|e| Error::file(&out, format!("cannot open: {e}")))?;
     remove_stale_temps(&out);
