@@ -54,7 +54,7 @@ fn split_of(name: &str) -> Result<crate::data::merge::Split> {
 /// Where the weights and config come from.
 enum Source {
     Run(RunDir),
-    Weights { weights: PathBuf, config: Config },
+    Weights { weights: PathBuf, config: Box<Config> },
 }
 
 pub fn run(a: &EvaluateArgs) -> Result<()> {
@@ -67,7 +67,7 @@ pub fn run(a: &EvaluateArgs) -> Result<()> {
                 )
             })?;
             let config = if name.ends_with(".toml") { Config::load(Path::new(name))? } else { Config::preset(name)? };
-            Source::Weights { weights: w.clone(), config }
+            Source::Weights { weights: w.clone(), config: Box::new(config) }
         }
         (Some(_), Some(_)) => return Err(Error::Invalid("give a RUN folder or --weights, not both".into())),
         (None, None) => return Err(Error::Invalid("give a RUN folder (or --weights W --config C --data DIR)".into())),
@@ -112,7 +112,7 @@ fn evaluate_on<B: Backend>(be: B, a: &EvaluateArgs, source: &Source) -> Result<(
         Source::Weights { weights, config } => {
             let d =
                 a.data.clone().ok_or_else(|| Error::Invalid("--weights needs --data (the songs to score)".into()))?;
-            (config.clone(), weights.clone(), d)
+            ((**config).clone(), weights.clone(), d)
         }
     };
     let data: TrainData = dataset::open(&data_dir, cfg.data.preprocessing, cfg.data.split)?;
