@@ -2,7 +2,7 @@
 //! (train mode with dropout, every parameter trainable) for the bert-base shape and MiniLM's
 //! (random weights; the shapes are what costs). Throughput is in tokens; each benchmark also prints
 //! the counting allocator's peak bytes above the model's own for one iteration.
-//! tools/bench_torch_encoder.py measures PyTorch the same way (docs/perf-encoder.md).
+//! tools/bench_torch_encoder.py measures PyTorch the same way (docs/perf.md).
 //!
 //! `MOODGRAD_BENCH_BATCH` (default 1) sets the batch; `MOODGRAD_BENCH_MODELS` (default
 //! `bert-base,minilm`) which shapes run.

@@ -2,7 +2,8 @@
 //! (one conv per block, SE) on [B, 1, 128, 1292] spectrograms, the lyrics tower (bert-base shape,
 //! random weights, fully fine-tuned, dropout on) on [B, 512] tokens, the head, MSE, backward,
 //! gradient clipping and Adam (three groups, as the seed). Prints the peak of the second step (the
-//! first allocates Adam's moments) at each batch and the linear extrapolation to batch 16.
+//! first allocates Adam's moments) at each batch and the linear extrapolation to batch 16 (from the
+//! first and last batch given), with an upper bound.
 //! `cargo run --release --example model5_memory -- 2 4` (batch sizes).
 
 use moodgrad::backend::Memory;
@@ -114,14 +115,19 @@ fn main() {
         );
     }
     let (b0, p0, _) = peaks[0];
-    let (b1, p1, _) = peaks[peaks.len() - 1];
+    let (b1, p1, live) = peaks[peaks.len() - 1];
     let per = (p1 as f64 - p0 as f64) / (b1 - b0) as f64;
     let fixed = p0 as f64 - per * b0 as f64;
     let at16 = fixed + 16.0 * per;
+    // The intercept can sit below the bytes live between steps: at the peak (early in the
+    // backward) not every gradient exists yet. Those live bytes plus 16 samples bound it above.
+    let bound = live as f64 + 16.0 * per;
     println!(
-        "linear fit: {:.1} MiB fixed (weights, gradients, Adam moments) + {:.1} MiB per sample → batch 16: {:.2} GiB",
+        "linear fit: {:.1} MiB intercept + {:.1} MiB per sample → batch 16: {:.2} GiB (at most {:.2} GiB: \
+         live between steps + 16 × per sample)",
         fixed / 1048576.0,
         per / 1048576.0,
-        at16 / 1073741824.0
+        at16 / 1073741824.0,
+        bound / 1073741824.0
     );
 }

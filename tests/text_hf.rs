@@ -251,7 +251,10 @@ fn pytorch_bin_alone_is_refused_with_the_conversion_command() {
     std::fs::copy(fixtures().join("models/bert/config.json"), d.join("config.json")).unwrap();
     std::fs::write(d.join("pytorch_model.bin"), b"PK\x03\x04 pretend pickle").unwrap();
     let e = HfModelDir::open(&d).unwrap_err().to_string();
-    assert!(e.contains("pytorch_model.bin") && e.contains("never unpickles"), "{e}");
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("never unpickles") && e.contains("Convert it to safetensors"),
+        "{e}"
+    );
     assert!(e.contains("from safetensors.torch import save_file") && e.contains("model.safetensors"), "{e}");
     // Missing config: named, with the folder's contents.
     std::fs::remove_file(d.join("config.json")).unwrap();

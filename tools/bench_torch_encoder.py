@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""PyTorch's side of docs/perf-encoder.md: a BERT encoder at sequence 512 on the CPU, forward
+"""PyTorch's side of docs/perf.md (lyrics encoder): a BERT encoder at sequence 512 on the CPU, forward
 (no grad, eval) and forward + backward (train mode, dropout on, loss = 1e-3 * sum of [CLS]),
 bert-base-uncased's shape and all-MiniLM-L6-v2's, random weights (transformers' init), a full
 batch of random ids (no padding: every token counts).
 
 Prints one JSON line per measurement, the same fields as `cargo run --release --example
 encoder_speed` prints for moodgrad: tokens/s of the best of `--reps` runs, and the peak memory
-above the model: the peak resident set (ru_maxrss, sampled in a fresh process per measurement)
-minus the resident set once the model was built (so, as moodgrad's allocator figure, it counts
-the activations and workspaces of a pass and, for the backward, the gradients; glibc returns the
-large blocks PyTorch frees to the OS, so the resident set follows what is live).
+above the model: the peak resident set (VmHWM, reset through /proc/self/clear_refs once the model
+is built, in a fresh process per measurement) minus the resident set at that point (so, as
+moodgrad's allocator figure, it counts the activations and workspaces of a pass and, for the
+backward, the gradients; glibc returns the large blocks PyTorch frees to the OS, so the resident
+set follows what is live). moodgrad's `rss_peak_mib` is measured the same way.
 
     ~/.venvs/torch/bin/python tools/bench_torch_encoder.py --threads 2 --batch 1
 """
@@ -17,14 +18,22 @@ large blocks PyTorch frees to the OS, so the resident set follows what is live).
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import time
 
 
-def rss_mib():
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
+def status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_rss_peak():
+    """Resets VmHWM to the current resident set (Linux >= 4.0); returns that resident set in MiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return status_mib("VmRSS:")
 
 
 def shape(name):
@@ -62,14 +71,14 @@ def measure(name, mode, batch, seq, threads, reps, attn, q):
         (1e-3 * out.sum()).backward()
 
     run = fwd if mode == "forward" else fwd_bwd
-    base = rss_mib()
+    base = reset_rss_peak()
     run()  # warm-up
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
         run()
         best = min(best, time.perf_counter() - t)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = status_mib("VmHWM:")
     q.put(
         {
             "impl": f"pytorch {torch.__version__} ({attn} attention)",

@@ -157,7 +157,7 @@ fn find_weights(dir: &Path) -> Result<Vec<PathBuf>> {
                 dir.join(bin),
                 format!(
                     "PyTorch pickle weights: moodgrad reads safetensors only and never unpickles (a pickle can run code). \
-                     Convert once, where PyTorch is installed and you trust the file:\n  \
+                     Convert it to safetensors once, where PyTorch is installed and you trust the file:\n  \
                      python -c \"import torch; from safetensors.torch import save_file; sd = torch.load('{d}/pytorch_model.bin', map_location='cpu', weights_only=True); save_file({{k: v.contiguous().clone() for k, v in sd.items()}}, '{d}/model.safetensors', metadata={{'format': 'pt'}})\"\n\
                      (for a sharded pytorch_model.bin.index.json: `AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)`)"
                 ),
