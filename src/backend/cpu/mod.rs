@@ -1,14 +1,19 @@
 //! The native CPU backend: plain Rust over `Vec<T>`, parallel with rayon, in f32 or f64.
 
 mod adam;
-mod conv;
+pub mod conv;
 mod dense;
+mod direct;
 pub mod gemm;
+mod im2col;
 mod loss;
+mod microkernel;
 mod norm;
 mod pointwise;
 mod pool;
 mod spectro;
+mod winograd;
+mod winograd_transform;
 
 use super::{AdamStep, Backend, ConvGeom, PoolGeom, Unary};
 use crate::error::Result;
