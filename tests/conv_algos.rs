@@ -69,7 +69,12 @@ fn err<T: Float>(got: &[T], want: &[f64], scale: &[f64]) -> f64 {
 /// Runs every supported (algorithm, pass) on `g` in T and checks it against the reference.
 fn check_all<T: Float>(g: &ConvGeom, seed: u64, tol: f64) -> usize {
     let mut rng = Rng::new(seed);
-    let (x, w, b, dy) = (randn(&mut rng, g.input_len()), randn(&mut rng, g.weight_len()), randn(&mut rng, g.c_out), randn(&mut rng, g.output_len()));
+    let (x, w, b, dy) = (
+        randn(&mut rng, g.input_len()),
+        randn(&mut rng, g.weight_len()),
+        randn(&mut rng, g.c_out),
+        randn(&mut rng, g.output_len()),
+    );
     let want = reference(&x, &w, &dy, g);
     let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
     let scale = reference(&abs(&x), &abs(&w), &abs(&dy), g);
@@ -80,7 +85,11 @@ fn check_all<T: Float>(g: &ConvGeom, seed: u64, tol: f64) -> usize {
         if algo.supports(Pass::Forward, g, e) {
             let y = conv::forward_with(algo, &xt, &wt, None, g).unwrap();
             assert!(err(&y, &want.y, &scale.y) <= tol, "{algo:?} forward {g:?}: {:e}", err(&y, &want.y, &scale.y));
-            assert_eq!(conv::last_workspace_bytes(), conv::workspace_bytes::<T>(algo, Pass::Forward, g), "{algo:?} fwd ws");
+            assert_eq!(
+                conv::last_workspace_bytes(),
+                conv::workspace_bytes::<T>(algo, Pass::Forward, g),
+                "{algo:?} fwd ws"
+            );
             let yb = conv::forward_with(algo, &xt, &wt, Some(&bt), g).unwrap();
             let ohw = g.out_h() * g.out_w();
             let wb: Vec<f64> = want.y.iter().enumerate().map(|(i, v)| v + b[(i / ohw) % g.c_out]).collect();
@@ -91,13 +100,21 @@ fn check_all<T: Float>(g: &ConvGeom, seed: u64, tol: f64) -> usize {
         if algo.supports(Pass::BackwardInput, g, e) {
             let dx = conv::backward_input_with(algo, &dyt, &wt, g).unwrap();
             assert!(err(&dx, &want.dx, &scale.dx) <= tol, "{algo:?} dx {g:?}: {:e}", err(&dx, &want.dx, &scale.dx));
-            assert_eq!(conv::last_workspace_bytes(), conv::workspace_bytes::<T>(algo, Pass::BackwardInput, g), "{algo:?} dx ws");
+            assert_eq!(
+                conv::last_workspace_bytes(),
+                conv::workspace_bytes::<T>(algo, Pass::BackwardInput, g),
+                "{algo:?} dx ws"
+            );
             ran += 1;
         }
         if algo.supports(Pass::BackwardWeight, g, e) {
             let dw = conv::backward_weight_with(algo, &dyt, &xt, g).unwrap();
             assert!(err(&dw, &want.dw, &scale.dw) <= tol, "{algo:?} dw {g:?}: {:e}", err(&dw, &want.dw, &scale.dw));
-            assert_eq!(conv::last_workspace_bytes(), conv::workspace_bytes::<T>(algo, Pass::BackwardWeight, g), "{algo:?} dw ws");
+            assert_eq!(
+                conv::last_workspace_bytes(),
+                conv::workspace_bytes::<T>(algo, Pass::BackwardWeight, g),
+                "{algo:?} dw ws"
+            );
             ran += 1;
         }
     }
@@ -155,5 +172,72 @@ fn unsupported_geometry_is_an_error_not_a_panic() {
     for algo in [ConvAlgo::Direct, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
         let e = conv::forward_with(algo, &x, &w, None, &g).unwrap_err().to_string();
         assert!(e.contains("Im2col"), "{e}");
+    }
+}
+
+#[test]
+fn gradients_of_every_algorithm_through_the_tape_match_finite_differences() {
+    use moodgrad::gradcheck::check_op;
+    use moodgrad::ops;
+    // (input, weight, with bias, pad): odd sizes, 1 and 17 input channels, batch 1..3, pad 0-2.
+    let cases: [([usize; 4], [usize; 4], bool, usize); 4] = [
+        ([2, 3, 7, 9], [5, 3, 3, 3], true, 1),
+        ([1, 17, 5, 7], [3, 17, 3, 3], true, 1),
+        ([3, 2, 6, 5], [4, 2, 3, 3], false, 0),
+        ([1, 1, 9, 11], [6, 1, 3, 3], true, 2),
+    ];
+    for algo in ConvAlgo::ALL {
+        for (xs, ws, bias, pad) in cases {
+            let g = ConvGeom { n: xs[0], c_in: xs[1], h: xs[2], w: xs[3], c_out: ws[0], kh: 3, kw: 3, stride: 1, pad };
+            let mut shapes = vec![xs.to_vec(), ws.to_vec()];
+            if bias {
+                shapes.push(vec![ws[0]]);
+            }
+            let errs = conv::with_algo(algo, || {
+                // The tape's calls really take the forced path (they run on this thread).
+                for pass in [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight] {
+                    assert_eq!(conv::choose::<f64>(pass, &g), algo, "{pass:?} {g:?}");
+                }
+                check_op(&shapes, 17, 1e-5, |t, v| ops::conv2d(t, v[0], v[1], v.get(2).copied(), 1, pad)).unwrap()
+            });
+            // Central differences with h = 1e-5 in f64: truncation ~1e-10, rounding ~1e-11;
+            // a wrong gradient is off by O(1).
+            for (i, e) in errs.iter().enumerate() {
+                assert!(*e < 1e-6, "{algo:?} {g:?}: input {i} relative error {e:.2e}");
+            }
+        }
+    }
+    // And the override ends with the closure.
+    let g = geom(1, 17, 3, 5, 7, 1);
+    assert_eq!(conv::choose::<f64>(Pass::Forward, &g), ConvAlgo::Im2col);
+}
+
+#[test]
+fn selection_table() {
+    let simd = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f");
+    let prod = [(1, 64, 128, 1292), (64, 128, 64, 646), (128, 256, 32, 323), (256, 512, 16, 161), (512, 512, 16, 161)];
+    for n in [1, 2, 16] {
+        for (ci, co, h, w) in prod {
+            let g = geom(n, ci, co, h, w, 1);
+            for pass in [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight] {
+                // f64 has no SIMD kernels: the gemm crate everywhere.
+                assert_eq!(conv::choose::<f64>(pass, &g), ConvAlgo::Im2col);
+                let want = match (simd, ci < 16, pass) {
+                    (false, _, _) => ConvAlgo::Im2col,
+                    (true, true, Pass::Forward) => ConvAlgo::Direct,
+                    (true, true, _) => ConvAlgo::Im2col,
+                    (true, false, _) => ConvAlgo::WinogradF2,
+                };
+                assert_eq!(conv::choose::<f32>(pass, &g), want, "{pass:?} {g:?}");
+            }
+        }
+    }
+    // Outside 3×3 stride 1, pad ≤ 2: im2col.
+    for g in [
+        ConvGeom { n: 1, c_in: 64, h: 9, w: 9, c_out: 8, kh: 3, kw: 3, stride: 2, pad: 1 },
+        ConvGeom { n: 1, c_in: 64, h: 9, w: 9, c_out: 8, kh: 5, kw: 5, stride: 1, pad: 2 },
+        ConvGeom { n: 1, c_in: 64, h: 9, w: 9, c_out: 8, kh: 3, kw: 3, stride: 1, pad: 3 },
+    ] {
+        assert_eq!(conv::choose::<f32>(Pass::Forward, &g), ConvAlgo::Im2col, "{g:?}");
     }
 }

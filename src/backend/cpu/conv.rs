@@ -38,7 +38,9 @@ impl ConvAlgo {
     pub fn supports(self, pass: Pass, g: &ConvGeom, elem: usize) -> bool {
         match self {
             ConvAlgo::Im2col => true,
-            ConvAlgo::Direct => direct::supports(g) && (pass != Pass::BackwardWeight || direct::weight_grad_fits(g, elem)),
+            ConvAlgo::Direct => {
+                direct::supports(g) && (pass != Pass::BackwardWeight || direct::weight_grad_fits(g, elem))
+            }
             ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => winograd::supports(g),
         }
     }
@@ -76,10 +78,14 @@ pub fn with_algo<R>(algo: ConvAlgo, f: impl FnOnce() -> R) -> R {
 /// The algorithm the entry points use for `pass` on `g`.
 ///
 /// Without a SIMD micro-kernel for T on this CPU (f64; no AVX-512) everything stays on the
-/// `gemm` crate. Otherwise, from the measurements in docs/perf-conv.md:
-/// * C_in < 16 (the first layer): direct for the forward and weight gradient; the input
-///   gradient keeps im2col's col2im (and the tape does not ask for it when the input is data).
-/// * 3×3 stride 1 from 16 channels up: Winograd F(4×4) for all three passes.
+/// `gemm` crate. Otherwise, for 3×3 stride-1 convolutions (padding ≤ 2), from the measurements
+/// in docs/perf-conv.md and the numerics in tests/conv_numerics.rs:
+/// * C_in < 16 (the C_in = 1 first layer): the direct forward (~1.9× im2col's); both gradients
+///   stay on im2col, which measured faster there (the input gradient is col2im, and the tape
+///   does not ask for it when the input is data).
+/// * C_in ≥ 16: Winograd F(2×2) for all three passes (2-4× im2col's). F(4×4) is faster still on
+///   most shapes but rounds 4-10× (RMS) worse than im2col at every production shape, over the
+///   rule's 2×, so it is off; the direct path rounds up to 3.9× worse at C_in ≥ 128 and is slower.
 pub fn choose<T: Float>(pass: Pass, g: &ConvGeom) -> ConvAlgo {
     let elem = size_of::<T>();
     if let Some(a) = FORCED.with(|c| c.get())
@@ -90,14 +96,11 @@ pub fn choose<T: Float>(pass: Pass, g: &ConvGeom) -> ConvAlgo {
     if !has_simd::<T>() || !winograd::supports(g) {
         return ConvAlgo::Im2col;
     }
-    if g.c_in < 16 {
-        return match pass {
-            Pass::BackwardInput => ConvAlgo::Im2col,
-            _ if ConvAlgo::Direct.supports(pass, g, elem) => ConvAlgo::Direct,
-            _ => ConvAlgo::Im2col,
-        };
+    match (g.c_in < 16, pass) {
+        (true, Pass::Forward) => ConvAlgo::Direct,
+        (true, _) => ConvAlgo::Im2col,
+        (false, _) => ConvAlgo::WinogradF2,
     }
-    ConvAlgo::WinogradF4
 }
 
 pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &ConvGeom) -> Vec<T> {

@@ -172,7 +172,14 @@ fn weight_grad_row<T: Float>(c_in: usize, sw: usize, ow16: usize, dyrow: &[T], s
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_grad_row_avx512<T: Float>(c_in: usize, sw: usize, ow16: usize, dyrow: &[T], strip: &[T], acc: &mut [T]) {
+unsafe fn weight_grad_row_avx512<T: Float>(
+    c_in: usize,
+    sw: usize,
+    ow16: usize,
+    dyrow: &[T],
+    strip: &[T],
+    acc: &mut [T],
+) {
     weight_grad_row(c_in, sw, ow16, dyrow, strip, acc)
 }
 

@@ -88,7 +88,7 @@ pub fn forward<S: TileSize, T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Con
         let scratch = &mut buf[plan.v_len + plan.m_len..];
         for co in cg * MR..(cg * MR + MR).min(g.c_out) {
             for ci0 in (0..c_in).step_by(NR) {
-                tf::weight::<S, T>(w, g, co, ci0, scratch, |xi, v| {
+                tf::weight::<S, T, _>(w, g, co, ci0, scratch, |xi, v| {
                     // SAFETY: up addresses all of U; job cg alone writes channels cg·MR ..+MR.
                     unsafe { tf::pack_u(up.0, xi, co, ci0, c_in, co_pad, v) }
                 });
@@ -108,7 +108,7 @@ pub fn forward<S: TileSize, T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Con
         for (pl, p) in (p0..p1).enumerate() {
             let ns = grid.segments(p, &mut segs);
             for ci in 0..c_in {
-                tf::input::<S, T>(x, g, ci, &segs[..ns], scratch, |xi, lanes| {
+                tf::input::<S, T, _>(x, g, ci, &segs[..ns], scratch, |xi, lanes| {
                     v[((xi * plan.ppb + pl) * c_in + ci) * NR..][..NR].copy_from_slice(lanes)
                 });
             }
@@ -137,7 +137,7 @@ pub fn forward<S: TileSize, T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Con
                     let co = co0 + col;
                     let mt: &[Lanes<T>] = lanes(&mc[(pl * plan.co_chunk + col) * aa * NR..][..aa * NR]);
                     let bias = b.map_or(T::ZERO, |b| b[co]);
-                    tf::output::<S, T>(mt, bias, g, &segs[..ns], scratch, |n, oy, ox| {
+                    tf::output::<S, T, _>(mt, bias, g, &segs[..ns], scratch, |n, oy, ox| {
                         // SAFETY: in bounds (n < g.n, oy < oh, ox < ow); each output belongs to
                         // exactly one tile, and each tile to one block.
                         unsafe { yp.add(((n * g.c_out + co) * oh + oy) * ow + ox) }
@@ -233,7 +233,7 @@ pub fn backward_weight<S: TileSize, T: Float>(dy: &[T], x: &[T], g: &ConvGeom) -
                 for (pl, p) in (p0..p1).enumerate() {
                     let ns = grid.segments(p, &mut segs);
                     for cl in 0..nci {
-                        tf::input::<S, T>(x, g, cip * NR + cl, &segs[..ns], scratch, |xi, l| {
+                        tf::input::<S, T, _>(x, g, cip * NR + cl, &segs[..ns], scratch, |xi, l| {
                             vloc[(xi * NR + cl) * NR..][..NR].copy_from_slice(l)
                         });
                     }
@@ -250,7 +250,7 @@ pub fn backward_weight<S: TileSize, T: Float>(dy: &[T], x: &[T], g: &ConvGeom) -
                 for co in cj * WG_CO_JOB..((cj + 1) * WG_CO_JOB).min(g.c_out) {
                     for (pl, p) in (p0..p1).enumerate() {
                         let ns = grid.segments(p, &mut segs);
-                        tf::grad_output::<S, T>(dy, g, co, &segs[..ns], scratch, |xi, l| {
+                        tf::grad_output::<S, T, _>(dy, g, co, &segs[..ns], scratch, |xi, l| {
                             // SAFETY: this job alone writes W[ξ][co][pl·NR ..][..NR].
                             unsafe { std::slice::from_raw_parts_mut(wtp.add((xi * co_pad + co) * tst + pl * NR), NR) }
                                 .copy_from_slice(l)
@@ -291,7 +291,7 @@ pub fn backward_weight<S: TileSize, T: Float>(dy: &[T], x: &[T], g: &ConvGeom) -
         let dw_co = unsafe { std::slice::from_raw_parts_mut(dwp.add(co * c_in * 9), c_in * 9) };
         for cip in 0..ncip {
             let at = |xi: usize| -> &Lanes<T> { &lanes(&mw[(xi * co_pad + co) * plan.ci_pad + cip * NR..][..NR])[0] };
-            tf::weight_grad::<S, T>(at, g, cip * NR, scratch, dw_co);
+            tf::weight_grad::<S, T, _>(at, g, cip * NR, scratch, dw_co);
         }
     });
     dw

@@ -9,7 +9,7 @@
 //! Weight gradient:  dw = Gᵀ [Σ_tiles (A dy Aᵀ) ⊙ (Bᵀ d B)] G
 //! The input gradient is a forward pass of the adjoint convolution (see `conv.rs`).
 
-use super::microkernel::{MR, NR};
+use super::microkernel::{self, MR, NR, has_simd};
 use crate::backend::ConvGeom;
 use crate::float::Float;
 
@@ -146,6 +146,7 @@ pub fn scratch_len(a: usize) -> usize {
     2 * a * a * NR + row_len(a)
 }
 
+/// A padded input row: up to NR·m + 2 ≤ (NR + 2)·A columns.
 fn row_len(a: usize) -> usize {
     (NR + 2) * a
 }
@@ -180,40 +181,125 @@ pub fn padded_copy<T: Float>(row: &[T], x0: isize, out: &mut [T]) {
     out[hi..].fill(T::ZERO);
 }
 
+/// dst[c][l0 + l] = src[l·m + c] for c < p (≤ m), l < len: one loop over whole groups of m
+/// (an interleaved access the compiler turns into vector loads and shuffles).
+#[inline(always)]
+fn deinterleave<T: Float>(src: &[T], m: usize, p: usize, len: usize, dst: &mut [Lanes<T>], l0: usize) {
+    if len == 0 {
+        return;
+    }
+    let src = &src[..(len - 1) * m + p];
+    let dp: [*mut T; 4] =
+        std::array::from_fn(|c| if c < p { dst[c][l0..l0 + len].as_mut_ptr() } else { std::ptr::null_mut() });
+    // SAFETY: src has the (len - 1)·m + p elements read, and each dst[c] len lanes from l0.
+    if unsafe { microkernel::deinterleave_simd(src.as_ptr(), m, p, len, dp) } {
+        return;
+    }
+    match (m, p, dst) {
+        (_, 2, [d0, d1]) => {
+            let (d0, d1) = (&mut d0[l0..l0 + len], &mut d1[l0..l0 + len]);
+            for l in 0..len {
+                d0[l] = src[l * m];
+                d1[l] = src[l * m + 1];
+            }
+        }
+        (4, 4, [d0, d1, d2, d3]) => {
+            let (d0, d1) = (&mut d0[l0..l0 + len], &mut d1[l0..l0 + len]);
+            let (d2, d3) = (&mut d2[l0..l0 + len], &mut d3[l0..l0 + len]);
+            for (l, q) in src.chunks_exact(4).enumerate() {
+                d0[l] = q[0];
+                d1[l] = q[1];
+                d2[l] = q[2];
+                d3[l] = q[3];
+            }
+        }
+        _ => unreachable!("tile sizes are 2 and 4"),
+    }
+}
+
+/// row[l·m + c] = v[c][l0 + l] for l < len, c < m (v holds m lane vectors).
+#[inline(always)]
+fn interleave<T: Float>(v: &[Lanes<T>], l0: usize, len: usize, row: &mut [T]) {
+    let m = v.len();
+    assert!(row.len() >= len * m && l0 + len <= NR);
+    let vp: [*const T; 4] = std::array::from_fn(|c| if c < m { v[c][l0..].as_ptr() } else { std::ptr::null() });
+    // SAFETY: each v[c] has len lanes from l0 and row len·m elements (asserted).
+    if unsafe { microkernel::interleave_simd(vp, m, len, row.as_mut_ptr()) } {
+        return;
+    }
+    match v {
+        [v0, v1] => {
+            let (v0, v1) = (&v0[l0..l0 + len], &v1[l0..l0 + len]);
+            for (l, q) in row.chunks_exact_mut(2).enumerate().take(len) {
+                q[0] = v0[l];
+                q[1] = v1[l];
+            }
+        }
+        [v0, v1, v2, v3] => {
+            let (v0, v1, v2, v3) = (&v0[l0..l0 + len], &v1[l0..l0 + len], &v2[l0..l0 + len], &v3[l0..l0 + len]);
+            for (l, q) in row.chunks_exact_mut(4).enumerate().take(len) {
+                q[0] = v0[l];
+                q[1] = v1[l];
+                q[2] = v2[l];
+                q[3] = v3[l];
+            }
+        }
+        _ => unreachable!("tile sizes are 2 and 4"),
+    }
+}
+
 /// Input transform Bᵀ d B of one channel plane ([h, w] of sample seg.n) for the panel's tiles:
 /// writes V[ξ] (lane vector) to `out(ξ)`, ξ = i·A + j. Lanes past the segments are zero.
 #[inline(always)]
-pub fn input<S: TileSize, T: Float>(
+fn input_impl<S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>(
     x: &[T],
     g: &ConvGeom,
     c: usize,
     segs: &[Segment],
     scratch: &mut [T],
-    mut out: impl FnMut(usize, &Lanes<T>),
+    mut out: F,
 ) {
     let (m, a) = (S::M, S::A);
     let (rph, eph, row) = split_scratch::<T>(a, scratch);
     let (h, w) = (g.h, g.w);
-    // rph[r·A + c] = d[r][c] per lane: input row r, column c of each lane's patch.
-    for v in rph.iter_mut() {
-        *v = [T::ZERO; NR];
+    // rph[r·A + c] = d[r][c] per lane: input row r, column c of each lane's patch. Lanes past
+    // the segments and rows outside the map are zero.
+    let covered: usize = segs.iter().map(|s| s.len).sum();
+    if covered < NR {
+        for v in rph.iter_mut() {
+            v[covered..].fill(T::ZERO);
+        }
     }
     for s in segs {
         let plane = &x[(s.n * g.c_in + c) * h * w..][..h * w];
         let x0 = (s.tx0 * m) as isize - g.pad as isize;
+        // Columns x0 .. x0 + span: lane l reads l·m .. l·m + A.
         let span = s.len * m + (a - m);
+        let interior = x0 >= 0 && x0 as usize + span <= w;
         for r in 0..a {
             let iy = (s.ty * m + r) as isize - g.pad as isize;
+            let dst = &mut rph[r * a..(r + 1) * a];
             if iy < 0 || iy >= h as isize {
+                for v in dst.iter_mut() {
+                    v[s.l0..s.l0 + s.len].fill(T::ZERO);
+                }
                 continue;
             }
-            padded_copy(&plane[iy as usize * w..][..w], x0, &mut row[..span]);
-            for cc in 0..a {
-                let dst = &mut rph[r * a + cc][s.l0..s.l0 + s.len];
-                for (l, d) in dst.iter_mut().enumerate() {
-                    *d = row[l * m + cc];
-                }
+            let src = if interior {
+                &plane[iy as usize * w + x0 as usize..][..span]
+            } else {
+                padded_copy(&plane[iy as usize * w..][..w], x0, &mut row[..span]);
+                &row[..span]
+            };
+            let dp: [*mut T; 6] =
+                std::array::from_fn(|cc| if cc < a { dst[cc][s.l0..].as_mut_ptr() } else { std::ptr::null_mut() });
+            // SAFETY: src holds span = len·m + 2 columns; each dst[cc] has len lanes from l0.
+            if unsafe { microkernel::patch_columns_simd(src.as_ptr(), m, s.len, dp) } {
+                continue;
             }
+            // Columns 0..m of each lane, then m..A (the first A - m of the next lane's).
+            deinterleave(src, m, m, s.len, &mut dst[..m], s.l0);
+            deinterleave(&src[m..], m, a - m, s.len, &mut dst[m..], s.l0);
         }
     }
     // Vertical: eph[i·A + c] = Σ_r Bᵀ[i][r] d[r][c].
@@ -241,13 +327,13 @@ pub fn input<S: TileSize, T: Float>(
 /// Output transform Aᵀ M A (+ bias) of one output channel for the panel's tiles: `mt[ξ]` holds
 /// M[ξ] per lane; writes the m×m outputs of every tile into plane `yp` ([oh, ow]), clipped.
 #[inline(always)]
-pub fn output<S: TileSize, T: Float>(
+fn output_impl<S: TileSize, T: Float, F: FnMut(usize, usize, usize) -> *mut T>(
     mt: &[Lanes<T>],
     bias: T,
     g: &ConvGeom,
     segs: &[Segment],
     scratch: &mut [T],
-    mut yrow: impl FnMut(usize, usize, usize) -> *mut T,
+    mut yrow: F,
 ) {
     let (m, a) = (S::M, S::A);
     let (f, yv, row) = split_scratch::<T>(a, scratch);
@@ -280,16 +366,15 @@ pub fn output<S: TileSize, T: Float>(
             if oy >= oh {
                 break;
             }
-            for jj in 0..m {
-                let src = &yv[ii * m + jj][s.l0..s.l0 + s.len];
-                for (l, &v) in src.iter().enumerate() {
-                    row[l * m + jj] = v;
-                }
-            }
             // SAFETY: the caller's pointer addresses `valid` writable outputs of row oy of
             // sample s.n from column ox0, owned by this panel's tiles.
             let dst = unsafe { std::slice::from_raw_parts_mut(yrow(s.n, oy, ox0), valid) };
-            dst.copy_from_slice(&row[..valid]);
+            if valid == s.len * m {
+                interleave(&yv[ii * m..(ii + 1) * m], s.l0, s.len, dst);
+            } else {
+                interleave(&yv[ii * m..(ii + 1) * m], s.l0, s.len, &mut row[..s.len * m]);
+                dst.copy_from_slice(&row[..valid]);
+            }
         }
     }
 }
@@ -297,13 +382,13 @@ pub fn output<S: TileSize, T: Float>(
 /// The weight gradient's transform of dy: A dy Aᵀ of one output channel for the panel's tiles
 /// (dy zero outside the [oh, ow] map), written per ξ to `out(ξ)`.
 #[inline(always)]
-pub fn grad_output<S: TileSize, T: Float>(
+fn grad_output_impl<S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>(
     dy: &[T],
     g: &ConvGeom,
     co: usize,
     segs: &[Segment],
     scratch: &mut [T],
-    mut out: impl FnMut(usize, &Lanes<T>),
+    mut out: F,
 ) {
     let (m, a) = (S::M, S::A);
     let (dph, f, row) = split_scratch::<T>(a, scratch);
@@ -313,19 +398,19 @@ pub fn grad_output<S: TileSize, T: Float>(
     }
     for s in segs {
         let plane = &dy[(s.n * g.c_out + co) * oh * ow..][..oh * ow];
-        let span = s.len * m;
+        let (ox0, span) = (s.tx0 * m, s.len * m);
         for ii in 0..m {
             let oy = s.ty * m + ii;
             if oy >= oh {
                 break;
             }
-            padded_copy(&plane[oy * ow..][..ow], (s.tx0 * m) as isize, &mut row[..span]);
-            for jj in 0..m {
-                let dst = &mut dph[ii * m + jj][s.l0..s.l0 + s.len];
-                for (l, d) in dst.iter_mut().enumerate() {
-                    *d = row[l * m + jj];
-                }
-            }
+            let src = if ox0 + span <= ow {
+                &plane[oy * ow + ox0..][..span]
+            } else {
+                padded_copy(&plane[oy * ow..][..ow], ox0 as isize, &mut row[..span]);
+                &row[..span]
+            };
+            deinterleave(src, m, m, s.len, &mut dph[ii * m..(ii + 1) * m], s.l0);
         }
     }
     // f[ii·A + j] = Σ_jj dy[ii][jj] Aᵀ[jj][j].
@@ -353,13 +438,13 @@ pub fn grad_output<S: TileSize, T: Float>(
 /// Weight transform G w Gᵀ of output channel `co` for input channels ci0 .. ci0 + NR (lanes past
 /// c_in are zero), written per ξ to `out(ξ)`.
 #[inline(always)]
-pub fn weight<S: TileSize, T: Float>(
+fn weight_impl<S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>(
     w: &[T],
     g: &ConvGeom,
     co: usize,
     ci0: usize,
     scratch: &mut [T],
-    mut out: impl FnMut(usize, &Lanes<T>),
+    mut out: F,
 ) {
     let a = S::A;
     let (wk, t, _) = split_scratch::<T>(a, scratch);
@@ -396,8 +481,8 @@ pub fn weight<S: TileSize, T: Float>(
 /// ci0 .. ci0 + NR: `mw(ξ)` gives the lane vector of M̄[ξ] over those input channels; writes
 /// dw[co][ci][3][3] for the ones below c_in.
 #[inline(always)]
-pub fn weight_grad<'a, S: TileSize, T: Float>(
-    mw: impl Fn(usize) -> &'a Lanes<T>,
+fn weight_grad_impl<'a, S: TileSize, T: Float, F: Fn(usize) -> &'a Lanes<T>>(
+    mw: F,
     g: &ConvGeom,
     ci0: usize,
     scratch: &mut [T],
@@ -447,3 +532,53 @@ pub unsafe fn pack_u<T: Float>(u: *mut T, xi: usize, co: usize, ci0: usize, c_in
         unsafe { *u.add(base + (ci0 + l) * MR) = val };
     }
 }
+
+// Each transform runs in an AVX-512 instantiation when the SIMD kernels apply (f32 on a CPU that
+// has it): the lane loops then vectorize 16 wide instead of SSE's 4.
+macro_rules! simd_dispatch {
+    ($(#[$doc:meta])* $name:ident, $imp:ident, $avx:ident, <$($lt:lifetime,)? $($gen:ident: $bound:path),*>,
+     ($($arg:ident: $ty:ty),*)) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name<$($lt,)? $($gen: $bound),*>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if has_simd::<T>() {
+                // SAFETY: has_simd checked that this CPU has AVX-512F.
+                return unsafe { $avx::<$($gen),*>($($arg),*) };
+            }
+            $imp::<$($gen),*>($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $avx<$($lt,)? $($gen: $bound),*>($($arg: $ty),*) {
+            $imp::<$($gen),*>($($arg),*)
+        }
+    };
+}
+
+simd_dispatch!(
+    /// Input transform Bᵀ d B of input channel `c` for a panel's tiles (see `input_impl`).
+    input, input_impl, input_avx512, <S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>,
+    (x: &[T], g: &ConvGeom, c: usize, segs: &[Segment], scratch: &mut [T], out: F)
+);
+simd_dispatch!(
+    /// Output transform Aᵀ M A + bias for a panel's tiles (see `output_impl`).
+    output, output_impl, output_avx512, <S: TileSize, T: Float, F: FnMut(usize, usize, usize) -> *mut T>,
+    (mt: &[Lanes<T>], bias: T, g: &ConvGeom, segs: &[Segment], scratch: &mut [T], yrow: F)
+);
+simd_dispatch!(
+    /// The weight gradient's transform A dy Aᵀ for a panel's tiles (see `grad_output_impl`).
+    grad_output, grad_output_impl, grad_output_avx512, <S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>,
+    (dy: &[T], g: &ConvGeom, co: usize, segs: &[Segment], scratch: &mut [T], out: F)
+);
+simd_dispatch!(
+    /// Weight transform G w Gᵀ (see `weight_impl`).
+    weight, weight_impl, weight_avx512, <S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>,
+    (w: &[T], g: &ConvGeom, co: usize, ci0: usize, scratch: &mut [T], out: F)
+);
+simd_dispatch!(
+    /// The weight gradient's last step Gᵀ M̄ G (see `weight_grad_impl`).
+    weight_grad, weight_grad_impl, weight_grad_avx512, <'a, S: TileSize, T: Float, F: Fn(usize) -> &'a Lanes<T>>,
+    (mw: F, g: &ConvGeom, ci0: usize, scratch: &mut [T], dw_co: &mut [T])
+);
