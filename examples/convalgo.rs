@@ -5,7 +5,8 @@
 //! On a loaded machine the CPU time is the steadier figure.
 //!
 //! cargo run --release --example convalgo -- [batch] [rounds] [shape] [algorithm] [pass]
-//! (the last three are substrings that select, e.g. `b2_ WinogradF4 Forward`)
+//! (the last three are substrings that select, e.g. `b2_ WinogradF4 Forward`; the algorithm
+//! `chosen` runs the selection's choice and im2col)
 
 use moodgrad::backend::ConvGeom;
 use moodgrad::backend::cpu::conv::{self, ConvAlgo, Pass};
@@ -63,9 +64,17 @@ fn main() {
             if !format!("{pass:?}").contains(&pass_filter) {
                 continue;
             }
+            let chosen = conv::choose::<f32>(pass, &g);
             let algos: Vec<ConvAlgo> = ConvAlgo::ALL
                 .into_iter()
-                .filter(|a| a.supports(pass, &g, 4) && format!("{a:?}").contains(&algo_filter))
+                .filter(|&a| {
+                    a.supports(pass, &g, 4)
+                        && if algo_filter == "chosen" {
+                            a == chosen || a == ConvAlgo::Im2col
+                        } else {
+                            format!("{a:?}").contains(&algo_filter)
+                        }
+                })
                 .collect();
             let mut times = vec![Vec::new(); algos.len()];
             let mut util = vec![0.0; algos.len()];
@@ -89,7 +98,6 @@ fn main() {
                     }
                 }
             }
-            let chosen = conv::choose::<f32>(pass, &g);
             for (k, a) in algos.iter().enumerate() {
                 let mut t = times[k].clone();
                 t.sort_by(f64::total_cmp);

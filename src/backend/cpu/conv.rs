@@ -157,11 +157,10 @@ fn run_backward_input<T: Float>(algo: ConvAlgo, dy: &[T], w: &[T], g: &ConvGeom)
         return im2col::backward_input(dy, w, g);
     }
     // Stride 1, 3×3, pad ≤ 2 (checked by `supports`): dx = conv(dy, flip(W)ᵀ), pad 2 - pad.
-    let (wf, adj) = (im2col::flip_transpose(w, g), im2col::adjoint(g));
     match algo {
-        ConvAlgo::Direct => direct::forward(dy, &wf, None, &adj),
-        ConvAlgo::WinogradF2 => winograd::forward::<F2, T>(dy, &wf, None, &adj),
-        _ => winograd::forward::<F4, T>(dy, &wf, None, &adj),
+        ConvAlgo::Direct => direct::forward(dy, &im2col::flip_transpose(w, g), None, &im2col::adjoint(g)),
+        ConvAlgo::WinogradF2 => winograd::backward_input::<F2, T>(dy, w, g),
+        _ => winograd::backward_input::<F4, T>(dy, w, g),
     }
 }
 
@@ -187,16 +186,18 @@ fn run_backward_weight<T: Float>(algo: ConvAlgo, dy: &[T], x: &[T], g: &ConvGeom
 ///   one dy row and C_out·C_in·9·16 partial sums (≤ 1 MiB, else direct does not apply).
 /// * Winograd F(m) forward, with A = m + 2: U = A²·C_out·C_in (C_out rounded up to 8) + per
 ///   worker one block: V = A²·C_in·32·panels + M = A²·32·panels·min(C_out, 64) + transform
-///   scratch, panels chosen so V ≈ 1 MiB. Weight gradient: Mw = A²·C_out·C_in + one block's
+///   scratch, panels chosen so V ≈ 1 MiB (4 panels where
+///   that stays ≤ 4 MiB). Weight gradient: Mw = A²·C_out·C_in + one block's
 ///   transformed x and dy, A²·32·panels·(C_in + C_out) ≈ 8 MiB, + per worker a 32×32·A² transpose
 ///   buffer and scratch (channel counts rounded up to 8 and 32).
-/// * Every algorithm's input gradient but im2col's: the flipped kernel + its forward pass on the
-///   adjoint geometry.
+/// * Input gradients: Winograd, its forward pass on the adjoint geometry (reading the kernel
+///   flipped); direct, the flipped kernel + its forward pass on the adjoint geometry.
 pub fn workspace_bytes<T: Float>(algo: ConvAlgo, pass: Pass, g: &ConvGeom) -> usize {
     let e = size_of::<T>();
     let elems = match (algo, pass) {
         (ConvAlgo::Im2col, _) => im2col::workspace_elems(pass, g),
-        (_, Pass::BackwardInput) => g.weight_len() + forward_elems(algo, &im2col::adjoint(g), e),
+        (ConvAlgo::Direct, Pass::BackwardInput) => g.weight_len() + forward_elems(algo, &im2col::adjoint(g), e),
+        (_, Pass::BackwardInput) => forward_elems(algo, &winograd::adjoint(g), e),
         (_, Pass::Forward) => forward_elems(algo, g, e),
         (ConvAlgo::Direct, Pass::BackwardWeight) => direct::backward_weight_workspace(g),
         (ConvAlgo::WinogradF2, Pass::BackwardWeight) => winograd::backward_weight_workspace::<F2>(g, e),

@@ -24,9 +24,14 @@ pub fn supports(g: &ConvGeom) -> bool {
     g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad <= 2
 }
 
-/// Target bytes of a forward block's transformed input (V), per worker: V is re-read once per
-/// output-channel chunk, so it should stay in the 2 MB L2. Measured in docs/perf-conv.md.
+/// Target bytes of a forward block's transformed input (V), per worker: V[ξ] is re-read once per
+/// group of 8 output channels, so it should stay in the 2 MB L2...
 const FWD_V_BYTES: usize = 1 << 20;
+/// ...but a block of fewer than 4 panels re-reads all of U (from L3) too often per tile, so at
+/// many input channels blocks take 4 panels as long as V stays within 4 MiB. Measured on the
+/// production shapes (docs/perf-conv.md): 1 MiB and 4 MiB within noise except at 512 channels.
+const FWD_MIN_PANELS: usize = 4;
+const FWD_V_MAX_BYTES: usize = 4 << 20;
 /// Output channels whose products (M) are held at once per worker.
 const FWD_CO_CHUNK: usize = 64;
 /// Target bytes of a weight-gradient block's transformed x and dy (shared by all workers).
@@ -55,7 +60,9 @@ impl FwdPlan {
         let co_pad = g.c_out.next_multiple_of(MR);
         let panels = Grid::new(g, S::M).panels();
         let per_panel = aa * g.c_in * NR * elem;
-        let ppb = (FWD_V_BYTES / per_panel).clamp(1, panels.div_ceil(threads).max(1));
+        let fit = FWD_V_BYTES / per_panel;
+        let ppb = if FWD_MIN_PANELS * per_panel <= FWD_V_MAX_BYTES { fit.max(FWD_MIN_PANELS) } else { fit };
+        let ppb = ppb.clamp(1, panels.div_ceil(threads).max(1));
         let co_chunk = co_pad.min(FWD_CO_CHUNK);
         let (v_len, m_len) = (aa * ppb * g.c_in * NR, ppb * co_chunk * aa * NR);
         let per_thread = v_len + m_len + tf::scratch_len(S::A);
@@ -73,6 +80,32 @@ pub fn forward_workspace<S: TileSize>(g: &ConvGeom, elem: usize) -> usize {
 }
 
 pub fn forward<S: TileSize, T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &ConvGeom) -> Vec<T> {
+    forward_impl::<S, T>(x, w, false, b, g)
+}
+
+/// The input gradient: the forward pass of the adjoint convolution (dy with the flipped,
+/// transposed kernel, padding 2 - pad), reading `w` flipped in the weight transform.
+pub fn backward_input<S: TileSize, T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
+    forward_impl::<S, T>(dy, w, true, None, &adjoint(g))
+}
+
+/// The adjoint geometry of a stride-1 3×3 convolution.
+pub fn adjoint(g: &ConvGeom) -> ConvGeom {
+    ConvGeom {
+        n: g.n,
+        c_in: g.c_out,
+        h: g.out_h(),
+        w: g.out_w(),
+        c_out: g.c_in,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 2 - g.pad,
+    }
+}
+
+/// `flip`: `w` holds the weights of the convolution whose adjoint `g` is.
+fn forward_impl<S: TileSize, T: Float>(x: &[T], w: &[T], flip: bool, b: Option<&[T]>, g: &ConvGeom) -> Vec<T> {
     let threads = rayon::current_num_threads();
     let plan = FwdPlan::new::<S>(g, threads, size_of::<T>());
     let grid = Grid::new(g, S::M);
@@ -88,7 +121,7 @@ pub fn forward<S: TileSize, T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Con
         let scratch = &mut buf[plan.v_len + plan.m_len..];
         for co in cg * MR..(cg * MR + MR).min(g.c_out) {
             for ci0 in (0..c_in).step_by(NR) {
-                tf::weight::<S, T, _>(w, g, co, ci0, scratch, |xi, v| {
+                tf::weight::<S, T, _>(w, g, co, ci0, flip, scratch, |xi, v| {
                     // SAFETY: up addresses all of U; job cg alone writes channels cg·MR ..+MR.
                     unsafe { tf::pack_u(up.0, xi, co, ci0, c_in, co_pad, v) }
                 });
@@ -116,9 +149,10 @@ pub fn forward<S: TileSize, T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Con
         for co0 in (0..co_pad).step_by(plan.co_chunk) {
             let cc = plan.co_chunk.min(co_pad - co0);
             for xi in 0..aa {
-                for pl in 0..p1 - p0 {
-                    for cg in (0..cc).step_by(MR) {
-                        let a = &u[(xi * ncg + (co0 + cg) / MR) * c_in * MR..];
+                for cg in (0..cc).step_by(MR) {
+                    // U[ξ][cg] stays in L1 across the block's panels, V[ξ] in L2 across groups.
+                    let a = &u[(xi * ncg + (co0 + cg) / MR) * c_in * MR..];
+                    for pl in 0..p1 - p0 {
                         let bv = &v[(xi * plan.ppb + pl) * c_in * NR..];
                         let c = &mut mc[((pl * plan.co_chunk + cg) * aa + xi) * NR..];
                         debug_assert!(a.len() >= c_in * MR && bv.len() >= c_in * NR);

@@ -436,13 +436,16 @@ fn grad_output_impl<S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>(
 }
 
 /// Weight transform G w Gᵀ of output channel `co` for input channels ci0 .. ci0 + NR (lanes past
-/// c_in are zero), written per ξ to `out(ξ)`.
+/// c_in are zero), written per ξ to `out(ξ)`. With `flip`, `g` is the adjoint geometry of the
+/// convolution whose weights `w` are ([g.c_in][g.c_out][3][3]), and the kernel read is theirs
+/// flipped and transposed: w'[co][ci][i][j] = w[ci][co][2 - i][2 - j].
 #[inline(always)]
 fn weight_impl<S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>(
     w: &[T],
     g: &ConvGeom,
     co: usize,
     ci0: usize,
+    flip: bool,
     scratch: &mut [T],
     mut out: F,
 ) {
@@ -453,7 +456,8 @@ fn weight_impl<S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>(
         let dst = &mut wk[k];
         dst.fill(T::ZERO);
         for (l, d) in dst.iter_mut().enumerate().take(n) {
-            *d = w[(co * g.c_in + ci0 + l) * 9 + k];
+            let ci = ci0 + l;
+            *d = if flip { w[(ci * g.c_out + co) * 9 + 8 - k] } else { w[(co * g.c_in + ci) * 9 + k] };
         }
     }
     // t[i·3 + b] = Σ_a G[i][a] w[a][b].
@@ -575,7 +579,7 @@ simd_dispatch!(
 simd_dispatch!(
     /// Weight transform G w Gᵀ (see `weight_impl`).
     weight, weight_impl, weight_avx512, <S: TileSize, T: Float, F: FnMut(usize, &Lanes<T>)>,
-    (w: &[T], g: &ConvGeom, co: usize, ci0: usize, scratch: &mut [T], out: F)
+    (w: &[T], g: &ConvGeom, co: usize, ci0: usize, flip: bool, scratch: &mut [T], out: F)
 );
 simd_dispatch!(
     /// The weight gradient's last step Gᵀ M̄ G (see `weight_grad_impl`).
