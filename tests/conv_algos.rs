@@ -173,6 +173,14 @@ fn unsupported_geometry_is_an_error_not_a_panic() {
         let e = conv::forward_with(algo, &x, &w, None, &g).unwrap_err().to_string();
         assert!(e.contains("Im2col"), "{e}");
     }
+    // No output at all (a 2-row map, no padding): refused, not a panic in the block planning.
+    let g = geom(1, 2, 3, 2, 9, 0);
+    for algo in [ConvAlgo::Direct, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
+        for pass in [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight] {
+            assert!(!algo.supports(pass, &g, 4), "{algo:?} {pass:?}");
+        }
+        assert!(conv::backward_weight_with(algo, &[0.0f32; 0], &[0.0f32; 18], &g).is_err());
+    }
 }
 
 #[test]

@@ -14,7 +14,8 @@ use crate::float::Float;
 
 /// Geometries the direct path computes (the weight gradient also needs `weight_grad_fits`).
 pub fn supports(g: &ConvGeom) -> bool {
-    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad <= 2
+    let nonempty = g.n > 0 && g.c_in > 0 && g.c_out > 0 && g.h + 2 * g.pad >= 3 && g.w + 2 * g.pad >= 3;
+    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad <= 2 && nonempty
 }
 
 /// Lanes of the weight gradient's partial sums.

@@ -11,6 +11,9 @@
 //! x (transposed so input channels are the vector lanes) and of dy run in parallel, then each
 //! ξ's product Σ_tiles M̄ · Vᵀ is accumulated into its own slice of one shared Mw (A² × c_out ×
 //! c_in), again in parallel; Mw is transformed back into dw at the end.
+//!
+//! Both tile sizes are implemented and tested; `conv::choose` uses F(2×2) only: F(4×4) rounds
+//! 3-10× worse than im2col at the production shapes (tests/conv_numerics.rs), over the 2× rule.
 
 use super::conv::{arena, workers};
 use super::gemm::SyncPtr;
@@ -21,7 +24,8 @@ use crate::float::Float;
 
 /// Geometries the Winograd path computes.
 pub fn supports(g: &ConvGeom) -> bool {
-    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad <= 2
+    let nonempty = g.n > 0 && g.c_in > 0 && g.c_out > 0 && g.h + 2 * g.pad >= 3 && g.w + 2 * g.pad >= 3;
+    g.kh == 3 && g.kw == 3 && g.stride == 1 && g.pad <= 2 && nonempty
 }
 
 /// Target bytes of a forward block's transformed input (V), per worker: V[ξ] is re-read once per
