@@ -5,7 +5,7 @@
 //! reduction of only 9 and Winograd has no channel reduction to amortise its transforms, so the
 //! pass is bound by writing (forward) or reading (weight gradient) the 64-channel map.
 
-use super::conv::{arena, workers};
+use super::conv::{arena, workers, zeroed};
 use super::gemm::SyncPtr;
 use super::microkernel::{self, MR, NR};
 use super::winograd_transform::padded_copy;
@@ -92,7 +92,7 @@ pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &ConvGeom) -> Vec
         bp[..c_out].copy_from_slice(b);
     }
     let (wp, bp) = (&*wp, &*bp);
-    let mut y = vec![T::ZERO; g.output_len()];
+    let mut y = zeroed::<T>(g.output_len());
     let yp = SyncPtr(y.as_mut_ptr());
     workers(per, plan.per_thread, g.n * oh, |row, buf| {
         let (n, oy) = (row / oh, row % oh);

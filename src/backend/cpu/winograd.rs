@@ -15,7 +15,7 @@
 //! Both tile sizes are implemented and tested; `conv::choose` uses F(2×2) only: F(4×4) rounds
 //! 3-10× worse than im2col at the production shapes (tests/conv_numerics.rs), over the 2× rule.
 
-use super::conv::{arena, workers};
+use super::conv::{arena, workers, zeroed};
 use super::gemm::SyncPtr;
 use super::microkernel::{self, MR, NR};
 use super::winograd_transform::{self as tf, Grid, Lanes, Segment, TileSize};
@@ -134,7 +134,7 @@ fn forward_impl<S: TileSize, T: Float>(x: &[T], w: &[T], flip: bool, b: Option<&
     });
     let u = &*u;
 
-    let mut y = vec![T::ZERO; g.output_len()];
+    let mut y = zeroed::<T>(g.output_len());
     let yp = SyncPtr(y.as_mut_ptr());
     let nblocks = plan.panels.div_ceil(plan.ppb);
     workers(per, plan.per_thread, nblocks, |blk, buf| {
