@@ -5,8 +5,8 @@
 //! Every primitive returns `Result` because a device launch can fail (out of memory, lost device).
 
 pub mod cpu;
-pub mod kernel;
 pub mod memory;
+pub mod kernel;
 pub mod sim;
 
 use crate::error::Result;
