@@ -6,7 +6,7 @@
 //!
 //! cargo run --release --example convalgo -- [batch] [rounds] [shape] [algorithm] [pass]
 //! (the last three are substrings that select, e.g. `b2_ WinogradF4 Forward`; the algorithm
-//! `chosen` runs the selection's choice and im2col)
+//! `chosen` runs the selection's choice and im2col, `selected` the choice alone)
 
 use moodgrad::backend::ConvGeom;
 use moodgrad::backend::cpu::conv::{self, ConvAlgo, Pass};
@@ -71,6 +71,8 @@ fn main() {
                     a.supports(pass, &g, 4)
                         && if algo_filter == "chosen" {
                             a == chosen || a == ConvAlgo::Im2col
+                        } else if algo_filter == "selected" {
+                            a == chosen
                         } else {
                             format!("{a:?}").contains(&algo_filter)
                         }
