@@ -3,8 +3,8 @@
 //! 1. `build_sim`: every `kernels/*.cu` compiled as C++20 against the host SIMT layer
 //!    (`kernels/sim/`), plus a generated registry of the `SIM_EXPORT`ed launchers, into one static
 //!    library (`moodgrad_sim`) that `src/backend/sim` calls. Needs only a C++20 compiler (g++ 12).
-//! 2. `build_ptx`: PTX for the CUDA backend through the `ptx-build` crate (nvcc when found,
-//!    otherwise only the sources, which the backend compiles with NVRTC).
+//! 2. `build_ptx`: PTX and sm_90 cubins for the CUDA backend through the `ptx-build` crate (nvcc
+//!    when found, otherwise only the sources, which the backend compiles with NVRTC).
 //!
 //! Environment: `MOODGRAD_SIM_ONLY=selftest,reduce` compiles only those kernel files (to work
 //! around a broken in-progress file); `MOODGRAD_SIM_UCONTEXT=1` builds the portable ucontext
@@ -223,13 +223,15 @@ fn registry_source(kernels: &[Kernel]) -> String {
     s
 }
 
-/// PTX for the CUDA backend: nvcc when found (compute_80 PTX embedded, sm_90 cubin for the
-/// ptxas resource report), otherwise only the sources, which the backend compiles with NVRTC.
+/// PTX for the CUDA backend: nvcc when found (compute_80 PTX and sm_90 cubins embedded; the
+/// cubin build also prints the ptxas resource report), otherwise only the sources, which the
+/// backend compiles with NVRTC.
 fn build_ptx(kernels: &Path, out_dir: &Path) {
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     let files = ptx_build::kernel_files(kernels).expect("read kernels/");
     let mut ptx = Vec::new();
+    let mut cubins = Vec::new();
     match ptx_build::find_nvcc() {
         Some(nvcc) => {
             for f in &files {
@@ -241,6 +243,7 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
                     ptx_build::resource_usage(&nvcc, f, kernels, "sm_90", &cubin).unwrap_or_else(|e| panic!("{e}"));
                 println!("{}: PTX {:?}\n{usage}", f.name, ptx_build::ptx_version(&text));
                 ptx.push((f.name.clone(), text));
+                cubins.push((f.name.clone(), cubin));
             }
             println!("cargo:rustc-env=MOODGRAD_PTX_BUILT=1");
         }
@@ -253,5 +256,6 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
     }
     ptx_build::write_embedded(&out_dir.join("kernels_embedded.rs"), &files, &ptx, kernels)
         .expect("write kernels_embedded.rs");
+    ptx_build::write_cubins(&out_dir.join("kernels_cubin.rs"), &cubins).expect("write kernels_cubin.rs");
     println!("cargo:rustc-cfg=moodgrad_embedded");
 }

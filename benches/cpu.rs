@@ -3,9 +3,10 @@
 //! tools/perf_report.py puts these beside tools/bench_torch_cpu.py's PyTorch figures.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use moodgrad::backend::ConvGeom;
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::cpu::conv::{self as cpu_conv, ConvAlgo, Pass};
-use moodgrad::backend::{Backend, ConvGeom};
+use moodgrad::backend::prelude::*;
 use moodgrad::nn::attention::SqueezeExcite;
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
 use moodgrad::ops;
@@ -39,17 +40,17 @@ fn conv(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
     for (name, ci, co, h, w) in VGG {
         let geom = ConvGeom { n: 1, c_in: ci, h, w, c_out: co, kh: 3, kw: 3, stride: 1, pad: 1 };
-        let x = randn(&mut rng, geom.input_len());
-        let wt = randn(&mut rng, geom.weight_len());
-        let b = randn(&mut rng, co);
-        let dy = randn(&mut rng, geom.output_len());
+        let x = be.upload(&randn(&mut rng, geom.input_len())).unwrap();
+        let wt = be.upload(&randn(&mut rng, geom.weight_len())).unwrap();
+        let b = be.upload(&randn(&mut rng, co)).unwrap();
+        let dy = be.upload(&randn(&mut rng, geom.output_len())).unwrap();
         g.throughput(Throughput::Elements((3.0 * geom.forward_flops()) as u64));
         g.bench_function(name, |bch| {
             bch.iter(|| {
                 let y = be.conv2d_forward(&x, &wt, Some(&b), &geom).unwrap();
                 let dx = be.conv2d_backward_input(&dy, &wt, &geom).unwrap();
                 let dw = be.conv2d_backward_weight(&dy, &x, &geom).unwrap();
-                let db = be.channel_sums(&dy, 1, co, h * w).unwrap();
+                let db = be.channel_sums(&dy, &geom.output_channels()).unwrap();
                 black_box((y, dx, dw, db))
             })
         });
@@ -109,23 +110,23 @@ fn conv_algos(c: &mut Criterion) {
 fn se_block(c: &mut Criterion) {
     let be = B::new();
     let mut rng = Rng::new(2);
-    let mut store = ParamStore::new(be);
+    let mut store = ParamStore::new(be.clone());
     let se = SqueezeExcite::new(&mut store, &mut rng, "se", 512, 16).unwrap();
     let shape = [1, 512, 16, 161];
-    let x = Tensor::new(shape.to_vec(), randn(&mut rng, 512 * 16 * 161));
-    let r = Tensor::new(vec![1, 512 * 16 * 161], randn(&mut rng, 512 * 16 * 161));
+    let x = Tensor::new(shape.to_vec(), be.upload(&randn(&mut rng, 512 * 16 * 161)).unwrap()).unwrap();
+    let r = Tensor::new(vec![1, 512 * 16 * 161], be.upload(&randn(&mut rng, 512 * 16 * 161)).unwrap()).unwrap();
     let mut g = c.benchmark_group("se_block");
     g.sample_size(20);
     g.bench_function("fwd_bwd_1x512x16x161", |bch| {
         bch.iter(|| {
-            let mut tape = Tape::new(be);
+            let mut tape = Tape::new(be.clone());
             let xv = tape.input(x.clone(), true);
-            let y = se.forward(&mut tape, &store, xv).unwrap();
-            let y = ops::reshape(&mut tape, y, &[1, 512 * 16 * 161]).unwrap();
+            let y = se.forward(&mut tape, &store, &xv).unwrap();
+            let y = ops::reshape(&mut tape, &y, &[1, 512 * 16 * 161]).unwrap();
             let rv = tape.input(r.clone(), false);
-            let s = ops::linear(&mut tape, y, rv, None).unwrap();
+            let s = ops::linear(&mut tape, &y, &rv, None).unwrap();
             store.zero_grad();
-            black_box(tape.backward(s, &mut store).unwrap().get(xv).map(|g| g[0]))
+            black_box(tape.backward(&s, &mut store).unwrap().get(&xv).map(|g| g[0]))
         })
     });
     g.finish();
@@ -137,12 +138,13 @@ fn train(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
     let model = "model3";
     let mut rng = Rng::new(3);
-    let mut store = ParamStore::new(be);
+    let mut store = ParamStore::new(be.clone());
     let net = SeedNet::new(ModelConfig::preset(model, AttentionKind::Se).unwrap(), &mut store, &mut rng).unwrap();
+    let up = |shape: &[usize], v: Vec<f32>| Tensor::new(shape, be.upload(&v).unwrap()).unwrap();
     let batch = Batch {
-        audio: Tensor::new(vec![2, 1, 128, 1292], randn(&mut rng, 2 * 128 * 1292)),
-        lyrics: Tensor::new(vec![2, 768], randn(&mut rng, 2 * 768)),
-        target: Tensor::new(vec![2, 2], vec![0.2, 0.7, 0.6, 0.4]),
+        audio: up(&[2, 1, 128, 1292], randn(&mut rng, 2 * 128 * 1292)),
+        lyrics: up(&[2, 768], randn(&mut rng, 2 * 768)),
+        target: up(&[2, 2], vec![0.2, 0.7, 0.6, 0.4]),
     };
     let mut opt = Adam::new(AdamConfig::default());
     let mut s = 0u64;

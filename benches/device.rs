@@ -49,7 +49,7 @@ fn run<B: Backend>(c: &mut Criterion, be: B, gpu: bool) {
     // SE block forward + backward at the seed's batch 32.
     let w1 = Tensor::from_f64(&be, &[ch / 16, ch], &randn(&mut rng, ch * ch / 16)).unwrap();
     let w2 = Tensor::from_f64(&be, &[ch, ch / 16], &randn(&mut rng, ch * ch / 16)).unwrap();
-    let xt = Tensor::new(vec![n, ch, h, w], x.clone());
+    let xt = Tensor::new(vec![n, ch, h, w], x.clone()).unwrap();
     let dy = be.upload_f64(&randn(&mut rng, len)).unwrap();
     g.throughput(Throughput::Bytes((7 * len * 4) as u64));
     g.bench_function("se_fwd_bwd_32x512x16x161", |b| {
@@ -57,11 +57,11 @@ fn run<B: Backend>(c: &mut Criterion, be: B, gpu: bool) {
             let mut tape = Tape::new(be.clone());
             let xv = tape.input(xt.clone(), true);
             let (a, bb) = (tape.input(w1.clone(), true), tape.input(w2.clone(), true));
-            let y = ops::squeeze_excite(&mut tape, xv, a, bb).unwrap();
+            let y = ops::squeeze_excite(&mut tape, &xv, &a, &bb).unwrap();
             let mut store = moodgrad::params::ParamStore::new(be.clone());
-            let grads = tape.backward_from(y, dy.clone(), &mut store).unwrap();
+            let grads = tape.backward_from(&y, dy.clone(), &mut store).unwrap();
             be.synchronize().unwrap();
-            grads.get(xv).is_some()
+            grads.get(&xv).is_some()
         })
     });
 

@@ -1,13 +1,14 @@
+use moodgrad::backend::ConvGeom;
 use moodgrad::backend::cpu::Cpu;
-use moodgrad::backend::{Backend, ConvGeom};
+use moodgrad::backend::prelude::*;
 use std::time::Instant;
 fn main() {
     let be = Cpu::<f32>::new();
     for (ci, co, h, w) in [(1, 64, 128, 1292), (64, 128, 64, 646), (128, 256, 32, 323), (256, 512, 16, 161)] {
         let g = ConvGeom { n: 1, c_in: ci, h, w, c_out: co, kh: 3, kw: 3, stride: 1, pad: 1 };
-        let x = vec![0.5f32; g.input_len()];
-        let wt = vec![0.1f32; g.weight_len()];
-        let dy = vec![0.2f32; g.output_len()];
+        let x = be.fill(g.input_len(), 0.5).unwrap();
+        let wt = be.fill(g.weight_len(), 0.1).unwrap();
+        let dy = be.fill(g.output_len(), 0.2).unwrap();
         for _ in 0..2 {
             let t = Instant::now();
             let _y = be.conv2d_forward(&x, &wt, None, &g).unwrap();

@@ -52,6 +52,23 @@ __device__ inline float gelu_grad(float x) {
     return cdf + x * pdf;
 }
 
+// ---- GELU, tanh form (PyTorch approximate='tanh', transformers' gelu_new) ------------------
+
+constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+constexpr float kGeluCubic = 0.044715f;
+
+// In float, in the CPU's operation order (src/backend/cpu/pointwise.rs, gelu_tanh).
+__device__ inline float gelu_tanh(float x) {
+    const float inner = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+__device__ inline float gelu_tanh_grad(float x) {
+    const float t = tanhf(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+    const float dinner = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dinner;
+}
+
 // ---- warp and block reductions ------------------------------------------------------------
 
 // T is float or double: one butterfly, every lane ends with the warp's sum.

@@ -34,7 +34,7 @@ extern "C" __global__ void scale_assign_f32(float* __restrict__ x, int n, float 
 
 // ---- activations --------------------------------------------------------------------------
 
-// op: 0 ReLU, 1 sigmoid, 2 tanh, 3 GELU (erf form). `op` is uniform across the grid, so the
+// op: 0 ReLU, 1 sigmoid, 2 tanh, 3 GELU (erf form), 4 GELU (tanh form). `op` is uniform across the grid, so the
 // switch costs one well-predicted branch per element, not divergence.
 extern "C" __global__ void unary_forward(int op, const float* __restrict__ x, float* __restrict__ y, int n) {
     for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) {
@@ -44,6 +44,7 @@ extern "C" __global__ void unary_forward(int op, const float* __restrict__ x, fl
             case 0: r = v > 0.0f ? v : 0.0f; break;  // NaN -> 0, as the CPU's `v > 0`
             case 1: r = 1.0f / (1.0f + expf(-v)); break;
             case 2: r = tanhf(v); break;
+            case 4: r = mg::gelu_tanh(v); break;
             default: r = mg::gelu(v); break;
         }
         y[i] = r;
@@ -51,7 +52,7 @@ extern "C" __global__ void unary_forward(int op, const float* __restrict__ x, fl
 }
 
 // Written in terms of the saved output y where the CPU does (ReLU y>0, sigmoid, tanh) and the
-// input x for GELU. x is not read for the other ops, so callers may pass y (or anything) for it.
+// input x for both GELUs. x is not read for the other ops, so callers may pass y (or anything) for it.
 extern "C" __global__ void unary_backward(int op, const float* __restrict__ x, const float* __restrict__ y,
                                           const float* __restrict__ dy, float* __restrict__ dx, int n) {
     for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) {
@@ -69,10 +70,30 @@ extern "C" __global__ void unary_backward(int op, const float* __restrict__ x, c
                 r = d * (1.0f - t * t);
                 break;
             }
+            case 4: r = d * mg::gelu_tanh_grad(x[i]); break;
             default: r = d * mg::gelu_grad(x[i]); break;
         }
         dx[i] = r;
     }
+}
+
+// ReLU that also writes its backward's only input: mask[i] = (x[i] > 0) as a byte, a quarter of
+// the f32 output PyTorch saves. NaN gives 0 and mask 0 (`v > 0` is false), as the CPU.
+extern "C" __global__ void relu_forward_mask(const float* __restrict__ x, float* __restrict__ y,
+                                             unsigned char* __restrict__ mask, int n) {
+    for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) {
+        const float v = x[i];
+        const bool on = v > 0.0f;
+        y[i] = on ? v : 0.0f;
+        mask[i] = on ? 1 : 0;
+    }
+}
+
+// dx = mask ? dy : 0. dx may be dy itself (the backward writes over its incoming gradient):
+// each thread reads element i before writing it, so no __restrict__ on dy/dx.
+extern "C" __global__ void relu_backward_mask(const float* dy, const unsigned char* __restrict__ mask, float* dx,
+                                              int n) {
+    for (unsigned i = mg::ew_start(); i < (unsigned)n; i += mg::ew_stride()) dx[i] = mask[i] ? dy[i] : 0.0f;
 }
 
 // Inverted dropout: element i is dropped iff hash_uniform(seed, i) < p, decided from (seed, i)
@@ -137,6 +158,8 @@ SIM_EXPORT(add_assign_f32)
 SIM_EXPORT(scale_assign_f32)
 SIM_EXPORT(unary_forward)
 SIM_EXPORT(unary_backward)
+SIM_EXPORT(relu_forward_mask)
+SIM_EXPORT(relu_backward_mask)
 SIM_EXPORT(dropout_mask)
 SIM_EXPORT(add_row_bias)
 SIM_EXPORT(concat_cols)

@@ -46,17 +46,6 @@ extern "C" __global__ void l1_backward(const float* __restrict__ p, const float*
     }
 }
 
-// Row statistics of softmax in double: the maximum (NaN-ignoring, like the CPU's f64::max fold;
-// a NaN logit still poisons the sum below) and log Σ exp(v − max). Sequential over the row, in
-// the CPU's order.
-__device__ inline double row_logsumexp(const float* __restrict__ row, int classes) {
-    double m = -(double)INFINITY;
-    for (int j = 0; j < classes; ++j) m = fmax(m, (double)row[j]);
-    double s = 0.0;
-    for (int j = 0; j < classes; ++j) s += exp((double)row[j] - m);
-    return m + log(s);
-}
-
 // mean over rows of logsumexp(row) − logit[label]. One warp per row (lanes split the classes,
 // warp max and sum in double); block 0 only, like the other loss forwards. A label outside
 // [0, classes) yields NaN rather than reading out of bounds (the CPU would panic).
@@ -85,22 +74,30 @@ extern "C" __global__ void cross_entropy_forward(const float* __restrict__ logit
     if (threadIdx.x == 0) out[0] = (float)(acc / (double)rows);
 }
 
-// dx = dl·(softmax − onehot)/rows, in double. The ABI's elementwise launch has no per-row scratch,
-// so each element recomputes its row's log-sum-exp: O(classes) reads per element, served from L1
-// (the row is shared by the neighbouring threads). Fine for the regression/classification heads
-// here (classes ≤ a few hundred); a wide softmax would want a row-per-warp kernel instead.
+// dx = dl·(softmax − onehot)/rows, in double. One warp per row (block 256 = 8 rows, rows
+// grid-strided by warps): the lanes find the row's maximum (NaN-ignoring, like the CPU's f64::max
+// fold) and Σ exp(v − max) once, then write their share of the row, so a row costs O(classes)
+// reads however wide the softmax is. (The earlier elementwise form recomputed the log-sum-exp for
+// every element: O(classes²) per row.) The branches are uniform across the warp.
 extern "C" __global__ void cross_entropy_backward(const float* __restrict__ logits, const unsigned int* __restrict__ labels,
                                                   const float* __restrict__ dl, float* __restrict__ dx, int rows,
                                                   int classes) {
-    const unsigned total = (unsigned)rows * (unsigned)classes;
-    if (total == 0) return;
+    const unsigned lane = threadIdx.x % mg::kWarp, wpb = blockDim.x / mg::kWarp;
     const double g = (double)dl[0];
-    for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), (unsigned)classes); it.i < total; it.next()) {
-        const float* row = logits + (size_t)it.q * classes;
-        const double lse = row_logsumexp(row, classes);
-        const double ls = (double)row[it.r] - lse;
-        const double onehot = labels[it.q] == it.r ? 1.0 : 0.0;
-        dx[it.i] = (float)(g * (exp(ls) - onehot) / (double)rows);
+    for (unsigned r = blockIdx.x * wpb + threadIdx.x / mg::kWarp; r < (unsigned)rows; r += gridDim.x * wpb) {
+        const float* row = logits + (size_t)r * classes;
+        double m = -(double)INFINITY;
+        for (int j = lane; j < classes; j += mg::kWarp) m = fmax(m, (double)row[j]);
+        m = mg::warp_max(m);
+        double s = 0.0;
+        for (int j = lane; j < classes; j += mg::kWarp) s += exp((double)row[j] - m);
+        const double lse = m + log(mg::warp_sum(s));
+        const unsigned lab = labels[r];
+        for (int j = lane; j < classes; j += mg::kWarp) {
+            const double ls = (double)row[j] - lse;
+            const double onehot = lab == (unsigned)j ? 1.0 : 0.0;
+            dx[(size_t)r * classes + j] = (float)(g * (exp(ls) - onehot) / (double)rows);
+        }
     }
 }
 

@@ -6,9 +6,9 @@
 // One thread per output element (floor mode, no padding). The window is scanned in row-major
 // order with a strict `>`: ties keep the first maximum, as PyTorch; a NaN replaces the running
 // maximum whenever it is met (so the last NaN of the window wins), exactly the CPU's loop.
-// argmax is the flat index into x.
+// argmax is the maximum's position inside its window, ki·k + kj, as one byte (k ≤ 16).
 extern "C" __global__ void maxpool2d_forward(const float* __restrict__ x, float* __restrict__ y,
-                                             unsigned int* __restrict__ argmax, int n, int c, int h, int w, int k,
+                                             unsigned char* __restrict__ argmax, int n, int c, int h, int w, int k,
                                              int stride, int oh, int ow) {
     const unsigned ohw = (unsigned)oh * (unsigned)ow;
     const unsigned total = (unsigned)n * (unsigned)c * ohw;
@@ -17,7 +17,7 @@ extern "C" __global__ void maxpool2d_forward(const float* __restrict__ x, float*
         const unsigned plane = it.q;
         const unsigned oy = it.r / (unsigned)ow, ox = it.r - oy * (unsigned)ow;
         const unsigned corner = plane * (unsigned)h * (unsigned)w + oy * (unsigned)stride * (unsigned)w + ox * (unsigned)stride;
-        unsigned best = corner;
+        unsigned best = 0;
         float bv = x[corner];
         for (int ki = 0; ki < k; ++ki) {
             const unsigned row = corner + (unsigned)ki * (unsigned)w;
@@ -25,20 +25,39 @@ extern "C" __global__ void maxpool2d_forward(const float* __restrict__ x, float*
                 const float v = x[row + kj];
                 if (v > bv || isnan(v)) {
                     bv = v;
-                    best = row + kj;
+                    best = (unsigned)(ki * k + kj);
                 }
             }
         }
         y[it.i] = bv;
-        argmax[it.i] = best;
+        argmax[it.i] = (unsigned char)best;
     }
 }
 
-// dx[argmax[i]] += dy[i]. Windows overlap when stride < k, so the scatter needs atomics; for the
-// usual k = stride every dx element has at most one contributor and the result is exact.
-extern "C" __global__ void maxpool2d_backward(const float* __restrict__ dy, const unsigned int* __restrict__ argmax,
-                                              float* __restrict__ dx, int total_out) {
-    for (unsigned i = mg::ew_start(); i < (unsigned)total_out; i += mg::ew_stride()) atomicAdd(dx + argmax[i], dy[i]);
+// One thread per input element: dx = Σ dy over the windows whose maximum it is. A gather, not a
+// scatter, so no atomics and no zero fill, and the sum over overlapping windows (stride < k)
+// runs in window order: deterministic, and the CPU's order.
+extern "C" __global__ void maxpool2d_backward(const float* __restrict__ dy, const unsigned char* __restrict__ argmax,
+                                              float* __restrict__ dx, int n, int c, int h, int w, int k, int stride,
+                                              int oh, int ow) {
+    const unsigned hw = (unsigned)h * (unsigned)w;
+    const unsigned total = (unsigned)n * (unsigned)c * hw;
+    if (total == 0) return;
+    for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), hw); it.i < total; it.next()) {
+        const int iy = (int)(it.r / (unsigned)w), ix = (int)(it.r % (unsigned)w);
+        // Windows oy with oy·s ≤ iy < oy·s + k, inside the output.
+        const int oy0 = iy >= k ? (iy - k) / stride + 1 : 0, oy1 = min(iy / stride, oh - 1);
+        const int ox0 = ix >= k ? (ix - k) / stride + 1 : 0, ox1 = min(ix / stride, ow - 1);
+        const size_t base = (size_t)it.q * (unsigned)oh * (unsigned)ow;
+        float acc = 0.0f;
+        for (int oy = oy0; oy <= oy1; ++oy) {
+            for (int ox = ox0; ox <= ox1; ++ox) {
+                const size_t o = base + (unsigned)oy * (unsigned)ow + (unsigned)ox;
+                if ((int)argmax[o] == (iy - oy * stride) * k + (ix - ox * stride)) acc += dy[o];
+            }
+        }
+        dx[it.i] = acc;
+    }
 }
 
 // Σ over one contiguous plane of hw floats (or of the products a·b), in double, by the whole

@@ -1,6 +1,6 @@
 //! `--device auto|cpu|cuda[:N]|sim`: which backend a command computes on.
 
-use crate::backend::Backend;
+use crate::backend::Memory;
 use crate::backend::cpu::Cpu;
 use crate::backend::kernel::cuda::{CudaDevice, device_count};
 use crate::backend::kernel::sim::SimDevice;
@@ -48,7 +48,7 @@ impl Device {
             DeviceChoice::Auto if device_count() == 0 => Device::Cpu(Cpu::new()),
             DeviceChoice::Auto => Device::Kernels(kernels(Arc::new(CudaDevice::new(0)?))),
             DeviceChoice::Cuda(n) => Device::Kernels(kernels(Arc::new(CudaDevice::new(n)?))),
-            DeviceChoice::Sim => Device::Kernels(kernels(Arc::new(SimDevice))),
+            DeviceChoice::Sim => Device::Kernels(kernels(Arc::new(SimDevice::from_env()?))),
         })
     }
 

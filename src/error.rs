@@ -16,6 +16,19 @@ pub enum Error {
     Invalid(String),
     #[error("device: {0}")]
     Device(String),
+    /// A device allocation failed even after the caching allocator returned its cached blocks.
+    #[error(
+        "out of memory on {device}: asked for {}, {} free of {} ({} held by this run's live buffers); \
+         lower --batch, or free memory on the device",
+        bytes(*.requested), bytes(*.free), bytes(*.total), bytes(*.live)
+    )]
+    OutOfMemory { device: String, requested: usize, free: usize, total: usize, live: usize },
+}
+
+/// `n` bytes for a person: "3.0 MiB (3145728 B)".
+fn bytes(n: usize) -> String {
+    let mib = n as f64 / (1u64 << 20) as f64;
+    if mib >= 1024.0 { format!("{:.2} GiB ({n} B)", mib / 1024.0) } else { format!("{mib:.1} MiB ({n} B)") }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

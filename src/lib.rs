@@ -3,10 +3,12 @@
 pub mod audio;
 pub mod backend;
 pub mod error;
+pub mod fault;
 pub mod float;
 pub mod rng;
 
 pub use error::{Error, Result};
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod device;
@@ -18,4 +20,5 @@ pub mod optim;
 pub mod params;
 pub mod tape;
 pub mod tensor;
+pub mod text;
 pub mod train;

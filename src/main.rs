@@ -136,6 +136,39 @@ enum Cmd {
         /// npy (one <Audio_Song>.npy per clip, the seed's format) or safetensors (shards keyed by Audio_Song).
         #[arg(long, default_value = "npy")]
         format: String,
+        /// Also tokenize each lyric with this tokenizer (a Hugging Face folder, or a hub name in the
+        /// local cache) into processed_lyrics/<Audio_Song>.pt, as the seed's notebooks did, and point
+        /// lyrics_path at it; without it lyrics_path names the .txt.
+        #[arg(long)]
+        tokenizer: Option<String>,
+        /// Tokens per lyric with --tokenizer (padded and truncated to exactly this many).
+        #[arg(long, default_value_t = 512)]
+        max_len: usize,
+    },
+    /// Encode lyrics with a Hugging Face encoder: one vector per lyric file, keyed by file stem.
+    Encode {
+        /// A Hugging Face model folder (config.json, model.safetensors, tokenizer files), or a hub name
+        /// found in the local Hugging Face cache (never downloaded).
+        #[arg(long)]
+        model: String,
+        /// A lyric file, or a folder searched recursively for *.txt.
+        #[arg(long)]
+        lyrics: PathBuf,
+        /// cls (the [CLS] hidden state, the seed's choice), pooler (tanh(dense([CLS]))) or mean
+        /// (masked mean, sentence-transformers').
+        #[arg(long, default_value = "cls")]
+        pool: String,
+        #[arg(long, default_value_t = 512)]
+        max_len: usize,
+        /// Lyrics per forward pass.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Output safetensors: one F32 [hidden] tensor per lyric, named by its file stem.
+        #[arg(long)]
+        out: PathBuf,
+        /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
     /// Write a small synthetic dataset in the MERGE Bimodal layout (WAV audio, lyrics, CSVs, splits).
     Synth {
@@ -152,6 +185,13 @@ enum Cmd {
         #[arg(long, default_value_t = 30.8)]
         max_seconds: f64,
     },
+    /// Train a model on a MERGE folder (or a cache) into a RUN folder: log, checkpoints, best
+    /// weights, test predictions and a report.
+    Train(cli::train::TrainArgs),
+    /// Score a run (or weights trained elsewhere) on a split of its data or another dataset.
+    Evaluate(cli::evaluate::EvaluateArgs),
+    /// The before/after study: legacy against fixed for each model, K seeds, with baselines.
+    Compare(cli::compare::CompareArgs),
     /// Throughput benchmarks a user can run (criterion benches are in benches/).
     Bench {
         #[command(subcommand)]
@@ -206,16 +246,34 @@ fn run(cli: Cli) -> Result<()> {
                 device: device.parse()?,
             })
         }
-        Cmd::Preprocess { data, out, jobs, legacy, format } => cli::preprocess::run(&cli::preprocess::PreprocessArgs {
-            data: &data,
-            out: out.as_deref(),
-            jobs,
-            legacy,
-            format: format.parse()?,
-        }),
+        Cmd::Preprocess { data, out, jobs, legacy, format, tokenizer, max_len } => {
+            cli::preprocess::run(&cli::preprocess::PreprocessArgs {
+                data: &data,
+                out: out.as_deref(),
+                jobs,
+                legacy,
+                format: format.parse()?,
+                tokenizer: tokenizer.as_deref(),
+                max_len,
+            })
+        }
+        Cmd::Encode { model, lyrics, pool, max_len, batch, out, device } => {
+            cli::encode::run(&cli::encode::EncodeArgs {
+                model: &model,
+                lyrics: &lyrics,
+                pooling: pool.parse()?,
+                max_len,
+                batch,
+                out: &out,
+                device: device.parse()?,
+            })
+        }
         Cmd::Synth { out, songs, seed, sample_rate, max_seconds } => {
             cli::synth::run(&out, &moodgrad::data::synth::SynthConfig { songs, seed, sample_rate, max_seconds })
         }
+        Cmd::Train(a) => cli::train::run(&a),
+        Cmd::Evaluate(a) => cli::evaluate::run(&a),
+        Cmd::Compare(a) => cli::compare::run(&a),
         Cmd::Bench { what: BenchCmd::Preprocess { files, legacy, device } } => {
             cli::bench::preprocess(files, legacy, device.map(|d| d.parse()).transpose()?)
         }

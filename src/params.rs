@@ -4,7 +4,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ParamId(pub(crate) usize);
 
 /// What a state_dict entry is.
@@ -69,26 +69,14 @@ impl<B: Backend> ParamStore<B> {
         }
     }
     pub fn value_mut(&mut self, id: ParamId) -> &mut Tensor<B> {
-        let name = self.entries[id.0].name.clone();
-        match &mut self.entries[id.0].slot {
-            Slot::Param { value, .. } | Slot::Buffer { value } => value,
-            Slot::Counter(_) => panic!("{name} is a counter, not a tensor"),
-        }
+        tensor_of(&mut self.entries[id.0])
     }
     /// Two buffers at once (BatchNorm's running mean and variance).
     pub fn two_mut(&mut self, a: ParamId, b: ParamId) -> (&mut Tensor<B>, &mut Tensor<B>) {
         assert_ne!(a, b);
         let (lo, hi, swap) = if a.0 < b.0 { (a.0, b.0, false) } else { (b.0, a.0, true) };
         let (left, right) = self.entries.split_at_mut(hi);
-        let get = |e: &'_ mut Entry<B>| -> *mut Tensor<B> {
-            match &mut e.slot {
-                Slot::Param { value, .. } | Slot::Buffer { value } => value,
-                Slot::Counter(_) => panic!("counter is not a tensor"),
-            }
-        };
-        let (x, y) = (get(&mut left[lo]), get(&mut right[0]));
-        // SAFETY: x and y point into distinct entries (lo < hi), both borrowed mutably from self.
-        let (x, y) = unsafe { (&mut *x, &mut *y) };
+        let (x, y) = (tensor_of(&mut left[lo]), tensor_of(&mut right[0]));
         if swap { (y, x) } else { (x, y) }
     }
     pub fn counter(&self, id: ParamId) -> Option<i64> {
@@ -127,15 +115,15 @@ impl<B: Backend> ParamStore<B> {
         }
     }
 
-    pub fn accumulate_grad(&mut self, id: ParamId, g: &B::Buf) -> Result<()> {
+    pub fn accumulate_grad(&mut self, id: ParamId, g: B::Buf) -> Result<()> {
         let b = self.backend.clone();
         let Some(entry) = self.entries.get_mut(id.0) else {
             return Err(Error::Invalid(format!("parameter #{} is not in this store (a tape mixed two models?)", id.0)));
         };
         match &mut entry.slot {
-            Slot::Param { grad: Some(acc), .. } => b.add_assign(acc, g),
+            Slot::Param { grad: Some(acc), .. } => b.add_assign(acc, &g),
             Slot::Param { grad, .. } => {
-                *grad = Some(g.clone());
+                *grad = Some(g);
                 Ok(())
             }
             _ => Err(Error::Invalid(format!("{} takes no gradient", entry.name))),
@@ -153,5 +141,12 @@ impl<B: Backend> ParamStore<B> {
     /// Number of learnable scalars.
     pub fn num_params(&self) -> usize {
         self.param_ids().iter().map(|&id| self.value(id).numel()).sum()
+    }
+}
+
+fn tensor_of<B: Backend>(e: &mut Entry<B>) -> &mut Tensor<B> {
+    match &mut e.slot {
+        Slot::Param { value, .. } | Slot::Buffer { value } => value,
+        Slot::Counter(_) => panic!("{} is a counter, not a tensor", e.name),
     }
 }

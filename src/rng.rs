@@ -29,6 +29,11 @@ impl Rng {
         Rng { state: seed }
     }
 
+    /// The whole state, for checkpoints: `Rng::new(r.state())` continues where `r` stands.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix64(self.state)

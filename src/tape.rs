@@ -1,53 +1,72 @@
-//! The autograd tape: ops append a backward closure; `backward` walks them in reverse.
+//! The autograd tape: ops append a backward closure; `backward` consumes the tape in reverse.
 //!
-//! Values live in the tape, indexed by `Var`. A node's closure reads the values it needs through
-//! `BackCtx` instead of holding copies, so recording costs nothing but the closure's own saved
-//! extras (masks, arg-max indices, batch statistics).
+//! Memory model. A `Var` owns its value (a shared handle to a device buffer): when the caller
+//! drops or reassigns it, the value is freed unless a backward closure saved it. The tape holds
+//! no values of its own, only the nodes, and each node's closure keeps exactly what its backward
+//! needs (shared handles, never copies: a parameter enters the tape without its weights being
+//! copied). `backward` takes the tape by value, runs the nodes last to first and drops each one
+//! after it ran, so every saved value is freed as soon as no later node needs it. A no-grad tape
+//! records nothing: every intermediate value dies at its last use.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, DeviceBuffer};
 use crate::error::{Error, Result};
 use crate::params::{ParamId, ParamStore};
 use crate::tensor::Tensor;
 
-/// A handle to a value on the tape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Var(pub(crate) usize);
-
-/// What a backward closure sees: its inputs' and output's values.
-pub struct BackCtx<'a, B: Backend> {
-    pub backend: &'a B,
-    values: &'a [Tensor<B>],
-    inputs: &'a [Var],
-    output: Var,
+/// A value on the tape: the tensor and, when it needs a gradient, its gradient slot.
+pub struct Var<B: Backend> {
+    value: Tensor<B>,
+    slot: Option<usize>,
 }
 
-impl<B: Backend> BackCtx<'_, B> {
-    pub fn input(&self, i: usize) -> &Tensor<B> {
-        &self.values[self.inputs[i].0]
-    }
-    pub fn output(&self) -> &Tensor<B> {
-        &self.values[self.output.0]
+/// A clone is the same value (shared) with the same gradient slot: using both accumulates.
+impl<B: Backend> Clone for Var<B> {
+    fn clone(&self) -> Self {
+        Var { value: self.value.clone(), slot: self.slot }
     }
 }
 
-/// Given the context and d(loss)/d(output), returns d(loss)/d(input) for each input (None where
-/// an input needs no gradient or the op has none for it).
-pub type BackwardFn<B> =
-    Box<dyn Fn(&BackCtx<B>, &<B as Backend>::Buf) -> Result<Vec<Option<<B as Backend>::Buf>>> + Send>;
+impl<B: Backend> Var<B> {
+    pub fn value(&self) -> &Tensor<B> {
+        &self.value
+    }
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+    pub fn buf(&self) -> &B::Buf {
+        self.value.buf()
+    }
+    /// Whether a gradient flows back through this value.
+    pub fn tracked(&self) -> bool {
+        self.slot.is_some()
+    }
+    pub fn into_value(self) -> Tensor<B> {
+        self.value
+    }
+}
+
+/// Given d(loss)/d(output) (owned: a backward may write its result over it), returns
+/// d(loss)/d(input) for each input, in order (None where an input needs no gradient).
+pub type BackwardFn<B> = Box<
+    dyn FnOnce(&B, <B as crate::backend::Memory>::Buf) -> Result<Vec<Option<<B as crate::backend::Memory>::Buf>>>
+        + Send,
+>;
 
 struct Node<B: Backend> {
-    inputs: Vec<Var>,
-    output: Var,
+    op: &'static str,
+    /// Each input's gradient slot (None: the input needs no gradient) and element count.
+    inputs: Vec<(Option<usize>, usize)>,
+    output: usize,
     backward: BackwardFn<B>,
 }
 
 pub struct Tape<B: Backend> {
     pub backend: B,
-    values: Vec<Tensor<B>>,
-    needs_grad: Vec<bool>,
-    param_of: Vec<Option<ParamId>>,
-    nodes: Vec<Node<B>>,
     grad_enabled: bool,
+    slots: usize,
+    nodes: Vec<Node<B>>,
+    /// Gradient slots of parameters, delivered to the store at the end of `backward`.
+    params: Vec<(usize, ParamId)>,
 }
 
 /// Gradients of the non-parameter leaves that asked for one (inputs under a gradient check).
@@ -56,25 +75,18 @@ pub struct LeafGrads<B: Backend> {
 }
 
 impl<B: Backend> LeafGrads<B> {
-    pub fn get(&self, v: Var) -> Option<&B::Buf> {
-        self.grads.get(v.0).and_then(|g| g.as_ref())
+    pub fn get(&self, v: &Var<B>) -> Option<&B::Buf> {
+        v.slot.and_then(|s| self.grads.get(s)).and_then(|g| g.as_ref())
     }
 }
 
 impl<B: Backend> Tape<B> {
     /// A tape that records (training or gradient checks).
     pub fn new(backend: B) -> Self {
-        Tape {
-            backend,
-            values: Vec::new(),
-            needs_grad: Vec::new(),
-            param_of: Vec::new(),
-            nodes: Vec::new(),
-            grad_enabled: true,
-        }
+        Tape { backend, grad_enabled: true, slots: 0, nodes: Vec::new(), params: Vec::new() }
     }
 
-    /// A tape that records nothing: inference, evaluation.
+    /// A tape that records nothing: inference, evaluation, frozen encoders.
     pub fn no_grad(backend: B) -> Self {
         let mut t = Self::new(backend);
         t.grad_enabled = false;
@@ -85,95 +97,111 @@ impl<B: Backend> Tape<B> {
         self.grad_enabled
     }
 
-    fn push(&mut self, t: Tensor<B>, needs_grad: bool, param: Option<ParamId>) -> Var {
-        self.values.push(t);
-        self.needs_grad.push(needs_grad && self.grad_enabled);
-        self.param_of.push(param);
-        Var(self.values.len() - 1)
+    fn leaf(&mut self, t: Tensor<B>, tracked: bool) -> Var<B> {
+        let slot = (tracked && self.grad_enabled).then(|| {
+            self.slots += 1;
+            self.slots - 1
+        });
+        Var { value: t, slot }
     }
 
     /// A leaf: data, or an input whose gradient a check wants (`requires_grad`).
-    pub fn input(&mut self, t: Tensor<B>, requires_grad: bool) -> Var {
-        self.push(t, requires_grad, None)
+    pub fn input(&mut self, t: Tensor<B>, requires_grad: bool) -> Var<B> {
+        self.leaf(t, requires_grad)
     }
 
-    /// A parameter as a leaf; its gradient is accumulated into the store by `backward`.
-    pub fn param(&mut self, store: &ParamStore<B>, id: ParamId) -> Var {
-        let t = store.value(id).clone();
-        self.push(t, store.trainable(id), Some(id))
+    /// A value that carries no gradient.
+    pub fn constant(&mut self, t: Tensor<B>) -> Var<B> {
+        self.leaf(t, false)
     }
 
-    pub fn value(&self, v: Var) -> &Tensor<B> {
-        &self.values[v.0]
-    }
-
-    pub fn shape(&self, v: Var) -> &[usize] {
-        &self.values[v.0].shape
-    }
-
-    pub fn needs_grad(&self, v: Var) -> bool {
-        self.needs_grad[v.0]
-    }
-
-    /// Appends an op's output; records its backward only if some input needs a gradient.
-    pub fn record(&mut self, inputs: &[Var], out: Tensor<B>, backward: BackwardFn<B>) -> Var {
-        let needs = inputs.iter().any(|v| self.needs_grad[v.0]);
-        let out = self.push(out, needs, None);
-        if needs && self.grad_enabled {
-            self.nodes.push(Node { inputs: inputs.to_vec(), output: out, backward });
+    /// A parameter as a leaf, sharing the store's buffer; its gradient is accumulated into the
+    /// store by `backward` (a frozen parameter gets none).
+    pub fn param(&mut self, store: &ParamStore<B>, id: ParamId) -> Var<B> {
+        let v = self.leaf(store.value(id).clone(), store.trainable(id));
+        if let Some(s) = v.slot {
+            self.params.push((s, id));
         }
-        out
+        v
     }
 
-    /// Appends an output that carries no gradient (e.g. computed under no-grad semantics).
-    pub fn constant(&mut self, t: Tensor<B>) -> Var {
-        self.push(t, false, None)
+    /// Whether any of `inputs` needs a gradient (so an op must save what its backward reads).
+    pub fn needs_grad(&self, inputs: &[&Var<B>]) -> bool {
+        self.grad_enabled && inputs.iter().any(|v| v.tracked())
     }
 
-    /// Back-propagates from a 1-element `loss`; parameter gradients are added to `store`
-    /// (so two uses of one parameter, or two backward passes, both contribute).
-    pub fn backward(&self, loss: Var, store: &mut ParamStore<B>) -> Result<LeafGrads<B>> {
-        if self.values[loss.0].numel() != 1 {
-            return Err(Error::Invalid(format!(
-                "backward needs a 1-element loss, got shape {:?}",
-                self.values[loss.0].shape
-            )));
+    /// Appends an op's output; records its backward only if some input needs a gradient, else
+    /// drops the closure at once (and with it whatever it saved).
+    pub fn record(
+        &mut self,
+        op: &'static str,
+        inputs: &[&Var<B>],
+        out: Tensor<B>,
+        backward: impl FnOnce(&B, B::Buf) -> Result<Vec<Option<B::Buf>>> + Send + 'static,
+    ) -> Var<B> {
+        if !self.needs_grad(inputs) {
+            return Var { value: out, slot: None };
         }
-        self.backward_from(loss, self.backend.fill(1, 1.0)?, store)
+        let output = self.slots;
+        self.slots += 1;
+        let inputs = inputs.iter().map(|v| (v.slot, v.value.numel())).collect();
+        self.nodes.push(Node { op, inputs, output, backward: Box::new(backward) });
+        Var { value: out, slot: Some(output) }
+    }
+
+    /// Back-propagates from a 1-element `loss`, consuming the tape; parameter gradients are
+    /// added to `store` (so two uses of one parameter, or two backward passes, both contribute).
+    pub fn backward(self, loss: &Var<B>, store: &mut ParamStore<B>) -> Result<LeafGrads<B>> {
+        if loss.value.numel() != 1 {
+            return Err(Error::Invalid(format!("backward needs a 1-element loss, got shape {:?}", loss.value.shape())));
+        }
+        let seed = self.backend.fill(1, 1.0)?;
+        self.backward_from(loss, seed, store)
     }
 
     /// Back-propagates a given gradient `seed` of `out` (any shape): a vector-Jacobian product.
-    pub fn backward_from(&self, out: Var, seed: B::Buf, store: &mut ParamStore<B>) -> Result<LeafGrads<B>> {
-        let b = &self.backend;
-        if b.len(&seed) != self.values[out.0].numel() {
+    pub fn backward_from(mut self, out: &Var<B>, seed: B::Buf, store: &mut ParamStore<B>) -> Result<LeafGrads<B>> {
+        if seed.len() != out.value.numel() {
             return Err(Error::Invalid(format!(
                 "backward seed has {} elements for an output of shape {:?}",
-                b.len(&seed),
-                self.values[out.0].shape
+                seed.len(),
+                out.value.shape()
             )));
         }
-        let mut grads: Vec<Option<B::Buf>> = vec![None; self.values.len()];
-        grads[out.0] = Some(seed);
-        for node in self.nodes.iter().rev() {
-            let Some(dy) = grads[node.output.0].take() else { continue };
-            let ctx = BackCtx { backend: b, values: &self.values, inputs: &node.inputs, output: node.output };
-            let gs = (node.backward)(&ctx, &dy)?;
-            for (inp, g) in node.inputs.iter().zip(gs) {
-                let Some(g) = g else { continue };
-                if !self.needs_grad[inp.0] {
-                    continue;
+        let mut grads: Vec<Option<B::Buf>> = vec![None; self.slots];
+        let Some(root) = out.slot else { return Ok(LeafGrads { grads }) };
+        grads[root] = Some(seed);
+        let b = self.backend.clone();
+        while let Some(node) = self.nodes.pop() {
+            let Some(dy) = grads[node.output].take() else { continue };
+            let n_in = node.inputs.len();
+            let gs = (node.backward)(&b, dy)?;
+            if gs.len() != n_in {
+                return Err(Error::Invalid(format!(
+                    "the backward of {} returned {} gradients for its {n_in} inputs (a bug in that op)",
+                    node.op,
+                    gs.len()
+                )));
+            }
+            for (&(slot, numel), g) in node.inputs.iter().zip(gs) {
+                let (Some(slot), Some(g)) = (slot, g) else { continue };
+                if g.len() != numel {
+                    return Err(Error::Invalid(format!(
+                        "the backward of {} returned a gradient of {} elements for an input of {numel} (a bug in that op)",
+                        node.op,
+                        g.len()
+                    )));
                 }
-                match &mut grads[inp.0] {
+                match &mut grads[slot] {
                     Some(acc) => b.add_assign(acc, &g)?,
-                    slot => *slot = Some(g),
+                    empty => *empty = Some(g),
                 }
             }
-            // Intermediate outputs are done with once their node has run; leaves keep theirs.
+            // The node, its closure and every value it saved are dropped here.
         }
-        for (i, g) in grads.iter_mut().enumerate() {
-            if let (Some(pid), Some(gv)) = (self.param_of[i], g.as_ref()) {
-                store.accumulate_grad(pid, gv)?;
-                *g = None;
+        for &(slot, pid) in &self.params {
+            if let Some(g) = grads[slot].take() {
+                store.accumulate_grad(pid, g)?;
             }
         }
         Ok(LeafGrads { grads })

@@ -321,3 +321,22 @@ fn hostile_bytes_never_panic() {
         let _ = decode::decode_bytes(b, Some("mp3"));
     }
 }
+
+/// A truncated MP3 is kept but reported: it decodes to less than 90 % of what its Xing/Info frame
+/// (or header) declares. The whole file is not flagged.
+#[test]
+fn truncated_mp3_is_reported_with_its_decoded_duration() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/music_44k_stereo_31s.mp3");
+    let whole = moodgrad::audio::decode::decode_file(&src).unwrap();
+    assert_eq!(whole.truncated, None, "an intact file is not truncated");
+    let bytes = std::fs::read(&src).unwrap();
+    let dir = std::env::temp_dir().join(format!("moodgrad-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cut = dir.join("cut.mp3");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let d = moodgrad::audio::decode::decode_file(&cut).unwrap();
+    let why = d.truncated.expect("a file cut to 60 % is reported");
+    assert!(why.contains("decoded") && why.contains("declares"), "{why}");
+    let secs = d.samples.len() as f64 / d.sample_rate as f64;
+    assert!(secs > 10.0 && secs < 0.9 * 31.0, "{secs} s");
+}

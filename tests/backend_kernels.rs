@@ -10,7 +10,11 @@
 
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::kernel::KernelBackend;
-use moodgrad::backend::{AdamStep, Backend, ConvGeom, PoolGeom, Unary};
+use moodgrad::backend::prelude::*;
+use moodgrad::backend::{
+    AdamStep, BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom,
+    Unary,
+};
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::rng::Rng;
 
@@ -86,6 +90,16 @@ fn elementwise_and_activations() {
             vec![dl(b, &y), dl(b, &dx)]
         });
     }
+    // ReLU with its byte mask; the backward writes over a gradient nothing else holds, and copies
+    // one that is shared (the original must survive).
+    same!("relu mask", 0.0, |b, up| {
+        let (x, d) = (up(&a), up(&c));
+        let (y, mask) = b.relu_forward(&x).unwrap();
+        let kept = d.clone();
+        let dx = b.relu_backward(d, &mask).unwrap();
+        let m: Vec<f32> = b.download_mask(&mask).unwrap().iter().map(|&v| v as f32).collect();
+        vec![dl(b, &y), dl(b, &dx), m, dl(b, &kept)]
+    });
     same!("dropout mask", 0.0, |b, _up| vec![dl(b, &b.dropout_mask(3001, 0.3, 12345).unwrap())]);
 }
 
@@ -96,13 +110,17 @@ fn reductions_rows_and_concat() {
     let y = randn(&mut r, 37 * 5);
     same!("sum_rows/concat/split/bias", 1e-5, |b, up| {
         let (xb, yb) = (up(&x), up(&y));
-        let cat = b.concat_cols(&xb, &yb, 37, 19, 5).unwrap();
-        let (s1, s2) = b.split_cols(&cat, 37, 19, 5).unwrap();
+        let cg = ConcatGeom { rows: 37, left: 19, right: 5 };
+        let rg = RowsGeom { rows: 37, cols: 19 };
+        let cat = b.concat_cols(&xb, &yb, &cg).unwrap();
+        let (s1, s2) = b.split_cols(&cat, &cg).unwrap();
         let mut xb2 = xb.clone();
-        b.add_row_bias(&mut xb2, &up(&x[..19]), 37).unwrap();
-        vec![dl(b, &b.sum_rows(&xb, 37, 19).unwrap()), dl(b, &cat), dl(b, &s1), dl(b, &s2), dl(b, &xb2), dl(b, &xb)]
+        b.add_row_bias(&mut xb2, &up(&x[..19]), &rg).unwrap();
+        vec![dl(b, &b.sum_rows(&xb, &rg).unwrap()), dl(b, &cat), dl(b, &s1), dl(b, &s2), dl(b, &xb2), dl(b, &xb)]
     });
-    same!("channel_sums", 1e-5, |b, up| vec![dl(b, &b.channel_sums(&up(&x), 1, 37, 19).unwrap())]);
+    same!("channel_sums", 1e-5, |b, up| {
+        vec![dl(b, &b.channel_sums(&up(&x), &ChannelGeom { n: 1, c: 37, hw: 19 }).unwrap())]
+    });
     for dev in devices() {
         let cpu = Cpu::<f32>::new();
         let bufs: Vec<_> = [&x[..], &y[..], &x[..5]].iter().map(|v| dev.upload(v).unwrap()).collect();
@@ -126,7 +144,7 @@ fn matmul_all_transpositions() {
     let bm = randn(&mut r, k * n);
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         same!(format!("matmul ta={ta} tb={tb}"), 1e-5, |b, up| {
-            vec![dl(b, &b.matmul(&up(&a), &up(&bm), m, k, n, ta, tb).unwrap())]
+            vec![dl(b, &b.matmul(&up(&a), &up(&bm), &MatmulGeom { m, k, n, ta, tb }).unwrap())]
         });
     }
 }
@@ -152,7 +170,7 @@ fn conv2d_forward_and_backward_on_odd_shapes() {
                 dl(b, &b.conv2d_forward(&xb, &wb, None, &g).unwrap()),
                 dl(b, &b.conv2d_backward_input(&dyb, &wb, &g).unwrap()),
                 dl(b, &b.conv2d_backward_weight(&dyb, &xb, &g).unwrap()),
-                dl(b, &b.channel_sums(&dyb, g.n, g.c_out, g.out_h() * g.out_w()).unwrap()),
+                dl(b, &b.channel_sums(&dyb, &g.output_channels()).unwrap()),
             ]
         });
     }
@@ -168,11 +186,12 @@ fn batchnorm_train_eval_backward() {
         let dy = randn(&mut r, n * c * hw);
         same!(format!("batchnorm {n}x{c}x{hw}"), 1e-4, |b, up| {
             let (mut rm, mut rv) = (up(&vec![0.2; c]), up(&vec![1.3; c]));
-            let (y, mean, invstd) = b
-                .batchnorm_forward_train(&up(&x), &up(&gamma), &up(&beta), &mut rm, &mut rv, n, c, hw, 0.1, 1e-5)
-                .unwrap();
-            let (dx, dg, db) = b.batchnorm_backward(&up(&dy), &up(&x), &up(&gamma), &mean, &invstd, n, c, hw).unwrap();
-            let ye = b.batchnorm_forward_eval(&up(&x), &up(&gamma), &up(&beta), &rm, &rv, n, c, hw, 1e-5).unwrap();
+            let g = ChannelGeom { n, c, hw };
+            let bp = BnParams { momentum: 0.1, eps: 1e-5 };
+            let (y, mean, invstd) =
+                b.batchnorm_forward_train(&up(&x), &up(&gamma), &up(&beta), &mut rm, &mut rv, &g, &bp).unwrap();
+            let (dx, dg, db) = b.batchnorm_backward(&up(&dy), &up(&x), &up(&gamma), &mean, &invstd, &g).unwrap();
+            let ye = b.batchnorm_forward_eval(&up(&x), &up(&gamma), &up(&beta), &rm, &rv, &g, 1e-5).unwrap();
             vec![
                 dl(b, &y),
                 dl(b, &mean),
@@ -198,19 +217,21 @@ fn pooling_and_channel_scale() {
         let dy = randn(&mut r, g.n * g.c * g.out_h() * g.out_w());
         same!(format!("maxpool {g:?}"), 1e-6, |b, up| {
             let (y, idx) = b.maxpool2d_forward(&up(&x), &g).unwrap();
-            vec![dl(b, &y), dl(b, &b.maxpool2d_backward(&up(&dy), &idx, &g).unwrap())]
+            let places: Vec<f32> = b.download_mask(&idx).unwrap().iter().map(|&v| v as f32).collect();
+            vec![dl(b, &y), dl(b, &b.maxpool2d_backward(&up(&dy), &idx, &g).unwrap()), places]
         });
     }
     let (n, c, hw) = (3, 17, 23);
     let x = randn(&mut r, n * c * hw);
     let s = randn(&mut r, n * c);
     let dy = randn(&mut r, n * c * hw);
+    let cg = ChannelGeom { n, c, hw };
     same!("avgpool/channel_scale", 1e-5, |b, up| {
-        let (dx, ds) = b.channel_scale_backward(&up(&dy), &up(&x), &up(&s), n, c, hw).unwrap();
+        let (dx, ds) = b.channel_scale_backward(&up(&dy), &up(&x), &up(&s), &cg).unwrap();
         vec![
-            dl(b, &b.global_avgpool_forward(&up(&x), n, c, hw).unwrap()),
-            dl(b, &b.global_avgpool_backward(&up(&s), n, c, hw).unwrap()),
-            dl(b, &b.channel_scale_forward(&up(&x), &up(&s), n, c, hw).unwrap()),
+            dl(b, &b.global_avgpool_forward(&up(&x), &cg).unwrap()),
+            dl(b, &b.global_avgpool_backward(&up(&s), &cg).unwrap()),
+            dl(b, &b.channel_scale_forward(&up(&x), &up(&s), &cg).unwrap()),
             dl(b, &dx),
             dl(b, &ds),
         ]
@@ -230,8 +251,8 @@ fn losses_and_adam() {
             dl(b, &b.mse_backward(&pb, &tb, &dl1).unwrap()),
             dl(b, &b.l1_forward(&pb, &tb).unwrap()),
             dl(b, &b.l1_backward(&pb, &tb, &dl1).unwrap()),
-            dl(b, &b.cross_entropy_forward(&pb, &lab, 17, 2).unwrap()),
-            dl(b, &b.cross_entropy_backward(&pb, &lab, 17, 2, &dl1).unwrap()),
+            dl(b, &b.cross_entropy_forward(&pb, &lab, &RowsGeom { rows: 17, cols: 2 }).unwrap()),
+            dl(b, &b.cross_entropy_backward(&pb, &lab, &RowsGeom { rows: 17, cols: 2 }, &dl1).unwrap()),
         ]
     });
     let (w, g) = (randn(&mut r, 1031), randn(&mut r, 1031));
@@ -278,9 +299,10 @@ fn spectrogram_front_end_batched_over_clips() {
     // Sums of ≤ 60 f32 products in f64 on both sides: a few ulps.
     same!("mel_project", 1e-6, |b, up| {
         let (pb, fbb) = (up(&power), up(&fb));
+        let g = MelGeom { clips, bins, frames, n_mels };
         vec![
-            dl(b, &b.mel_project(&pb, &fbb, clips, bins, frames, n_mels).unwrap()),
-            dl(b, &b.mel_project_backward(&up(&dmel), &fbb, clips, bins, frames, n_mels).unwrap()),
+            dl(b, &b.mel_project(&pb, &fbb, &g).unwrap()),
+            dl(b, &b.mel_project_backward(&up(&dmel), &fbb, &g).unwrap()),
         ]
     });
     let len = n_mels * frames;
@@ -291,8 +313,9 @@ fn spectrogram_front_end_batched_over_clips() {
             // dB values are O(10-100) and each is one log of an f32: 1e-6 of scale is ~10 ulps.
             same!(format!("power_to_db ref_max={ref_max} top_db={top_db:?}"), 1e-6, |b, up| {
                 let x = up(&mel);
-                let y = b.power_to_db(&x, clips, len, ref_max, 1e-10, top_db).unwrap();
-                let dx = b.power_to_db_backward(&x, &y, &up(&dy), clips, len, ref_max, 1e-10, top_db).unwrap();
+                let g = DbGeom { clips, len, ref_max, amin: 1e-10, top_db };
+                let y = b.power_to_db(&x, &g).unwrap();
+                let dx = b.power_to_db_backward(&x, &y, &up(&dy), &g).unwrap();
                 vec![dl(b, &y), dl(b, &dx)]
             });
         }
@@ -302,7 +325,8 @@ fn spectrogram_front_end_batched_over_clips() {
     let x = randn(&mut r, 3 * rows * stride);
     for centre in [true, false] {
         same!(format!("crop_pad centre={centre}"), 0.0, |b, up| {
-            vec![dl(b, &b.crop_pad(&up(&x), &[17, 7, 12], rows, stride, target, centre, -80.0).unwrap())]
+            let g = CropGeom { rows, in_stride: stride, frames: target, centre, pad: -80.0 };
+            vec![dl(b, &b.crop_pad(&up(&x), &[17, 7, 12], &g).unwrap())]
         });
     }
 }
@@ -318,14 +342,16 @@ fn batched_front_end_matches_the_per_clip_audio_path() {
     for (ref_max, top_db) in [(false, Some(80.0)), (true, Some(80.0)), (false, None)] {
         let mut want = x.clone();
         mel::power_to_db(&mut want, ref_max, 1e-10, top_db);
-        let got = cpu.power_to_db(&x, 1, n_mels * frames, ref_max, 1e-10, top_db).unwrap();
+        let g = DbGeom { clips: 1, len: n_mels * frames, ref_max, amin: 1e-10, top_db };
+        let got = cpu.power_to_db(&cpu.upload(&x).unwrap(), &g).unwrap();
         // log10 vs ln·(10/ln 10) in f64 before rounding to f32: at most one ulp apart.
         close("power_to_db vs audio::mel", &got, &want, 1e-6);
     }
     for (n, centre, pad) in [(31, true, -80.0f32), (31, false, 0.0), (9, true, -80.0)] {
         let data = randn(&mut r, n_mels * n);
         let want = mel::crop_or_pad(&data, n_mels, n, frames, centre, pad);
-        let got = cpu.crop_pad(&data, &[n], n_mels, n, frames, centre, pad as f64).unwrap();
-        assert_eq!(got, want, "crop_pad vs audio::mel::crop_or_pad (n {n}, centre {centre})");
+        let g = CropGeom { rows: n_mels, in_stride: n, frames, centre, pad: pad as f64 };
+        let got = cpu.crop_pad(&cpu.upload(&data).unwrap(), &[n], &g).unwrap();
+        assert_eq!(got.to_vec(), want, "crop_pad vs audio::mel::crop_or_pad (n {n}, centre {centre})");
     }
 }

@@ -206,7 +206,7 @@ fn gradients_of_every_algorithm_through_the_tape_match_finite_differences() {
                 for pass in [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight] {
                     assert_eq!(conv::choose::<f64>(pass, &g), algo, "{pass:?} {g:?}");
                 }
-                check_op(&shapes, 17, 1e-5, |t, v| ops::conv2d(t, v[0], v[1], v.get(2).copied(), 1, pad)).unwrap()
+                check_op(&shapes, 17, 1e-5, |t, v| ops::conv2d(t, &v[0], &v[1], v.get(2), 1, pad)).unwrap()
             });
             // Central differences with h = 1e-5 in f64: truncation ~1e-10, rounding ~1e-11;
             // a wrong gradient is off by O(1).

@@ -3,7 +3,7 @@
 //! difference beyond 1e-12 relative is a bug, not rounding.
 
 use moodgrad::backend::cpu::Cpu;
-use moodgrad::backend::{Backend, ConvGeom};
+use moodgrad::backend::{Conv, ConvGeom, Memory};
 use moodgrad::rng::Rng;
 
 fn direct(x: &[f64], w: &[f64], g: &ConvGeom) -> Vec<f64> {
@@ -53,10 +53,11 @@ fn tiled_conv_matches_direct_convolution_across_tile_edges() {
         let x: Vec<f64> = (0..g.input_len()).map(|_| rng.normal()).collect();
         let w: Vec<f64> = (0..g.weight_len()).map(|_| rng.normal()).collect();
         let dy: Vec<f64> = (0..g.output_len()).map(|_| rng.normal()).collect();
-        close(&be.conv2d_forward(&x, &w, None, &g).unwrap(), &direct(&x, &w, &g), "forward");
+        let (xb, wb, dyb) = (be.upload(&x).unwrap(), be.upload(&w).unwrap(), be.upload(&dy).unwrap());
+        close(&be.conv2d_forward(&xb, &wb, None, &g).unwrap(), &direct(&x, &w, &g), "forward");
         // <dy, conv(x)> is linear in x and in w: check both adjoints through it.
-        let dx = be.conv2d_backward_input(&dy, &w, &g).unwrap();
-        let dw = be.conv2d_backward_weight(&dy, &x, &g).unwrap();
+        let dx = be.conv2d_backward_input(&dyb, &wb, &g).unwrap();
+        let dw = be.conv2d_backward_weight(&dyb, &xb, &g).unwrap();
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
         let lhs = dot(&dy, &direct(&x, &w, &g));
         assert!((dot(&dx, &x) - lhs).abs() <= 1e-10 * lhs.abs().max(1.0), "backward_input adjoint");

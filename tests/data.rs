@@ -365,6 +365,8 @@ fn run_pre(data: &Path, out: &Path, legacy: bool, format: CacheFormat) -> moodgr
         jobs: Some(2),
         legacy,
         format,
+        tokenizer: None,
+        max_len: 512,
     })
     .unwrap()
 }

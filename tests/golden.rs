@@ -89,14 +89,14 @@ fn run<B: Backend>(be: B, path: &Path, f: &TensorFile) -> Run {
         let a = tape.input(batch.audio.clone(), false);
         let l = tape.input(batch.lyrics.clone(), false);
         let t = tape.input(batch.target.clone(), false);
-        let out = net.forward(&mut tape, &mut store, a, l, true, 0).unwrap();
-        let loss = ops::mse_loss(&mut tape, out.pred, t).unwrap();
-        r.loss[step] = tape.value(loss).to_f64(&be).unwrap()[0];
+        let out = net.forward(&mut tape, &mut store, &a, &l, true, 0).unwrap();
+        let loss = ops::mse_loss(&mut tape, &out.pred, &t).unwrap();
+        r.loss[step] = loss.value().to_f64(&be).unwrap()[0];
         if step == 0 {
-            r.output = tape.value(out.pred).to_f64(&be).unwrap();
-            r.audio = tape.value(out.audio).to_f64(&be).unwrap();
+            r.output = out.pred.value().to_f64(&be).unwrap();
+            r.audio = out.audio.as_ref().unwrap().value().to_f64(&be).unwrap();
         }
-        tape.backward(loss, &mut store).unwrap();
+        tape.backward(&loss, &mut store).unwrap();
         let norm = grad_norm(&store).unwrap();
         r.norm[step] = norm;
         if step == 0 {

@@ -23,8 +23,10 @@
 //!   tap changes an output by O(S/√L)…O(S), orders of magnitude above that.
 
 use moodgrad::backend::cpu::Cpu;
+use moodgrad::backend::cpu::HostBuf;
+use moodgrad::backend::prelude::*;
 use moodgrad::backend::sim::ffi;
-use moodgrad::backend::{AdamStep, Backend, ConvGeom, PoolGeom, Unary};
+use moodgrad::backend::{AdamStep, BnParams, ChannelGeom, ConcatGeom, ConvGeom, PoolGeom, RowsGeom, Unary};
 use moodgrad::rng::Rng;
 use std::ffi::c_void;
 use std::ops::{Deref, DerefMut};
@@ -135,8 +137,196 @@ fn dbl(want: f32, sum_abs: f64) -> f64 {
     2.0 * U * want.abs() as f64 + 1e-12 * sum_abs + 1e-37
 }
 
-fn cpu() -> Cpu<f32> {
-    Cpu::<f32>::new()
+/// The CPU backend as this file's reference, called in the kernels' own positional style over
+/// plain vectors (the backend itself takes counted buffers and named geometries).
+struct Ref(Cpu<f32>);
+type V = Vec<f32>;
+type R<T> = moodgrad::error::Result<T>;
+
+fn cpu() -> Ref {
+    Ref(Cpu::<f32>::new())
+}
+
+impl Ref {
+    fn h(&self, v: &[f32]) -> HostBuf<f32> {
+        self.0.upload(v).unwrap()
+    }
+    fn ch(n: usize, c: usize, hw: usize) -> ChannelGeom {
+        ChannelGeom { n, c, hw }
+    }
+    fn add(&self, a: &[f32], b: &[f32]) -> R<V> {
+        Ok(self.0.add(&self.h(a), &self.h(b))?.to_vec())
+    }
+    fn mul(&self, a: &[f32], b: &[f32]) -> R<V> {
+        Ok(self.0.mul(&self.h(a), &self.h(b))?.to_vec())
+    }
+    fn add_assign(&self, dst: &mut V, src: &[f32]) -> R<()> {
+        let mut d = self.h(dst);
+        self.0.add_assign(&mut d, &self.h(src))?;
+        *dst = d.to_vec();
+        Ok(())
+    }
+    fn scale_assign(&self, x: &mut V, s: f64) -> R<()> {
+        let mut d = self.h(x);
+        self.0.scale_assign(&mut d, s)?;
+        *x = d.to_vec();
+        Ok(())
+    }
+    fn unary_forward(&self, op: Unary, x: &[f32]) -> R<V> {
+        Ok(self.0.unary_forward(op, &self.h(x))?.to_vec())
+    }
+    fn unary_backward(&self, op: Unary, x: &[f32], y: &[f32], dy: &[f32]) -> R<V> {
+        Ok(self.0.unary_backward(op, &self.h(x), &self.h(y), &self.h(dy))?.to_vec())
+    }
+    fn relu_forward(&self, x: &[f32]) -> R<(V, Vec<u8>)> {
+        let (y, m) = self.0.relu_forward(&self.h(x))?;
+        Ok((y.to_vec(), m.to_vec()))
+    }
+    fn relu_backward(&self, dy: &[f32], mask: &[u8]) -> R<V> {
+        Ok(self.0.relu_backward(self.h(dy), &self.0.wrap(mask.to_vec()))?.to_vec())
+    }
+    fn dropout_mask(&self, n: usize, p: f64, seed: u64) -> R<V> {
+        Ok(self.0.dropout_mask(n, p, seed)?.to_vec())
+    }
+    fn add_row_bias(&self, y: &mut V, bias: &[f32], rows: usize) -> R<()> {
+        let mut d = self.h(y);
+        self.0.add_row_bias(&mut d, &self.h(bias), &RowsGeom { rows, cols: bias.len() })?;
+        *y = d.to_vec();
+        Ok(())
+    }
+    fn concat_cols(&self, a: &[f32], b: &[f32], rows: usize, ca: usize, cb: usize) -> R<V> {
+        Ok(self.0.concat_cols(&self.h(a), &self.h(b), &ConcatGeom { rows, left: ca, right: cb })?.to_vec())
+    }
+    fn all_finite(&self, x: &[f32]) -> R<bool> {
+        self.0.all_finite(&self.h(x))
+    }
+    fn sum_rows(&self, x: &[f32], rows: usize, cols: usize) -> R<V> {
+        Ok(self.0.sum_rows(&self.h(x), &RowsGeom { rows, cols })?.to_vec())
+    }
+    fn channel_sums(&self, x: &[f32], n: usize, c: usize, hw: usize) -> R<V> {
+        Ok(self.0.channel_sums(&self.h(x), &Self::ch(n, c, hw))?.to_vec())
+    }
+    fn sum_squares(&self, x: &[f32]) -> R<f64> {
+        self.0.sum_squares(&self.h(x))
+    }
+    fn conv2d_forward(&self, x: &[f32], w: &[f32], b: Option<&V>, g: &ConvGeom) -> R<V> {
+        let bias = b.map(|b| self.h(b));
+        Ok(self.0.conv2d_forward(&self.h(x), &self.h(w), bias.as_ref(), g)?.to_vec())
+    }
+    fn conv2d_backward_input(&self, dy: &[f32], w: &[f32], g: &ConvGeom) -> R<V> {
+        Ok(self.0.conv2d_backward_input(&self.h(dy), &self.h(w), g)?.to_vec())
+    }
+    fn conv2d_backward_weight(&self, dy: &[f32], x: &[f32], g: &ConvGeom) -> R<V> {
+        Ok(self.0.conv2d_backward_weight(&self.h(dy), &self.h(x), g)?.to_vec())
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_forward_train(
+        &self,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        rm: &mut V,
+        rv: &mut V,
+        n: usize,
+        c: usize,
+        hw: usize,
+        momentum: f64,
+        eps: f64,
+    ) -> R<(V, V, V)> {
+        let (mut m, mut v) = (self.h(rm), self.h(rv));
+        let bp = BnParams { momentum, eps };
+        let (y, mean, is) = self.0.batchnorm_forward_train(
+            &self.h(x),
+            &self.h(gamma),
+            &self.h(beta),
+            &mut m,
+            &mut v,
+            &Self::ch(n, c, hw),
+            &bp,
+        )?;
+        (*rm, *rv) = (m.to_vec(), v.to_vec());
+        Ok((y.to_vec(), mean.to_vec(), is.to_vec()))
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_forward_eval(
+        &self,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        rm: &[f32],
+        rv: &[f32],
+        n: usize,
+        c: usize,
+        hw: usize,
+        eps: f64,
+    ) -> R<V> {
+        let g = Self::ch(n, c, hw);
+        let (x, ga, be, m, v) = (self.h(x), self.h(gamma), self.h(beta), self.h(rm), self.h(rv));
+        Ok(self.0.batchnorm_forward_eval(&x, &ga, &be, &m, &v, &g, eps)?.to_vec())
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_backward(
+        &self,
+        dy: &[f32],
+        x: &[f32],
+        gamma: &[f32],
+        mean: &[f32],
+        invstd: &[f32],
+        n: usize,
+        c: usize,
+        hw: usize,
+    ) -> R<(V, V, V)> {
+        let g = Self::ch(n, c, hw);
+        let (d, x, ga, m, is) = (self.h(dy), self.h(x), self.h(gamma), self.h(mean), self.h(invstd));
+        let (dx, dg, db) = self.0.batchnorm_backward(&d, &x, &ga, &m, &is, &g)?;
+        Ok((dx.to_vec(), dg.to_vec(), db.to_vec()))
+    }
+    fn maxpool2d_forward(&self, x: &[f32], g: &PoolGeom) -> R<(V, Vec<u8>)> {
+        let (y, idx) = self.0.maxpool2d_forward(&self.h(x), g)?;
+        Ok((y.to_vec(), idx.to_vec()))
+    }
+    fn maxpool2d_backward(&self, dy: &[f32], idx: &[u8], g: &PoolGeom) -> R<V> {
+        Ok(self.0.maxpool2d_backward(&self.h(dy), &self.0.wrap(idx.to_vec()), g)?.to_vec())
+    }
+    fn global_avgpool_forward(&self, x: &[f32], n: usize, c: usize, hw: usize) -> R<V> {
+        Ok(self.0.global_avgpool_forward(&self.h(x), &Self::ch(n, c, hw))?.to_vec())
+    }
+    fn global_avgpool_backward(&self, dy: &[f32], n: usize, c: usize, hw: usize) -> R<V> {
+        Ok(self.0.global_avgpool_backward(&self.h(dy), &Self::ch(n, c, hw))?.to_vec())
+    }
+    fn channel_scale_forward(&self, x: &[f32], s: &[f32], n: usize, c: usize, hw: usize) -> R<V> {
+        Ok(self.0.channel_scale_forward(&self.h(x), &self.h(s), &Self::ch(n, c, hw))?.to_vec())
+    }
+    fn channel_scale_backward(&self, dy: &[f32], x: &[f32], s: &[f32], n: usize, c: usize, hw: usize) -> R<(V, V)> {
+        let (dx, ds) = self.0.channel_scale_backward(&self.h(dy), &self.h(x), &self.h(s), &Self::ch(n, c, hw))?;
+        Ok((dx.to_vec(), ds.to_vec()))
+    }
+    fn mse_forward(&self, p: &[f32], t: &[f32]) -> R<V> {
+        Ok(self.0.mse_forward(&self.h(p), &self.h(t))?.to_vec())
+    }
+    fn mse_backward(&self, p: &[f32], t: &[f32], dl: &[f32]) -> R<V> {
+        Ok(self.0.mse_backward(&self.h(p), &self.h(t), &self.h(dl))?.to_vec())
+    }
+    fn l1_forward(&self, p: &[f32], t: &[f32]) -> R<V> {
+        Ok(self.0.l1_forward(&self.h(p), &self.h(t))?.to_vec())
+    }
+    fn l1_backward(&self, p: &[f32], t: &[f32], dl: &[f32]) -> R<V> {
+        Ok(self.0.l1_backward(&self.h(p), &self.h(t), &self.h(dl))?.to_vec())
+    }
+    fn cross_entropy_forward(&self, logits: &[f32], labels: &[u32], rows: usize, cols: usize) -> R<V> {
+        let lab = self.0.upload_index(labels)?;
+        Ok(self.0.cross_entropy_forward(&self.h(logits), &lab, &RowsGeom { rows, cols })?.to_vec())
+    }
+    fn cross_entropy_backward(&self, logits: &[f32], labels: &[u32], rows: usize, cols: usize, dl: &[f32]) -> R<V> {
+        let lab = self.0.upload_index(labels)?;
+        Ok(self.0.cross_entropy_backward(&self.h(logits), &lab, &RowsGeom { rows, cols }, &self.h(dl))?.to_vec())
+    }
+    fn adam_update(&self, w: &mut V, g: &[f32], m: &mut V, v: &mut V, hp: &AdamStep) -> R<()> {
+        let (mut wb, mut mb, mut vb) = (self.h(w), self.h(m), self.h(v));
+        self.0.adam_update(&mut wb, &self.h(g), &mut mb, &mut vb, hp)?;
+        (*w, *m, *v) = (wb.to_vec(), mb.to_vec(), vb.to_vec());
+        Ok(())
+    }
 }
 
 // ---- out-of-bounds detection --------------------------------------------------------------
@@ -252,6 +442,37 @@ fn arithmetic_fill_and_grid_stride() {
             let mut want = a.clone();
             cpu().scale_assign(&mut want, -0.37f32 as f64).unwrap();
             exact("scale_assign_f32", &d, &want);
+        }
+    }
+}
+
+#[test]
+fn relu_with_byte_mask_and_in_place_backward() {
+    let mut r = Rng::new(22);
+    for n in [1usize, 255, 1003] {
+        let mut x = randn(&mut r, n, 1.0);
+        x[0] = -0.0;
+        if n > 2 {
+            x[1] = f32::NAN;
+            x[2] = 0.0;
+        }
+        let (want_y, want_m) = cpu().relu_forward(&x).unwrap();
+        for grid in [ew(n), grid1(3)] {
+            let (mut y, mut m) = (nans(n), guard(&vec![7u8; n]));
+            launch("relu_forward_mask", grid, BLOCK, &[p(&x), pm(&mut y), pm(&mut m), i(n)]);
+            exact("relu_forward_mask y", &y, &want_y);
+            assert_eq!(&m[..], &want_m[..], "relu_forward_mask mask");
+            // In place: dx is dy's own buffer.
+            let dy = randn(&mut r, n, 1.0);
+            let want = cpu().relu_backward(&dy, &want_m).unwrap();
+            let mut d = guard(&dy);
+            let ptr = pm(&mut d);
+            let ptr2 = match &ptr {
+                A::P(q) => A::P(*q),
+                _ => unreachable!(),
+            };
+            launch("relu_backward_mask", grid, BLOCK, &[ptr, p(&want_m), ptr2, i(n)]);
+            exact("relu_backward_mask (in place)", &d, &want);
         }
     }
 }
@@ -640,7 +861,7 @@ fn batchnorm_train_eval_backward() {
 fn maxpool_ties_nan_and_overlap() {
     let mut r = Rng::new(30);
     // (n, c, h, w, k, stride): odd sizes (floor mode drops the last row/column), overlapping
-    // windows (stride < k: the backward scatter needs its atomics), channels 1/3/17.
+    // windows (stride < k: several windows' gradients meet in one element), channels 1/3/17.
     for (n, c, h, w, k, s) in
         [(2usize, 3usize, 9usize, 13usize, 2usize, 2usize), (1, 1, 7, 7, 3, 2), (1, 17, 5, 6, 2, 1)]
     {
@@ -654,7 +875,7 @@ fn maxpool_ties_nan_and_overlap() {
         let (want_y, want_idx) = cpu().maxpool2d_forward(&x, &g).unwrap();
         let total = n * c * oh * ow;
         let mut y = nans(total);
-        let mut idx = guard(&vec![u32::MAX; total]);
+        let mut idx = guard(&vec![u8::MAX; total]);
         launch(
             "maxpool2d_forward",
             ew(total),
@@ -666,11 +887,15 @@ fn maxpool_ties_nan_and_overlap() {
 
         let dy = randn(&mut r, total, 1.0);
         let want = cpu().maxpool2d_backward(&dy, &want_idx, &g).unwrap();
-        let mut dx = zeros::<f32>(n * c * h * w);
-        launch("maxpool2d_backward", ew(total), BLOCK, &[p(&dy), p(&want_idx), pm(&mut dx), i(total)]);
-        // Overlapping windows add several dy into one dx in another order: u per addend.
-        let sabs = cpu().maxpool2d_backward(&abs(&dy), &want_idx, &g).unwrap();
-        check(&format!("maxpool2d_backward {g:?}"), &dx, &want, |k| 2.0 * U * sabs[k] as f64);
+        // The backward gathers, one thread per input element, and writes every element (no zero
+        // fill): NaN-filled output catches a missed one. Also on a 3-block grid.
+        for grid in [ew(n * c * h * w), grid1(3)] {
+            let mut dx = nans(n * c * h * w);
+            let args = [p(&dy), p(&want_idx), pm(&mut dx), i(n), i(c), i(h), i(w), i(k), i(s), i(oh), i(ow)];
+            launch("maxpool2d_backward", grid, BLOCK, &args);
+            // Overlapping windows add several dy in window order, as the CPU: exact.
+            exact(&format!("maxpool2d_backward {g:?}"), &dx, &want);
+        }
     }
 }
 
@@ -734,7 +959,7 @@ fn regression_losses() {
         launch("mse_forward", [1, 1, 1], BLOCK, &[p(&pr), p(&t), pm(&mut out), i(n)]);
         check("mse_forward", &out, &want, |_| dbl(want[0], sabs));
 
-        let want = cpu.mse_backward(&pr, &t, &dl.to_vec()).unwrap();
+        let want = cpu.mse_backward(&pr, &t, &dl[..]).unwrap();
         let mut dp = nans(n);
         launch("mse_backward", ew(n), BLOCK, &[p(&pr), p(&t), p(&dl), pm(&mut dp), i(n)]);
         exact("mse_backward", &dp, &want);
@@ -744,7 +969,7 @@ fn regression_losses() {
         launch("l1_forward", [1, 1, 1], BLOCK, &[p(&pr), p(&t), pm(&mut out), i(n)]);
         check("l1_forward", &out, &want, |_| dbl(want[0], sabs));
 
-        let want = cpu.l1_backward(&pr, &t, &dl.to_vec()).unwrap();
+        let want = cpu.l1_backward(&pr, &t, &dl[..]).unwrap();
         let mut dp = nans(n);
         launch("l1_backward", ew(n), BLOCK, &[p(&pr), p(&t), p(&dl), pm(&mut dp), i(n)]);
         exact("l1_backward", &dp, &want);
@@ -767,7 +992,7 @@ fn cross_entropy() {
         let sabs: f64 = logits.iter().map(|v| v.abs() as f64).sum::<f64>() + rows as f64;
         check(&format!("cross_entropy_forward {rows}x{classes}"), &out, &want, |_| dbl(want[0], sabs));
 
-        let want = cpu.cross_entropy_backward(&logits, &labels, rows, classes, &dl.to_vec()).unwrap();
+        let want = cpu.cross_entropy_backward(&logits, &labels, rows, classes, &dl[..]).unwrap();
         let n = rows * classes;
         let mut dx = nans(n);
         launch(

@@ -1,7 +1,7 @@
 //! The seed network's structure, PyTorch semantics of the stateful pieces, and the refusal of
 //! bad user input.
 
-use moodgrad::backend::Backend;
+use moodgrad::backend::Memory;
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::io::{self, HostData, HostTensor, TensorFile};
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
@@ -115,17 +115,17 @@ fn batchnorm_counts_batches_and_eval_uses_running_stats() {
     assert_eq!(store.counter(nbt), Some(2));
     // Eval: no counter change, no running-stat change, same output twice.
     let rm = store.find("audio_tower.features.1.running_mean").unwrap();
-    let before = store.value(rm).buf.clone();
+    let before = store.value(rm).to_f64(&store.backend).unwrap();
     let eval = |store: &mut ParamStore<B>| {
         let mut tape = Tape::no_grad(B::new());
         let a = tape.input(batch.audio.clone(), false);
         let l = tape.input(batch.lyrics.clone(), false);
-        let out = net.forward(&mut tape, store, a, l, false, 0).unwrap();
-        tape.value(out.pred).buf.clone()
+        let out = net.forward(&mut tape, store, &a, &l, false, 0).unwrap();
+        out.pred.buf().to_vec()
     };
     let (y1, y2) = (eval(&mut store), eval(&mut store));
     assert_eq!(y1, y2);
-    assert_eq!(store.value(rm).buf, before);
+    assert_eq!(store.value(rm).to_f64(&store.backend).unwrap(), before);
     assert_eq!(store.counter(nbt), Some(2));
 }
 
@@ -133,17 +133,17 @@ fn batchnorm_counts_batches_and_eval_uses_running_stats() {
 fn batchnorm_running_stats_use_unbiased_variance() {
     let be = B::new();
     // One channel, values 1..=4: mean 2.5, biased var 1.25, unbiased 5/3.
-    let mut tape = Tape::new(be);
+    let mut tape = Tape::new(be.clone());
     let x = tape.input(Tensor::from_f64(&be, &[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap(), false);
     let g = tape.input(Tensor::from_f64(&be, &[1], &[1.0]).unwrap(), false);
     let b = tape.input(Tensor::from_f64(&be, &[1], &[0.0]).unwrap(), false);
     let mut rm = Tensor::from_f64(&be, &[1], &[0.0]).unwrap();
     let mut rv = Tensor::from_f64(&be, &[1], &[1.0]).unwrap();
     let st = ops::BatchNormState { running_mean: &mut rm, running_var: &mut rv, momentum: 0.1, eps: 1e-5 };
-    let y = ops::batchnorm2d(&mut tape, x, g, b, st, true).unwrap();
-    assert!((rm.buf[0] - 0.25).abs() < 1e-7);
-    assert!((rv.buf[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-6);
-    let yv = tape.value(y).to_f64(&be).unwrap();
+    let y = ops::batchnorm2d(&mut tape, &x, &g, &b, st, true).unwrap();
+    assert!((rm.buf()[0] - 0.25).abs() < 1e-7);
+    assert!((rv.buf()[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-6);
+    let yv = y.value().to_f64(&be).unwrap();
     let want = (1.0 - 2.5) / (1.25f64 + 1e-5).sqrt();
     assert!((yv[0] - want).abs() < 1e-6, "{} vs {want}", yv[0]);
 }
@@ -151,12 +151,13 @@ fn batchnorm_running_stats_use_unbiased_variance() {
 #[test]
 fn dropout_is_identity_in_eval_and_inverted_in_train() {
     let be = B::new();
-    let mut tape = Tape::new(be);
+    let mut tape = Tape::new(be.clone());
     let x = tape.input(Tensor::from_f64(&be, &[100, 100], &vec![1.0; 10_000]).unwrap(), true);
-    let e = ops::dropout(&mut tape, x, 0.5, false, 1).unwrap();
-    assert_eq!(e, x);
-    let d = ops::dropout(&mut tape, x, 0.5, true, 1).unwrap();
-    let v = tape.value(d).to_f64(&be).unwrap();
+    let e = ops::dropout(&mut tape, &x, 0.5, false, 1).unwrap();
+    // Eval dropout is the input itself: the same buffer, not a copy.
+    assert!(std::ptr::eq(e.buf().as_ptr(), x.buf().as_ptr()));
+    let d = ops::dropout(&mut tape, &x, 0.5, true, 1).unwrap();
+    let v = d.value().to_f64(&be).unwrap();
     assert!(v.iter().all(|&y| y == 0.0 || y == 2.0));
     let kept = v.iter().filter(|&&y| y == 2.0).count();
     // Binomial(10000, 0.5): sd 50, so ±300 is 6 sigma.
@@ -166,14 +167,14 @@ fn dropout_is_identity_in_eval_and_inverted_in_train() {
 #[test]
 fn adam_matches_the_textbook_update_and_clip_scales_first() {
     let be = B::new();
-    let mut store = ParamStore::new(be);
+    let mut store = ParamStore::new(be.clone());
     let id = store.add_param("w", Tensor::from_f64(&be, &[3], &[0.5, -0.25, 1.0]).unwrap());
     let g = [0.3, -2.0, 1e-3];
     let mut opt = Adam::new(AdamConfig { lr: 0.01, weight_decay: 0.1, ..Default::default() });
     let (mut w, mut m, mut v) = ([0.5f64, -0.25, 1.0], [0.0; 3], [0.0; 3]);
     for t in 1..=3 {
         store.zero_grad();
-        store.accumulate_grad(id, &be.upload_f64(&g).unwrap()).unwrap();
+        store.accumulate_grad(id, be.upload_f64(&g).unwrap()).unwrap();
         let norm = grad_norm(&store).unwrap();
         let want_norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
         assert!((norm - want_norm).abs() < 1e-6);
@@ -201,13 +202,13 @@ fn adam_matches_the_textbook_update_and_clip_scales_first() {
 #[test]
 fn adamw_decays_the_weight_not_the_gradient() {
     let be = B::new();
-    let mut store = ParamStore::new(be);
+    let mut store = ParamStore::new(be.clone());
     let id = store.add_param("w", Tensor::from_f64(&be, &[1], &[2.0]).unwrap());
-    store.accumulate_grad(id, &be.upload_f64(&[0.0]).unwrap()).unwrap();
+    store.accumulate_grad(id, be.upload_f64(&[0.0]).unwrap()).unwrap();
     let mut opt = Adam::new(AdamConfig { lr: 0.1, weight_decay: 0.5, decoupled: true, ..Default::default() });
     opt.step(&mut store, 1.0).unwrap();
     // Zero gradient: Adam's step is 0, only the decay 2·(1 − 0.1·0.5) acts.
-    assert!((store.value(id).buf[0] - 1.9).abs() < 1e-6);
+    assert!((store.value(id).buf()[0] - 1.9).abs() < 1e-6);
 }
 
 #[test]
@@ -218,10 +219,10 @@ fn no_grad_tape_records_nothing_and_params_get_no_grad() {
     let a = tape.input(batch.audio.clone(), false);
     let l = tape.input(batch.lyrics.clone(), false);
     let t = tape.input(batch.target.clone(), false);
-    let out = net.forward(&mut tape, &mut store, a, l, true, 0).unwrap();
-    let loss = ops::mse_loss(&mut tape, out.pred, t).unwrap();
-    assert!(!tape.needs_grad(loss));
-    tape.backward(loss, &mut store).unwrap();
+    let out = net.forward(&mut tape, &mut store, &a, &l, true, 0).unwrap();
+    let loss = ops::mse_loss(&mut tape, &out.pred, &t).unwrap();
+    assert!(!loss.tracked());
+    tape.backward(&loss, &mut store).unwrap();
     assert!(store.param_ids().iter().all(|&id| store.grad(id).is_none()));
 }
 
@@ -295,7 +296,10 @@ fn nan_in_the_batch_is_refused_and_nan_loss_changes_no_weight() {
     // A NaN that reaches the loss (here through a weight) stops the step before Adam runs.
     let (net, mut store) = build("model3", AttentionKind::Se, &[4, 8, 8, 16], 5);
     let w = store.find("classifier_head.4.weight").unwrap();
-    store.value_mut(w).buf[0] = f32::NAN;
+    let mut poisoned = store.value(w).to_f64(&store.backend).unwrap();
+    poisoned[0] = f64::NAN;
+    let nan = store.backend.upload_f64(&poisoned).unwrap();
+    store.value_mut(w).set_buf(nan).unwrap();
     let before = io::state_dict(&store).unwrap();
     let mut opt = Adam::new(AdamConfig::default());
     let e = train_step(&net, &mut store, &mut opt, &small_batch(3, 2, 16, 16, 5), Some(1.0), 0).unwrap_err();
@@ -315,11 +319,11 @@ fn nan_in_the_batch_is_refused_and_nan_loss_changes_no_weight() {
 #[test]
 fn nan_gradient_is_named() {
     let be = B::new();
-    let mut store = ParamStore::new(be);
+    let mut store = ParamStore::new(be.clone());
     let a = store.add_param("ok", Tensor::from_f64(&be, &[2], &[1.0, 1.0]).unwrap());
     let b = store.add_param("layer.weight", Tensor::from_f64(&be, &[2], &[1.0, 1.0]).unwrap());
-    store.accumulate_grad(a, &vec![0.1, 0.2]).unwrap();
-    store.accumulate_grad(b, &vec![f32::INFINITY, 0.2]).unwrap();
+    store.accumulate_grad(a, be.upload(&[0.1, 0.2]).unwrap()).unwrap();
+    store.accumulate_grad(b, be.upload(&[f32::INFINITY, 0.2]).unwrap()).unwrap();
     let e = grad_norm(&store).unwrap_err().to_string();
     assert!(e.contains("`layer.weight`") && e.contains("no weights were changed"), "{e}");
 }

@@ -5,7 +5,11 @@ tree (and therefore the ``state_dict`` names) is fixed; see the brief in
 tools/README.md.
 
     Seed(model="model3"|"model4", attention="se"|"legacy",
-         channels=(64, 128, 256, 512), lyrics_dim=768, dropout=0.5)
+         channels=(64, 128, 256, 512), lyrics_dim=768, dropout=0.5,
+         audio_hidden=256, audio_out=64, head_hidden=100)
+
+(the last three are the seed's fixed widths, made settable for small test fixtures; below,
+256 / 64 / 100 stand for them)
 
 Inputs: ``audio`` [B, 1, H, W] (log-mel spectrogram), ``lyrics`` [B, lyrics_dim]
 (a precomputed text embedding; no BERT here). Output: [B, 2], no activation.
@@ -110,7 +114,8 @@ class AttentionModule(nn.Module):
 class AudioTower(nn.Module):
     """VGGish audio model: [B,1,H,W] -> [B,64]."""
 
-    def __init__(self, model="model3", attention="se", channels=DEFAULT_CHANNELS, dropout=0.5):
+    def __init__(self, model="model3", attention="se", channels=DEFAULT_CHANNELS, dropout=0.5,
+                 hidden=256, out=64):
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {model!r}")
@@ -137,18 +142,18 @@ class AudioTower(nn.Module):
         if attention == "se":
             self.classifier = nn.Sequential(
                 nn.Dropout(dropout),
-                nn.Linear(c_last, 256),
+                nn.Linear(c_last, hidden),
                 nn.ReLU(),
                 nn.Dropout(dropout),
-                nn.Linear(256, 64),
+                nn.Linear(hidden, out),
             )
         else:
             self.dropout1 = nn.Dropout(dropout)
-            self.fc1 = nn.Linear(c_last, 256)
+            self.fc1 = nn.Linear(c_last, hidden)
             self.relu1 = nn.ReLU()
             self.dropout2 = nn.Dropout(dropout)
-            self.attention = AttentionModule(256)
-            self.fc2 = nn.Linear(256, 64)
+            self.attention = AttentionModule(hidden)
+            self.fc2 = nn.Linear(hidden, out)
 
     def forward(self, x):
         x = self.features(x)
@@ -165,18 +170,20 @@ class AudioTower(nn.Module):
 
 class Seed(nn.Module):
     def __init__(self, model="model3", attention="se", channels=DEFAULT_CHANNELS,
-                 lyrics_dim=768, dropout=0.5):
+                 lyrics_dim=768, dropout=0.5, audio_hidden=256, audio_out=64, head_hidden=100):
         super().__init__()
         self.config = dict(model=model, attention=attention,
                            channels=tuple(int(c) for c in channels),
-                           lyrics_dim=int(lyrics_dim), dropout=float(dropout))
-        self.audio_tower = AudioTower(model, attention, channels, dropout)
+                           lyrics_dim=int(lyrics_dim), dropout=float(dropout),
+                           audio_hidden=int(audio_hidden), audio_out=int(audio_out),
+                           head_hidden=int(head_hidden))
+        self.audio_tower = AudioTower(model, attention, channels, dropout, audio_hidden, audio_out)
         self.classifier_head = nn.Sequential(
             nn.Dropout(dropout),
-            nn.Linear(64 + lyrics_dim, 100),
+            nn.Linear(audio_out + lyrics_dim, head_hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(100, 2),
+            nn.Linear(head_hidden, 2),
         )
 
     def forward_parts(self, audio, lyrics):
@@ -232,9 +239,13 @@ def infer_config(state: dict, prefix: str = "") -> dict:
     else:
         raise ValueError(f"cannot infer model from {len(conv_idx)} conv layers")
     attention = "legacy" if (prefix + "audio_tower.fc1.weight") in state else "se"
-    lyrics_dim = get("classifier_head.1.weight").shape[1] - 64
+    fc1, fc2 = ("fc1", "fc2") if attention == "legacy" else ("classifier.1", "classifier.4")
+    audio_hidden = get(f"audio_tower.{fc1}.weight").shape[0]
+    audio_out = get(f"audio_tower.{fc2}.weight").shape[0]
+    head_hidden, head_in = get("classifier_head.1.weight").shape
     return dict(model=model, attention=attention, channels=tuple(int(c) for c in channels),
-                lyrics_dim=int(lyrics_dim))
+                lyrics_dim=int(head_in - audio_out), audio_hidden=int(audio_hidden),
+                audio_out=int(audio_out), head_hidden=int(head_hidden))
 
 
 def train_steps(model: Seed, audio, lyrics, target, steps: int, lr: float = 1e-3,

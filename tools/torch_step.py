@@ -132,7 +132,8 @@ def main(argv=None):
                 continue
             if (tuple(v) if k == "channels" else v) != cfg[k]:
                 ap.error(f"--{k.replace('_', '-')} {v} disagrees with weights ({cfg[k]})")
-        model = Seed(cfg["model"], cfg["attention"], cfg["channels"], cfg["lyrics_dim"])
+        model = Seed(cfg["model"], cfg["attention"], cfg["channels"], cfg["lyrics_dim"],
+                     audio_hidden=cfg["audio_hidden"], audio_out=cfg["audio_out"], head_hidden=cfg["head_hidden"])
         set_dropout(model, 0.0)
         model.load_state_dict(state, strict=True)
         model.to(dtype)

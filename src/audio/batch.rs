@@ -3,7 +3,7 @@
 //! device (kernels/spectro.cu on CUDA or the host SIMT layer; their CPU twins on `cpu`).
 
 use super::{MelSpectrogram, PreprocessParams, mel::mel_filterbank, spectrum};
-use crate::backend::Backend;
+use crate::backend::{Backend, CropGeom, DbGeom, MelGeom};
 use crate::error::Result;
 use rayon::prelude::*;
 
@@ -26,9 +26,18 @@ pub fn mel_db_batch<B: Backend>(be: &B, clips: &[Vec<f32>], params: &PreprocessP
     let fb = mel_filterbank(params.sample_rate as f64, params.n_fft, params.n_mels, params.fmin, params.fmax);
     let (n, m) = (clips.len(), params.n_mels);
     let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-    let mel = be.mel_project(&be.upload_f64(&f64s(&power))?, &be.upload_f64(&f64s(&fb))?, n, bins, stride, m)?;
-    let db = be.power_to_db(&mel, n, m * stride, params.ref_max, params.amin, params.top_db)?;
-    let out = be.crop_pad(&db, &counts, m, stride, params.frames, params.centre_crop, params.pad_value as f64)?;
+    let mg = MelGeom { clips: n, bins, frames: stride, n_mels: m };
+    let mel = be.mel_project(&be.upload_f64(&f64s(&power))?, &be.upload_f64(&f64s(&fb))?, &mg)?;
+    let dg = DbGeom { clips: n, len: m * stride, ref_max: params.ref_max, amin: params.amin, top_db: params.top_db };
+    let db = be.power_to_db(&mel, &dg)?;
+    let cg = CropGeom {
+        rows: m,
+        in_stride: stride,
+        frames: params.frames,
+        centre: params.centre_crop,
+        pad: params.pad_value as f64,
+    };
+    let out = be.crop_pad(&db, &counts, &cg)?;
     let host = be.download_f64(&out)?;
     Ok(host
         .chunks(m * params.frames)
@@ -39,6 +48,7 @@ pub fn mel_db_batch<B: Backend>(be: &B, clips: &[Vec<f32>], params: &PreprocessP
             data: d.iter().map(|&v| v as f32).collect(),
             source_frames: c,
             duration_s: y.len() as f64 / params.sample_rate as f64,
+            truncated: None,
         })
         .collect())
 }

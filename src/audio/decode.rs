@@ -23,7 +23,13 @@ pub struct Decoded {
     pub sample_rate: u32,
     /// Channels in the file before the mono mix-down.
     pub channels: usize,
+    /// Set when the file looks cut short: its last frame failed to decode, or it decoded to less
+    /// than 90 % of the length its header (or Xing/Info frame) declares. The audio is still usable.
+    pub truncated: Option<String>,
 }
+
+/// A file that decodes to less than this share of its declared length is reported as truncated.
+pub const TRUNCATED_BELOW: f64 = 0.9;
 
 /// Opens `path` and decodes it to mono. Missing paths and directories are `Missing`.
 pub fn decode_file(path: &Path) -> Result<Decoded, AudioError> {
@@ -99,11 +105,14 @@ fn decode_source(source: Box<dyn symphonia::core::io::MediaSource>, ext: Option<
     let mut sample_rate = track.codec_params.sample_rate;
     let mut decoder =
         symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(sym_err)?;
-    let capacity = track.codec_params.n_frames.unwrap_or(0).min(1 << 26) as usize;
+    let declared = track.codec_params.n_frames;
+    let capacity = declared.unwrap_or(0).min(1 << 26) as usize;
     let mut samples: Vec<f32> = Vec::with_capacity(capacity);
     let mut channels = 0usize;
     let mut decoded_any = false;
     let mut last_error: Option<String> = None;
+    // Whether the most recent packet failed to decode (the stream ended mid-frame if it was last).
+    let mut last_failed = false;
 
     loop {
         let packet = match format.next_packet() {
@@ -141,15 +150,19 @@ fn decode_source(source: Box<dyn symphonia::core::io::MediaSource>, ext: Option<
                     _ => {}
                 }
                 decoded_any = true;
+                last_failed = false;
                 mix_into(&buf, &mut samples);
             }
             // A corrupt frame: skip it, as mpg123 does.
-            Err(SymError::DecodeError(why)) => last_error = Some(why.to_string()),
+            Err(SymError::DecodeError(why)) => {
+                last_error = Some(why.to_string());
+                last_failed = true;
+            }
             Err(SymError::IoError(_)) => break,
             Err(e) => return Err(sym_err(e)),
         }
     }
-    if let (false, Some(why)) = (decoded_any, last_error) {
+    if let (false, Some(why)) = (decoded_any, last_error.clone()) {
         return Err(AudioError::Undecodable(why));
     }
     let sample_rate = sample_rate.unwrap_or(0);
@@ -159,7 +172,21 @@ fn decode_source(source: Box<dyn symphonia::core::io::MediaSource>, ext: Option<
     if sample_rate == 0 {
         return Err(AudioError::Undecodable("no sample rate".into()));
     }
-    Ok(Decoded { samples, sample_rate, channels })
+    let frames = samples.len() as u64; // mono already
+    let truncated = match declared {
+        Some(n) if n > 0 && (frames as f64) < TRUNCATED_BELOW * n as f64 => Some(format!(
+            "decoded {:.2} s of the {:.2} s its header declares",
+            frames as f64 / sample_rate as f64,
+            n as f64 / sample_rate as f64
+        )),
+        _ if last_failed => Some(format!(
+            "the stream ends mid-frame ({}); decoded {:.2} s",
+            last_error.unwrap_or_default(),
+            frames as f64 / sample_rate as f64
+        )),
+        _ => None,
+    };
+    Ok(Decoded { samples, sample_rate, channels, truncated })
 }
 
 /// Appends the mean of the channels of one decoded buffer (f32, as librosa's float32 load).

@@ -72,6 +72,8 @@ pub struct MelSpectrogram {
     /// Frames before crop/pad (1 + n_samples / hop) and the decoded duration, for the manifest.
     pub source_frames: usize,
     pub duration_s: f64,
+    /// Why the file looks truncated (see `decode::Decoded::truncated`): kept, but worth a warning.
+    pub truncated: Option<String>,
 }
 
 /// Why a clip could not be turned into a spectrogram (the batch report groups by this).

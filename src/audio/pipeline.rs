@@ -56,6 +56,7 @@ pub fn mel_db_from_samples(y: &[f32], params: &PreprocessParams) -> MelSpectrogr
         data,
         source_frames: n,
         duration_s: y.len() as f64 / params.sample_rate as f64,
+        truncated: None,
     }
 }
 
@@ -67,5 +68,5 @@ pub fn mel_db_from_file(path: &Path, params: &PreprocessParams) -> Result<MelSpe
     if y.is_empty() {
         return Err(AudioError::Empty);
     }
-    Ok(mel_db_from_samples(&y, params))
+    Ok(MelSpectrogram { truncated: d.truncated, ..mel_db_from_samples(&y, params) })
 }

@@ -1,72 +1,27 @@
-//! The device interface every op is written against.
+//! The device interface every op is written against, as small op-family traits.
 //!
 //! Ops (src/ops) never touch memory directly: they call these primitives, so a kernel-launching
 //! backend (CUDA, or the host SIMT simulator) slots in beside `cpu` without any op changing.
-//! Every primitive returns `Result` because a device launch can fail (out of memory, lost device).
+//! Every primitive takes its sizes as a named geometry (`geom`), checks each buffer's length
+//! against it before touching anything, and returns `Result` because a device launch can fail
+//! (out of memory, lost device). Buffers are shared handles: cloning one is a reference-count
+//! bump, and primitives that write in place copy a shared buffer first (copy on write).
 
 pub mod cpu;
-pub mod memory;
+pub mod geom;
+pub mod geom_seq;
 pub mod kernel;
+pub mod memory;
 pub mod sim;
+
+pub use geom::{
+    BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom,
+};
+pub use geom_seq::{BmmGeom, EmbedGeom, HeadsGeom, LayerNormGeom, NarrowGeom, SoftmaxGeom};
+pub use memory::MemStats;
 
 use crate::error::Result;
 use crate::float::Float;
-
-/// Geometry of a 2-D convolution, NCHW input, OIHW weight (PyTorch layout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub n: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
-}
-
-impl ConvGeom {
-    pub fn out_h(&self) -> usize {
-        (self.h + 2 * self.pad - self.kh) / self.stride + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.w + 2 * self.pad - self.kw) / self.stride + 1
-    }
-    pub fn input_len(&self) -> usize {
-        self.n * self.c_in * self.h * self.w
-    }
-    pub fn weight_len(&self) -> usize {
-        self.c_out * self.c_in * self.kh * self.kw
-    }
-    pub fn output_len(&self) -> usize {
-        self.n * self.c_out * self.out_h() * self.out_w()
-    }
-    /// Multiply-adds of one forward pass, times two.
-    pub fn forward_flops(&self) -> f64 {
-        2.0 * (self.output_len() * self.c_in * self.kh * self.kw) as f64
-    }
-}
-
-/// Geometry of a 2-D max-pool (floor mode, no padding).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolGeom {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub k: usize,
-    pub stride: usize,
-}
-
-impl PoolGeom {
-    pub fn out_h(&self) -> usize {
-        (self.h - self.k) / self.stride + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.w - self.k) / self.stride + 1
-    }
-}
 
 /// Pointwise activations; each backward is written in terms of the saved input x or output y.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +31,9 @@ pub enum Unary {
     Tanh,
     /// GELU, exact erf form (PyTorch's default `approximate='none'`).
     Gelu,
+    /// GELU, tanh form: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (PyTorch's
+    /// `approximate='tanh'`, transformers' `gelu_new`); its backward reads x.
+    GeluTanh,
 }
 
 /// Hyper-parameters of one Adam/AdamW update of one tensor.
@@ -94,38 +52,57 @@ pub struct AdamStep {
     pub grad_scale: f64,
 }
 
-/// A compute device holding buffers of `Elem`.
-pub trait Backend: Clone + Send + Sync + 'static {
+/// A device buffer handle: a length, shared storage.
+pub trait DeviceBuffer: Clone + Send + Sync + 'static {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Buffers, copies and the memory ledger.
+pub trait Memory: Clone + Send + Sync + 'static {
     type Elem: Float;
-    /// A device buffer of elements.
-    type Buf: Clone + Send + Sync;
-    /// A device buffer of u32 (arg-max indices, class labels).
-    type Index: Clone + Send + Sync;
+    /// A buffer of elements.
+    type Buf: DeviceBuffer;
+    /// A buffer of u32 (class labels).
+    type Index: DeviceBuffer;
+    /// A buffer of u8 (ReLU masks, positions of the maximum inside a pooling window).
+    type Mask: DeviceBuffer;
 
     fn name(&self) -> String;
-
-    // ---- memory ----
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     fn fill(&self, len: usize, value: f64) -> Result<Self::Buf>;
     fn upload(&self, data: &[Self::Elem]) -> Result<Self::Buf>;
     fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::Elem>>;
     fn upload_index(&self, data: &[u32]) -> Result<Self::Index>;
-    fn len(&self, buf: &Self::Buf) -> usize;
+    fn download_mask(&self, mask: &Self::Mask) -> Result<Vec<u8>>;
+    /// A private copy of a buffer (not a shared handle): what a device-to-device copy costs.
+    fn copy(&self, buf: &Self::Buf) -> Result<Self::Buf>;
     /// Waits for queued work (kernel launches are asynchronous on a GPU); timing needs it.
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
-    /// A private copy of a buffer (not a shared handle): what a device-to-device copy costs.
-    fn copy(&self, buf: &Self::Buf) -> Result<Self::Buf>;
+    /// Live and peak bytes of every buffer and workspace this backend (and its clones) holds.
+    fn memory(&self) -> MemStats;
+    /// Starts a new peak measurement from what is live now.
+    fn reset_peak(&self);
     fn upload_f64(&self, data: &[f64]) -> Result<Self::Buf> {
         let v: Vec<Self::Elem> = data.iter().map(|&x| Self::Elem::from_f64(x)).collect();
+        self.upload(&v)
+    }
+    /// f32 host data (spectrograms, targets) in the backend's precision.
+    fn upload_f32(&self, data: &[f32]) -> Result<Self::Buf> {
+        let v: Vec<Self::Elem> = data.iter().map(|&x| Self::Elem::from_f64(x as f64)).collect();
         self.upload(&v)
     }
     fn download_f64(&self, buf: &Self::Buf) -> Result<Vec<f64>> {
         Ok(self.download(buf)?.into_iter().map(|x| x.to_f64()).collect())
     }
+}
 
-    // ---- elementwise ----
+/// Elementwise arithmetic and activations (all operands of one length).
+pub trait Pointwise: Memory {
     fn add(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
     fn mul(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
     /// dst += src (gradient accumulation).
@@ -135,11 +112,17 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn unary_forward(&self, op: Unary, x: &Self::Buf) -> Result<Self::Buf>;
     /// dx given the saved input x, output y and incoming dy.
     fn unary_backward(&self, op: Unary, x: &Self::Buf, y: &Self::Buf, dy: &Self::Buf) -> Result<Self::Buf>;
+    /// y = max(x, 0) and the mask (x > 0) as one byte per element: all ReLU's backward needs.
+    fn relu_forward(&self, x: &Self::Buf) -> Result<(Self::Buf, Self::Mask)>;
+    /// dx = dy where the mask is set, else 0; written over `dy` when nothing else shares it.
+    fn relu_backward(&self, dy: Self::Buf, mask: &Self::Mask) -> Result<Self::Buf>;
     /// Inverted dropout mask: 0 with probability p, else 1/(1-p); element i is decided by
     /// `rng::hash_uniform(seed, i)` so every backend draws the same mask.
     fn dropout_mask(&self, len: usize, p: f64, seed: u64) -> Result<Self::Buf>;
+}
 
-    // ---- reductions ----
+/// Whole-buffer reductions.
+pub trait Reduce: Memory {
     /// Σ x² accumulated in f64.
     fn sum_squares(&self, x: &Self::Buf) -> Result<f64>;
     /// Σ x² over several buffers at once (the global gradient norm): one multi-tensor reduction
@@ -149,37 +132,31 @@ pub trait Backend: Clone + Send + Sync + 'static {
     }
     /// Whether every element is finite.
     fn all_finite(&self, x: &Self::Buf) -> Result<bool>;
+}
 
-    // ---- dense ----
-    /// C[m,n] = op(A)·op(B); A is [m,k] (or [k,m] if `ta`), B is [k,n] (or [n,k] if `tb`).
-    #[allow(clippy::too_many_arguments)]
-    fn matmul(
-        &self,
-        a: &Self::Buf,
-        b: &Self::Buf,
-        m: usize,
-        k: usize,
-        n: usize,
-        ta: bool,
-        tb: bool,
-    ) -> Result<Self::Buf>;
-    /// y[r, c] += bias[c] for a [rows, cols] matrix.
-    fn add_row_bias(&self, y: &mut Self::Buf, bias: &Self::Buf, rows: usize) -> Result<()>;
-    /// Column sums of a [rows, cols] matrix.
-    fn sum_rows(&self, x: &Self::Buf, rows: usize, cols: usize) -> Result<Self::Buf>;
-    /// [r, ca] ++ [r, cb] -> [r, ca + cb].
-    fn concat_cols(&self, a: &Self::Buf, b: &Self::Buf, rows: usize, ca: usize, cb: usize) -> Result<Self::Buf>;
+/// Dense matrix products and the row/column bookkeeping around linear layers.
+pub trait Dense: Memory {
+    fn matmul(&self, a: &Self::Buf, b: &Self::Buf, g: &MatmulGeom) -> Result<Self::Buf>;
+    /// y[r, c] += bias[c].
+    fn add_row_bias(&self, y: &mut Self::Buf, bias: &Self::Buf, g: &RowsGeom) -> Result<()>;
+    /// Column sums: [rows, cols] → [cols].
+    fn sum_rows(&self, x: &Self::Buf, g: &RowsGeom) -> Result<Self::Buf>;
+    fn concat_cols(&self, a: &Self::Buf, b: &Self::Buf, g: &ConcatGeom) -> Result<Self::Buf>;
     /// The inverse of `concat_cols`.
-    fn split_cols(&self, x: &Self::Buf, rows: usize, ca: usize, cb: usize) -> Result<(Self::Buf, Self::Buf)>;
+    fn split_cols(&self, x: &Self::Buf, g: &ConcatGeom) -> Result<(Self::Buf, Self::Buf)>;
+}
 
-    // ---- convolution ----
+/// 2-D convolution, NCHW × OIHW.
+pub trait Conv: Memory {
     fn conv2d_forward(&self, x: &Self::Buf, w: &Self::Buf, b: Option<&Self::Buf>, g: &ConvGeom) -> Result<Self::Buf>;
     fn conv2d_backward_input(&self, dy: &Self::Buf, w: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
     fn conv2d_backward_weight(&self, dy: &Self::Buf, x: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
     /// Per-channel sums of an NC(HW) tensor: the conv bias gradient.
-    fn channel_sums(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
+    fn channel_sums(&self, dy: &Self::Buf, g: &ChannelGeom) -> Result<Self::Buf>;
+}
 
-    // ---- batch norm (NC(HW)) ----
+/// BatchNorm over NC(HW).
+pub trait Norm: Memory {
     /// Training forward: returns (y, batch mean, inverse std) and updates the running stats
     /// (momentum-weighted, the variance unbiased).
     #[allow(clippy::too_many_arguments)]
@@ -190,11 +167,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
         beta: &Self::Buf,
         running_mean: &mut Self::Buf,
         running_var: &mut Self::Buf,
-        n: usize,
-        c: usize,
-        hw: usize,
-        momentum: f64,
-        eps: f64,
+        g: &ChannelGeom,
+        p: &BnParams,
     ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_forward_eval(
@@ -204,9 +178,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         beta: &Self::Buf,
         running_mean: &Self::Buf,
         running_var: &Self::Buf,
-        n: usize,
-        c: usize,
-        hw: usize,
+        g: &ChannelGeom,
         eps: f64,
     ) -> Result<Self::Buf>;
     /// Returns (dx, dgamma, dbeta).
@@ -218,33 +190,31 @@ pub trait Backend: Clone + Send + Sync + 'static {
         gamma: &Self::Buf,
         mean: &Self::Buf,
         invstd: &Self::Buf,
-        n: usize,
-        c: usize,
-        hw: usize,
+        g: &ChannelGeom,
     ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+}
 
-    // ---- pooling and channel scaling ----
-    /// Returns (y, flat arg-max index into x per output element). Ties go to the first maximum.
-    fn maxpool2d_forward(&self, x: &Self::Buf, g: &PoolGeom) -> Result<(Self::Buf, Self::Index)>;
-    fn maxpool2d_backward(&self, dy: &Self::Buf, argmax: &Self::Index, g: &PoolGeom) -> Result<Self::Buf>;
+/// Max-pool, global average pool, per-channel scaling and the SE block's fused passes.
+pub trait Pool: Memory {
+    /// Returns (y, the position of each window's maximum inside the window, row-major, as a
+    /// byte). Ties go to the first maximum; a NaN wins, as PyTorch.
+    fn maxpool2d_forward(&self, x: &Self::Buf, g: &PoolGeom) -> Result<(Self::Buf, Self::Mask)>;
+    fn maxpool2d_backward(&self, dy: &Self::Buf, argmax: &Self::Mask, g: &PoolGeom) -> Result<Self::Buf>;
     /// Mean over hw: [n, c, hw] -> [n, c].
-    fn global_avgpool_forward(&self, x: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
-    fn global_avgpool_backward(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
+    fn global_avgpool_forward(&self, x: &Self::Buf, g: &ChannelGeom) -> Result<Self::Buf>;
+    fn global_avgpool_backward(&self, dy: &Self::Buf, g: &ChannelGeom) -> Result<Self::Buf>;
     /// y[n, c, :] = x[n, c, :] · s[n, c].
-    fn channel_scale_forward(&self, x: &Self::Buf, s: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
+    fn channel_scale_forward(&self, x: &Self::Buf, s: &Self::Buf, g: &ChannelGeom) -> Result<Self::Buf>;
     /// Returns (dx, ds).
     fn channel_scale_backward(
         &self,
         dy: &Self::Buf,
         x: &Self::Buf,
         s: &Self::Buf,
-        n: usize,
-        c: usize,
-        hw: usize,
+        g: &ChannelGeom,
     ) -> Result<(Self::Buf, Self::Buf)>;
-
     /// d[n, c] = Σ over hw of a·b (the SE gate's gradient: one pass over dy and x).
-    fn channel_dot(&self, a: &Self::Buf, b: &Self::Buf, n: usize, c: usize, hw: usize) -> Result<Self::Buf>;
+    fn channel_dot(&self, a: &Self::Buf, b: &Self::Buf, g: &ChannelGeom) -> Result<Self::Buf>;
     /// The SE block's input gradient in one pass: dx = dy·gate[n, c] + dsqueeze[n, c]/hw (the
     /// scale's and the squeeze's contributions together).
     fn se_backward_input(
@@ -252,97 +222,47 @@ pub trait Backend: Clone + Send + Sync + 'static {
         dy: &Self::Buf,
         gate: &Self::Buf,
         dsqueeze: &Self::Buf,
-        n: usize,
-        c: usize,
-        hw: usize,
+        g: &ChannelGeom,
     ) -> Result<Self::Buf>;
+}
 
-    // ---- spectrograms, batched over clips ----
-    /// mel[c, m, t] = Σ_k fb[m, k]·power[c, k, t]; power [clips, bins, frames], fb [n_mels, bins].
-    #[allow(clippy::too_many_arguments)]
-    fn mel_project(
-        &self,
-        power: &Self::Buf,
-        fb: &Self::Buf,
-        clips: usize,
-        bins: usize,
-        frames: usize,
-        n_mels: usize,
-    ) -> Result<Self::Buf>;
+/// The spectrogram front end, batched over clips.
+pub trait Spectro: Memory {
+    /// mel[c, m, t] = Σ_k fb[m, k]·power[c, k, t].
+    fn mel_project(&self, power: &Self::Buf, fb: &Self::Buf, g: &MelGeom) -> Result<Self::Buf>;
     /// The projection's input gradient (the filterbank is a constant).
-    #[allow(clippy::too_many_arguments)]
-    fn mel_project_backward(
-        &self,
-        dmel: &Self::Buf,
-        fb: &Self::Buf,
-        clips: usize,
-        bins: usize,
-        frames: usize,
-        n_mels: usize,
-    ) -> Result<Self::Buf>;
-    /// librosa.power_to_db on each clip of `len` values (ref = clip max or 1.0; top_db floor).
-    fn power_to_db(
-        &self,
-        x: &Self::Buf,
-        clips: usize,
-        len: usize,
-        ref_max: bool,
-        amin: f64,
-        top_db: Option<f64>,
-    ) -> Result<Self::Buf>;
+    fn mel_project_backward(&self, dmel: &Self::Buf, fb: &Self::Buf, g: &MelGeom) -> Result<Self::Buf>;
+    /// librosa.power_to_db on each clip (ref = clip max or 1.0; top_db floor).
+    fn power_to_db(&self, x: &Self::Buf, g: &DbGeom) -> Result<Self::Buf>;
     /// The exact gradient: 10/(ln10·x) where the dB value follows x (above amin, not floored),
     /// plus, at each clip's largest power, the share of everything that follows it (the floored
     /// values, and with `ref_max` the reference subtracted from every value).
-    #[allow(clippy::too_many_arguments)]
-    fn power_to_db_backward(
-        &self,
-        x: &Self::Buf,
-        y: &Self::Buf,
-        dy: &Self::Buf,
-        clips: usize,
-        len: usize,
-        ref_max: bool,
-        amin: f64,
-        top_db: Option<f64>,
-    ) -> Result<Self::Buf>;
+    fn power_to_db_backward(&self, x: &Self::Buf, y: &Self::Buf, dy: &Self::Buf, g: &DbGeom) -> Result<Self::Buf>;
     /// [clips, rows, in_stride] with in_frames[c] valid frames → [clips, rows, frames]: centre crop
     /// (or the first frames) when longer, `pad` at the end when shorter.
-    #[allow(clippy::too_many_arguments)]
-    fn crop_pad(
-        &self,
-        x: &Self::Buf,
-        in_frames: &[usize],
-        rows: usize,
-        in_stride: usize,
-        frames: usize,
-        centre: bool,
-        pad: f64,
-    ) -> Result<Self::Buf>;
+    fn crop_pad(&self, x: &Self::Buf, in_frames: &[usize], g: &CropGeom) -> Result<Self::Buf>;
+}
 
-    // ---- losses (mean reduction); each forward returns a 1-element buffer ----
+/// Losses with mean reduction; each forward returns a 1-element buffer.
+pub trait Loss: Memory {
     fn mse_forward(&self, pred: &Self::Buf, target: &Self::Buf) -> Result<Self::Buf>;
     /// d loss / d pred, scaled by the 1-element upstream gradient `dl`.
     fn mse_backward(&self, pred: &Self::Buf, target: &Self::Buf, dl: &Self::Buf) -> Result<Self::Buf>;
     fn l1_forward(&self, pred: &Self::Buf, target: &Self::Buf) -> Result<Self::Buf>;
     fn l1_backward(&self, pred: &Self::Buf, target: &Self::Buf, dl: &Self::Buf) -> Result<Self::Buf>;
-    /// Softmax cross-entropy of [rows, classes] logits against class labels.
-    fn cross_entropy_forward(
-        &self,
-        logits: &Self::Buf,
-        labels: &Self::Index,
-        rows: usize,
-        classes: usize,
-    ) -> Result<Self::Buf>;
+    /// Softmax cross-entropy of [rows, classes] logits (`g.cols` classes) against class labels.
+    fn cross_entropy_forward(&self, logits: &Self::Buf, labels: &Self::Index, g: &RowsGeom) -> Result<Self::Buf>;
     fn cross_entropy_backward(
         &self,
         logits: &Self::Buf,
         labels: &Self::Index,
-        rows: usize,
-        classes: usize,
+        g: &RowsGeom,
         dl: &Self::Buf,
     ) -> Result<Self::Buf>;
+}
 
-    // ---- optimiser ----
+/// The optimiser's fused update.
+pub trait Optim: Memory {
     /// One Adam/AdamW update of w in place, with m and v its moment buffers.
     fn adam_update(
         &self,
@@ -352,4 +272,100 @@ pub trait Backend: Clone + Send + Sync + 'static {
         v: &mut Self::Buf,
         hp: &AdamStep,
     ) -> Result<()>;
+}
+
+/// The attention core of a transformer: batched products, the masked softmax, the head layout.
+pub trait Attention: Memory {
+    /// C[b] = alpha·op(A[b])·op(B[b]) over `g.batch` contiguous matrices (cuBLAS strided-batched).
+    fn bmm(&self, a: &Self::Buf, b: &Self::Buf, g: &BmmGeom) -> Result<Self::Buf>;
+    /// probs = softmax(scale·scores) over the last axis, keys with key_mask 0 left out (see
+    /// `SoftmaxGeom`); key_mask is [batch, k] of 0/1 values.
+    fn masked_softmax_forward(&self, scores: &Self::Buf, key_mask: &Self::Buf, g: &SoftmaxGeom) -> Result<Self::Buf>;
+    /// d scores = scale·p ⊙ (dp − Σ_row p·dp), from the saved probabilities (masked keys have
+    /// p = 0 and so get 0).
+    fn masked_softmax_backward(&self, probs: &Self::Buf, dprobs: &Self::Buf, g: &SoftmaxGeom) -> Result<Self::Buf>;
+    /// [batch, seq, heads, head_dim] → [batch, heads, seq, head_dim].
+    fn split_heads(&self, x: &Self::Buf, g: &HeadsGeom) -> Result<Self::Buf>;
+    /// [batch, heads, seq, head_dim] → [batch, seq, heads, head_dim] (the inverse).
+    fn merge_heads(&self, x: &Self::Buf, g: &HeadsGeom) -> Result<Self::Buf>;
+}
+
+/// Token-level bookkeeping: embedding lookups and slices along an axis.
+pub trait Sequence: Memory {
+    /// y[t, :] = table[ids[t], :]. Ids are checked on the host by the op; a kernel writes NaN for
+    /// an id outside the table rather than reading past it.
+    fn embedding_forward(&self, table: &Self::Buf, ids: &Self::Index, g: &EmbedGeom) -> Result<Self::Buf>;
+    /// The table's gradient, deterministically (no float atomics): row v sums dy[p, :] over the
+    /// positions p = order[offsets[v]..offsets[v+1]] in that order; rows no token uses are 0.
+    fn embedding_backward(
+        &self,
+        dy: &Self::Buf,
+        order: &Self::Index,
+        offsets: &Self::Index,
+        g: &EmbedGeom,
+    ) -> Result<Self::Buf>;
+    /// [outer, dim, inner] → [outer, len, inner], the slice starting at `start`.
+    fn narrow_forward(&self, x: &Self::Buf, g: &NarrowGeom) -> Result<Self::Buf>;
+    /// The slice's gradient put back in place, zeros elsewhere.
+    fn narrow_backward(&self, dy: &Self::Buf, g: &NarrowGeom) -> Result<Self::Buf>;
+}
+
+/// LayerNorm over the last axis (statistics in double, as BatchNorm's).
+pub trait LayerNorm: Memory {
+    /// Returns (y, mean, invstd), the last two per row (what the backward reads).
+    fn layernorm_forward(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        g: &LayerNormGeom,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+    /// Returns (dx, dgamma, dbeta); dgamma and dbeta are summed over fixed chunks of
+    /// `geom_seq::LN_PARAM_CHUNK` rows, then over the chunks in order (deterministic).
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_backward(
+        &self,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        mean: &Self::Buf,
+        invstd: &Self::Buf,
+        g: &LayerNormGeom,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+}
+
+/// A compute device: every op family.
+pub trait Backend:
+    Memory + Pointwise + Reduce + Dense + Conv + Norm + Pool + Spectro + Loss + Optim + Attention + Sequence + LayerNorm
+{
+}
+
+impl<T> Backend for T where
+    T: Memory
+        + Pointwise
+        + Reduce
+        + Dense
+        + Conv
+        + Norm
+        + Pool
+        + Spectro
+        + Loss
+        + Optim
+        + Attention
+        + Sequence
+        + LayerNorm
+{
+}
+
+/// Fails naming the op when two elementwise operands differ in length.
+pub(crate) fn same_len(op: &'static str, a: usize, b: usize) -> Result<()> {
+    geom::check_lens(op, &[("second operand", b, a)])
+}
+
+/// Every op-family trait, for code that calls primitives on a concrete backend.
+pub mod prelude {
+    pub use super::{
+        Attention, Backend, Conv, Dense, DeviceBuffer, LayerNorm, Loss, Memory, Norm, Optim, Pointwise, Pool, Reduce,
+        Sequence, Spectro,
+    };
 }

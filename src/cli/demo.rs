@@ -57,9 +57,9 @@ fn evaluate<B: Backend>(net: &SeedNet, store: &mut ParamStore<B>, batch: &Batch<
     let a = tape.input(batch.audio.clone(), false);
     let l = tape.input(batch.lyrics.clone(), false);
     let t = tape.input(batch.target.clone(), false);
-    let out = net.forward(&mut tape, store, a, l, false, 0)?;
-    let loss = ops::mse_loss(&mut tape, out.pred, t)?;
-    Ok(tape.value(loss).to_f64(&store.backend)?[0])
+    let out = net.forward(&mut tape, store, &a, &l, false, 0)?;
+    let loss = ops::mse_loss(&mut tape, &out.pred, &t)?;
+    Ok(loss.value().to_f64(&store.backend)?[0])
 }
 
 pub fn run(steps: usize, batch_size: usize, seed: u64, out: Option<&Path>, device: DeviceChoice) -> Result<()> {

@@ -1,12 +1,17 @@
 //! The `moodgrad` command line: each subcommand in its own file.
 
 pub mod bench;
+pub mod compare;
 pub mod demo;
+pub mod encode;
+pub mod evaluate;
 pub mod gradcheck;
 pub mod init;
 pub mod preprocess;
+pub mod preprocess_lyrics;
 pub mod step;
 pub mod synth;
+pub mod train;
 
 use crate::error::{Error, Result};
 use crate::io::TensorFile;

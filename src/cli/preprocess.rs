@@ -1,6 +1,7 @@
 //! `moodgrad preprocess`: a MERGE folder → a spectrogram cache (see `crate::data::cache` for the
 //! files and the resume rules, `crate::data::merge` for the layouts).
 
+use super::preprocess_lyrics::{self, LyricsOutcome};
 use crate::audio::{AudioError, PreprocessParams, mel_db_from_file};
 use crate::data::cache::{self, CacheFormat, Entry, Manifest, MasterRow};
 use crate::data::merge::{Dataset, Skip, SkipKind, Song, read_lyrics};
@@ -22,6 +23,10 @@ pub struct PreprocessArgs<'a> {
     pub jobs: Option<usize>,
     pub legacy: bool,
     pub format: CacheFormat,
+    /// `--tokenizer DIR`: also write `processed_lyrics/<song>.pt` and point `lyrics_path` at them.
+    pub tokenizer: Option<&'a str>,
+    /// `--max-len` of the tokenized lyrics (the seed: 512).
+    pub max_len: usize,
 }
 
 /// What a run did (also returned to tests).
@@ -35,6 +40,8 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     pub seconds: f64,
     pub jobs: usize,
+    /// What `--tokenizer` did.
+    pub lyrics: Option<LyricsOutcome>,
 }
 
 /// A progress line on stderr (only when stderr is a terminal): done/total, clips/s, ETA.
@@ -221,6 +228,7 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
     if ds.layout.modality.has_audio() {
         let audio = |s: &Song| s.audio.clone().unwrap_or_default();
         let new_skips = Mutex::new(Vec::new());
+        let truncated: Mutex<Vec<String>> = Mutex::new(Vec::new());
         let new_entries = Mutex::new(Vec::new());
         let compute = |s: &Song| -> Option<(Entry, Vec<f32>)> {
             let path = audio(s);
@@ -237,6 +245,15 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
                     None
                 }
                 Ok(m) => {
+                    if let Some(why) = &m.truncated {
+                        truncated.lock().unwrap_or_else(|p| p.into_inner()).push(format!(
+                            "{} ({}): looks truncated, {why}; kept, padded to {} frames — re-download it if the clip \
+                             should be longer",
+                            s.id,
+                            path.display(),
+                            params.frames
+                        ));
+                    }
                     let (size, mtime_ns) = stamp.unwrap_or((0, 0));
                     let e = Entry {
                         song_id: s.id.clone(),
@@ -361,10 +378,19 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
             done.insert(e.song_id.clone(), e);
         }
         skipped.extend(new_skips.into_inner().unwrap_or_else(|p| p.into_inner()));
+        let mut cut = truncated.into_inner().unwrap_or_else(|p| p.into_inner());
+        cut.sort();
+        warnings.extend(cut);
         // The manifest, compacted: one line per clip of this dataset that is in the cache.
         let keep: Vec<Entry> = done.values().cloned().collect();
         manifest.compact(&keep)?;
     }
+
+    // Tokenized lyrics (--tokenizer): the master list then points at the .pt files.
+    let lyrics = match args.tokenizer {
+        Some(t) => Some(preprocess_lyrics::tokenize_lyrics(&out, &songs, t, args.max_len, &pool, &mut warnings)?),
+        None => None,
+    };
 
     // The seed's master list, in metadata order.
     let mut rows = Vec::new();
@@ -380,7 +406,10 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
         rows.push(MasterRow {
             song_id: s.id.clone(),
             spectrogram_path,
-            lyrics_path: s.lyrics.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            lyrics_path: match lyrics.as_ref().and_then(|l| l.files.get(&s.id)) {
+                Some(pt) => pt.to_string_lossy().into_owned(),
+                None => s.lyrics.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            },
             valence: s.valence,
             arousal: s.arousal,
             quadrant: s.quadrant.to_string(),
@@ -400,6 +429,7 @@ pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
         warnings,
         seconds: t0.elapsed().as_secs_f64(),
         jobs,
+        lyrics,
     })
 }
 
@@ -446,6 +476,17 @@ fn print_report(o: &Outcome, args: &PreprocessArgs) {
         o.new as f64 / o.seconds.max(1e-9),
         o.jobs
     );
+    if let Some(l) = &o.lyrics {
+        t += &format!(
+            "  lyrics: {} tokenized ({} new, {} unchanged) with {} at max_len {} → {}/ (lyrics_path points there)\n",
+            l.new + l.unchanged,
+            l.new,
+            l.unchanged,
+            l.tokenizer,
+            l.max_len,
+            o.out.join(preprocess_lyrics::DIR).display()
+        );
+    }
     t += &report_text(o);
     t += &format!(
         "  cache: {} ({}, {} parameters): {}, {}, {}\n",

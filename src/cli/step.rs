@@ -37,33 +37,38 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
         return Err(Error::Invalid("--steps must be at least 1".into()));
     }
     let wfile = io::read(a.weights)?;
-    let bfile = io::read(a.batch)?;
-    let audio = io::tensor_from_file(&be, a.batch, &bfile, "audio", 4)?;
-    let lyrics = io::tensor_from_file(&be, a.batch, &bfile, "lyrics", 2)?;
-    let target = io::tensor_from_file(&be, a.batch, &bfile, "target", 2)?;
     let mut cfg = config_for_weights(a.model, a.attention, &wfile, a.weights)?;
-    cfg.lyrics_dim = lyrics.shape[1];
+    let batch = Batch::from_file(&be, a.batch, &cfg)?;
     // Training mode with every dropout off, as PyTorch's model.train() with p = 0.
     cfg.dropout = 0.0;
     let mut store = ParamStore::new(be.clone());
     let net = SeedNet::new(cfg, &mut store, &mut Rng::new(0))?;
     io::load_state_dict(&mut store, a.weights, &wfile, &[])?;
-    let batch = Batch { audio, lyrics, target };
     let mut opt = Adam::new(a.adam);
     let mut out = TensorFile::default();
     let (mut losses, mut norms) = (Vec::new(), Vec::new());
+    let (start, mut last) = (std::time::Instant::now(), 0.0);
     for s in 0..a.steps {
         let r = train_step(&net, &mut store, &mut opt, &batch, a.clip, s as u64)?;
         if s == 0 {
             for id in store.param_ids() {
                 if let Some(g) = store.grad(id) {
-                    let shape = store.value(id).shape.clone();
+                    let shape = store.value(id).shape().to_vec();
                     let v: Vec<f32> = be.download_f64(g)?.into_iter().map(|x| x as f32).collect();
                     out.tensors.insert(format!("grad.{}", store.name(id)), HostTensor::f32(&shape, v));
                 }
             }
         }
-        println!("step {:>3}  loss {:.6}  grad_norm {:.6}", s + 1, r.loss, r.grad_norm);
+        let t0 = start.elapsed().as_secs_f64();
+        println!(
+            "step {:>3}  loss {:.6}  grad_norm {:.6}  {:.3} s  peak {:.1} MiB (counting allocator)",
+            s + 1,
+            r.loss,
+            r.grad_norm,
+            t0 - last,
+            r.peak_bytes as f64 / (1 << 20) as f64
+        );
+        last = t0;
         losses.push(r.loss as f32);
         norms.push(r.grad_norm as f32);
     }

@@ -25,10 +25,10 @@ impl SqueezeExcite {
         })
     }
 
-    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: Var) -> Result<Var> {
+    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
         let w1 = tape.param(store, self.fc1.weight);
         let w2 = tape.param(store, self.fc2.weight);
-        ops::squeeze_excite(tape, x, w1, w2)
+        ops::squeeze_excite(tape, x, &w1, &w2)
     }
 }
 
@@ -48,11 +48,11 @@ impl FeatureAttention {
         })
     }
 
-    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: Var) -> Result<Var> {
+    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
         let g = self.fc1.forward(tape, store, x)?;
-        let g = ops::relu(tape, g)?;
-        let g = self.fc2.forward(tape, store, g)?;
-        let g = ops::sigmoid(tape, g)?;
-        ops::mul(tape, x, g)
+        let g = ops::relu(tape, &g)?;
+        let g = self.fc2.forward(tape, store, &g)?;
+        let g = ops::sigmoid(tape, &g)?;
+        ops::mul(tape, x, &g)
     }
 }

@@ -48,10 +48,10 @@ impl Conv2d {
         Ok(Conv2d { weight, bias, stride, pad })
     }
 
-    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: Var) -> Result<Var> {
+    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
         let w = tape.param(store, self.weight);
         let b = self.bias.map(|b| tape.param(store, b));
-        ops::conv2d(tape, x, w, b, self.stride, self.pad)
+        ops::conv2d(tape, x, &w, b.as_ref(), self.stride, self.pad)
     }
 }
 
@@ -69,10 +69,10 @@ impl BatchNorm2d {
     pub fn new<B: Backend>(store: &mut ParamStore<B>, prefix: &str, c: usize) -> Result<Self> {
         let be = store.backend.clone();
         Ok(BatchNorm2d {
-            weight: store.add_param(join(prefix, "weight"), Tensor::new(vec![c], be.fill(c, 1.0)?)),
+            weight: store.add_param(join(prefix, "weight"), Tensor::new(vec![c], be.fill(c, 1.0)?)?),
             bias: store.add_param(join(prefix, "bias"), Tensor::zeros(&be, &[c])?),
             running_mean: store.add_buffer(join(prefix, "running_mean"), Tensor::zeros(&be, &[c])?),
-            running_var: store.add_buffer(join(prefix, "running_var"), Tensor::new(vec![c], be.fill(c, 1.0)?)),
+            running_var: store.add_buffer(join(prefix, "running_var"), Tensor::new(vec![c], be.fill(c, 1.0)?)?),
             num_batches_tracked: store.add_counter(join(prefix, "num_batches_tracked")),
             momentum: 0.1,
             eps: 1e-5,
@@ -83,9 +83,9 @@ impl BatchNorm2d {
         &self,
         tape: &mut Tape<B>,
         store: &mut ParamStore<B>,
-        x: Var,
+        x: &Var<B>,
         train: bool,
-    ) -> Result<Var> {
+    ) -> Result<Var<B>> {
         let gamma = tape.param(store, self.weight);
         let beta = tape.param(store, self.bias);
         if train {
@@ -93,7 +93,7 @@ impl BatchNorm2d {
         }
         let (running_mean, running_var) = store.two_mut(self.running_mean, self.running_var);
         let state = BatchNormState { running_mean, running_var, momentum: self.momentum, eps: self.eps };
-        ops::batchnorm2d(tape, x, gamma, beta, state, train)
+        ops::batchnorm2d(tape, x, &gamma, &beta, state, train)
     }
 }
 
@@ -123,9 +123,9 @@ impl Linear {
         Ok(Linear { weight, bias, d_in, d_out })
     }
 
-    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: Var) -> Result<Var> {
+    pub fn forward<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
         let w = tape.param(store, self.weight);
         let b = self.bias.map(|b| tape.param(store, b));
-        ops::linear(tape, x, w, b)
+        ops::linear(tape, x, &w, b.as_ref())
     }
 }

@@ -3,5 +3,6 @@
 pub mod attention;
 pub mod layers;
 pub mod seed;
+pub mod text;
 
-pub use seed::{AttentionKind, ModelConfig, Outputs, SeedNet};
+pub use seed::{AttentionKind, Inputs, ModelConfig, Outputs, SeedNet};

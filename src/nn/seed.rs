@@ -33,6 +33,17 @@ impl std::str::FromStr for AttentionKind {
     }
 }
 
+/// Which inputs the network reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inputs {
+    /// Audio tower and lyrics vector (the seed's models).
+    Bimodal,
+    /// The audio tower alone (`lyrics_dim` is 0).
+    Audio,
+    /// The lyrics vector alone (no audio tower).
+    Lyrics,
+}
+
 /// Everything that shapes the network. `preset` gives the seed's models.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -49,6 +60,10 @@ pub struct ModelConfig {
     pub lyrics_dim: usize,
     pub head_hidden: usize,
     pub dropout: f64,
+    pub inputs: Inputs,
+    /// An extra head `quadrant_head` (Dropout, Linear → 4 logits) over the fused vector, trained
+    /// with cross-entropy against the metadata's quadrant.
+    pub quadrant_head: bool,
 }
 
 impl ModelConfig {
@@ -69,6 +84,8 @@ impl ModelConfig {
             lyrics_dim: 768,
             head_hidden: 100,
             dropout: 0.5,
+            inputs: Inputs::Bimodal,
+            quadrant_head: false,
         })
     }
 }
@@ -90,23 +107,120 @@ enum AudioHead {
 
 pub struct SeedNet {
     pub config: ModelConfig,
-    features: Vec<Feature>,
-    audio_head: AudioHead,
+    /// None for a lyrics-only network.
+    audio: Option<AudioTower>,
     head_fc1: Linear,
     head_fc2: Linear,
+    quadrant: Option<Linear>,
+}
+
+struct AudioTower {
+    features: Vec<Feature>,
+    head: AudioHead,
 }
 
 /// What one forward pass produces.
-pub struct Outputs {
-    /// The audio tower's 64-d vector.
-    pub audio: Var,
+pub struct Outputs<B: Backend> {
+    /// The audio tower's 64-d vector (None without an audio tower).
+    pub audio: Option<Var<B>>,
     /// [B, 2]: valence, arousal.
-    pub pred: Var,
+    pub pred: Var<B>,
+    /// [B, 4] quadrant logits, with `quadrant_head`.
+    pub quadrant: Option<Var<B>>,
 }
 
 impl SeedNet {
     /// Registers every parameter in `store` under its PyTorch name, initialised as PyTorch does.
     pub fn new<B: Backend>(config: ModelConfig, store: &mut ParamStore<B>, rng: &mut Rng) -> Result<Self> {
+        let audio = match config.inputs {
+            Inputs::Lyrics => None,
+            _ => Some(AudioTower::new(&config, store, rng)?),
+        };
+        let lyrics_dim = if config.inputs == Inputs::Audio { 0 } else { config.lyrics_dim };
+        if config.inputs == Inputs::Lyrics && lyrics_dim == 0 {
+            return Err(Error::Invalid("a lyrics-only network needs a lyrics vector (lyrics_dim > 0)".into()));
+        }
+        let fused = audio.as_ref().map_or(0, |_| config.audio_out) + lyrics_dim;
+        let head_fc1 = Linear::new(store, rng, "classifier_head.1", fused, config.head_hidden, true)?;
+        let head_fc2 = Linear::new(store, rng, "classifier_head.4", config.head_hidden, 2, true)?;
+        let quadrant =
+            if config.quadrant_head { Some(Linear::new(store, rng, "quadrant_head.1", fused, 4, true)?) } else { None };
+        Ok(SeedNet { config, audio, head_fc1, head_fc2, quadrant })
+    }
+
+    /// Smallest input height/width the tower accepts (each pool halves, floor).
+    pub fn min_input_side(&self) -> usize {
+        1 << (self.config.channels.len() - 1)
+    }
+
+    /// One forward pass of a bimodal network (see `forward_inputs` for the others).
+    pub fn forward<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        audio: &Var<B>,
+        lyrics: &Var<B>,
+        train: bool,
+        seed: u64,
+    ) -> Result<Outputs<B>> {
+        self.forward_inputs(tape, store, Some(audio), Some(lyrics), train, seed)
+    }
+
+    /// One forward pass. `train` selects batch statistics and live dropout; `seed` draws the
+    /// dropout masks (each dropout layer mixes its own index into it). `audio` is needed unless
+    /// the network is lyrics-only, `lyrics` unless it is audio-only.
+    pub fn forward_inputs<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        audio: Option<&Var<B>>,
+        lyrics: Option<&Var<B>>,
+        train: bool,
+        seed: u64,
+    ) -> Result<Outputs<B>> {
+        let p = self.config.dropout;
+        let drop_seed = |k: u64| mix64(seed ^ k.wrapping_mul(0x9e37_79b9));
+        let audio_vec = match (&self.audio, audio) {
+            (Some(tower), Some(a)) => Some(tower.forward(&self.config, tape, store, a, train, &drop_seed)?),
+            (Some(_), None) => {
+                return Err(Error::Invalid("this network reads audio, but no spectrogram was given".into()));
+            }
+            (None, _) => None,
+        };
+        let lyrics = match (self.config.inputs, lyrics) {
+            (Inputs::Audio, _) => None,
+            (_, Some(l)) => Some(l),
+            (_, None) => {
+                return Err(Error::Invalid("this network reads lyrics, but no lyrics vector was given".into()));
+            }
+        };
+        let rows = audio_vec.as_ref().or(lyrics).map(|v| v.shape()[0]).unwrap_or(0);
+        if let Some(l) = lyrics
+            && l.shape() != [rows, self.config.lyrics_dim]
+        {
+            return Err(Error::shape(
+                "classifier_head",
+                format!("lyrics vector {:?}, expected [{rows}, {}]", l.shape(), self.config.lyrics_dim),
+            ));
+        }
+        let fused = match (&audio_vec, lyrics) {
+            (Some(a), Some(l)) => ops::concat_cols(tape, a, l)?,
+            (Some(a), None) => a.clone(),
+            (None, Some(l)) => l.clone(),
+            (None, None) => unreachable!("a network reads audio or lyrics"),
+        };
+        let z = ops::dropout(tape, &fused, p, train, drop_seed(3))?;
+        let quadrant = self.quadrant.as_ref().map(|q| q.forward(tape, store, &z)).transpose()?;
+        let z = self.head_fc1.forward(tape, store, &z)?;
+        let z = ops::relu(tape, &z)?;
+        let z = ops::dropout(tape, &z, p, train, drop_seed(4))?;
+        let pred = self.head_fc2.forward(tape, store, &z)?;
+        Ok(Outputs { audio: audio_vec, pred, quadrant })
+    }
+}
+
+impl AudioTower {
+    fn new<B: Backend>(config: &ModelConfig, store: &mut ParamStore<B>, rng: &mut Rng) -> Result<Self> {
         if config.channels.is_empty() || config.convs_per_block == 0 {
             return Err(Error::Invalid("the audio tower needs at least one block of one conv".into()));
         }
@@ -116,16 +230,8 @@ impl SeedNet {
         for (bi, &c) in config.channels.iter().enumerate() {
             for _ in 0..config.convs_per_block {
                 let i = features.len();
-                features.push(Feature::Conv(Conv2d::new(
-                    store,
-                    rng,
-                    &format!("audio_tower.features.{i}"),
-                    c_in,
-                    c,
-                    3,
-                    1,
-                    1,
-                )?));
+                let name = format!("audio_tower.features.{i}");
+                features.push(Feature::Conv(Conv2d::new(store, rng, &name, c_in, c, 3, 1, 1)?));
                 features.push(Feature::Bn(BatchNorm2d::new(store, &format!("audio_tower.features.{}", i + 1), c)?));
                 features.push(Feature::Relu);
                 c_in = c;
@@ -136,7 +242,7 @@ impl SeedNet {
         }
         let c_last = c_in;
         let (h, o) = (config.audio_hidden, config.audio_out);
-        let audio_head = match config.attention {
+        let head = match config.attention {
             AttentionKind::Se => {
                 let i = features.len();
                 let se =
@@ -153,81 +259,56 @@ impl SeedNet {
                 fc2: Linear::new(store, rng, "audio_tower.fc2", h, o, true)?,
             },
         };
-        let head_fc1 = Linear::new(store, rng, "classifier_head.1", o + config.lyrics_dim, config.head_hidden, true)?;
-        let head_fc2 = Linear::new(store, rng, "classifier_head.4", config.head_hidden, 2, true)?;
-        Ok(SeedNet { config, features, audio_head, head_fc1, head_fc2 })
+        Ok(AudioTower { features, head })
     }
 
-    /// Smallest input height/width the tower accepts (each pool halves, floor).
-    pub fn min_input_side(&self) -> usize {
-        1 << (self.config.channels.len() - 1)
-    }
-
-    /// One forward pass. `train` selects batch statistics and live dropout; `seed` draws the
-    /// dropout masks (each dropout layer mixes its own index into it).
-    pub fn forward<B: Backend>(
+    fn forward<B: Backend>(
         &self,
+        config: &ModelConfig,
         tape: &mut Tape<B>,
         store: &mut ParamStore<B>,
-        audio: Var,
-        lyrics: Var,
+        audio: &Var<B>,
         train: bool,
-        seed: u64,
-    ) -> Result<Outputs> {
-        let s = tape.shape(audio).to_vec();
+        drop_seed: &dyn Fn(u64) -> u64,
+    ) -> Result<Var<B>> {
+        let s = audio.shape().to_vec();
         if s.len() != 4 || s[1] != 1 {
             return Err(Error::shape("audio tower", format!("expected audio [B, 1, H, W], got {s:?}")));
         }
-        let side = self.min_input_side();
+        let side = 1 << (config.channels.len() - 1);
         if s[2] < side || s[3] < side {
             return Err(Error::shape("audio tower", format!("input {s:?} is smaller than {side}x{side}")));
         }
-        let ls = tape.shape(lyrics).to_vec();
-        if ls != [s[0], self.config.lyrics_dim] {
-            return Err(Error::shape(
-                "classifier_head",
-                format!("lyrics vector {ls:?}, expected [{}, {}]", s[0], self.config.lyrics_dim),
-            ));
-        }
-        let p = self.config.dropout;
-        let drop_seed = |k: u64| mix64(seed ^ k.wrapping_mul(0x9e37_79b9));
-        let mut x = audio;
+        let p = config.dropout;
+        let mut x = audio.clone();
         for f in &self.features {
             x = match f {
-                Feature::Conv(c) => c.forward(tape, store, x)?,
-                Feature::Bn(bn) => bn.forward(tape, store, x, train)?,
-                Feature::Relu => ops::relu(tape, x)?,
-                Feature::Pool => ops::maxpool2d(tape, x, 2, 2)?,
-                Feature::Se(se) => se.forward(tape, store, x)?,
+                Feature::Conv(c) => c.forward(tape, store, &x)?,
+                Feature::Bn(bn) => bn.forward(tape, store, &x, train)?,
+                Feature::Relu => ops::relu(tape, &x)?,
+                Feature::Pool => ops::maxpool2d(tape, &x, 2, 2)?,
+                Feature::Se(se) => se.forward(tape, store, &x)?,
             };
         }
-        let pooled = ops::global_avgpool(tape, x)?;
-        let n = s[0];
-        let c = tape.shape(pooled)[1];
-        let mut a = ops::reshape(tape, pooled, &[n, c])?;
-        a = ops::dropout(tape, a, p, train, drop_seed(1))?;
-        a = match &self.audio_head {
+        let pooled = ops::global_avgpool(tape, &x)?;
+        drop(x);
+        let (n, c) = (s[0], pooled.shape()[1]);
+        let mut a = ops::reshape(tape, &pooled, &[n, c])?;
+        a = ops::dropout(tape, &a, p, train, drop_seed(1))?;
+        match &self.head {
             AudioHead::Se { fc1, fc2 } => {
-                let h = fc1.forward(tape, store, a)?;
-                let h = ops::relu(tape, h)?;
-                let h = ops::dropout(tape, h, p, train, drop_seed(2))?;
-                fc2.forward(tape, store, h)?
+                let h = fc1.forward(tape, store, &a)?;
+                let h = ops::relu(tape, &h)?;
+                let h = ops::dropout(tape, &h, p, train, drop_seed(2))?;
+                fc2.forward(tape, store, &h)
             }
             AudioHead::Legacy { fc1, attention, fc2 } => {
-                let h = fc1.forward(tape, store, a)?;
-                let h = ops::relu(tape, h)?;
-                let h = ops::dropout(tape, h, p, train, drop_seed(2))?;
-                let h = attention.forward(tape, store, h)?;
-                fc2.forward(tape, store, h)?
+                let h = fc1.forward(tape, store, &a)?;
+                let h = ops::relu(tape, &h)?;
+                let h = ops::dropout(tape, &h, p, train, drop_seed(2))?;
+                let h = attention.forward(tape, store, &h)?;
+                fc2.forward(tape, store, &h)
             }
-        };
-        let audio_vec = a;
-        let z = ops::concat_cols(tape, audio_vec, lyrics)?;
-        let z = ops::dropout(tape, z, p, train, drop_seed(3))?;
-        let z = self.head_fc1.forward(tape, store, z)?;
-        let z = ops::relu(tape, z)?;
-        let z = ops::dropout(tape, z, p, train, drop_seed(4))?;
-        let pred = self.head_fc2.forward(tape, store, z)?;
-        Ok(Outputs { audio: audio_vec, pred })
+        }
     }
 }

@@ -8,48 +8,45 @@ use crate::tensor::Tensor;
 
 pub fn conv2d<B: Backend>(
     tape: &mut Tape<B>,
-    x: Var,
-    w: Var,
-    bias: Option<Var>,
+    x: &Var<B>,
+    w: &Var<B>,
+    bias: Option<&Var<B>>,
     stride: usize,
     pad: usize,
-) -> Result<Var> {
-    let (n, c_in, h, wd) = nchw("conv2d", tape.shape(x))?;
-    let (c_out, wc, kh, kw) = nchw("conv2d weight", tape.shape(w))?;
+) -> Result<Var<B>> {
+    let (n, c_in, h, wd) = nchw("conv2d", x.shape())?;
+    let (c_out, wc, kh, kw) = nchw("conv2d weight", w.shape())?;
     if wc != c_in {
         return Err(Error::shape(
             "conv2d",
-            format!("input has {c_in} channels but the weight expects {wc} (weight {:?})", tape.shape(w)),
+            format!("input has {c_in} channels but the weight expects {wc} (weight {:?})", w.shape()),
         ));
     }
     if stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
         return Err(Error::shape("conv2d", format!("{h}x{wd} input too small for a {kh}x{kw} kernel")));
     }
     if let Some(b) = bias
-        && tape.shape(b) != [c_out]
+        && b.shape() != [c_out]
     {
-        return Err(Error::shape("conv2d", format!("bias shape {:?}, expected [{c_out}]", tape.shape(b))));
+        return Err(Error::shape("conv2d", format!("bias shape {:?}, expected [{c_out}]", b.shape())));
     }
     let g = ConvGeom { n, c_in, h, w: wd, c_out, kh, kw, stride, pad };
-    let be = &tape.backend;
-    let y = be.conv2d_forward(&tape.value(x).buf, &tape.value(w).buf, bias.map(|b| &tape.value(b).buf), &g)?;
-    let y = Tensor::new(vec![n, c_out, g.out_h(), g.out_w()], y);
+    let y = tape.backend.conv2d_forward(x.buf(), w.buf(), bias.map(|b| b.buf()), &g)?;
+    let y = Tensor::new(vec![n, c_out, g.out_h(), g.out_w()], y)?;
+    let (need_x, need_w, need_b) = (x.tracked(), w.tracked(), bias.is_some_and(|b| b.tracked()));
+    // The input gradient reads the weight; the weight gradient reads the input.
+    let saved_w = need_x.then(|| w.buf().clone());
+    let saved_x = need_w.then(|| x.buf().clone());
     let mut inputs = vec![x, w];
     inputs.extend(bias);
-    let (need_x, need_w) = (tape.needs_grad(x), tape.needs_grad(w));
-    let need_b = bias.is_some_and(|b| tape.needs_grad(b));
-    Ok(tape.record(
-        &inputs,
-        y,
-        Box::new(move |ctx, dy| {
-            let be = ctx.backend;
-            let dx = if need_x { Some(be.conv2d_backward_input(dy, &ctx.input(1).buf, &g)?) } else { None };
-            let dw = if need_w { Some(be.conv2d_backward_weight(dy, &ctx.input(0).buf, &g)?) } else { None };
-            let mut out = vec![dx, dw];
-            if need_b {
-                out.push(Some(be.channel_sums(dy, g.n, g.c_out, g.out_h() * g.out_w())?));
-            }
-            Ok(out)
-        }),
-    ))
+    let has_bias = bias.is_some();
+    Ok(tape.record("conv2d", &inputs, y, move |be, dy| {
+        let dx = saved_w.map(|w| be.conv2d_backward_input(&dy, &w, &g)).transpose()?;
+        let dw = saved_x.map(|x| be.conv2d_backward_weight(&dy, &x, &g)).transpose()?;
+        let mut grads = vec![dx, dw];
+        if has_bias {
+            grads.push(if need_b { Some(be.channel_sums(&dy, &g.output_channels())?) } else { None });
+        }
+        Ok(grads)
+    }))
 }

@@ -1,25 +1,33 @@
-//! Differentiable ops: each computes its forward on the backend and records a backward closure.
+//! Differentiable ops: each checks shapes, computes its forward on the backend and records a
+//! backward closure that owns exactly what it will read (shared handles, freed when it ran).
 //!
-//! Ops check shapes and return `Error::Shape` on a mismatch; the backend below trusts them.
+//! Ops check shapes and return `Error::Shape` on a mismatch; the backend checks buffer lengths
+//! against its geometry again.
 
 mod activation;
+mod attention;
 mod conv;
 mod elementwise;
+mod layernorm;
 mod linear;
 mod loss;
 mod norm;
 mod pool;
 mod se;
+mod sequence;
 mod spectro;
 
-pub use activation::{gelu, relu, sigmoid, tanh, unary};
+pub use activation::{gelu, gelu_tanh, relu, sigmoid, tanh, unary};
+pub use attention::{AttnDropout, attention, bmm, masked_softmax, merge_heads, split_heads};
 pub use conv::conv2d;
 pub use elementwise::{add, concat_cols, dropout, mul, reshape};
+pub use layernorm::layer_norm;
 pub use linear::linear;
 pub use loss::{cross_entropy, l1_loss, mse_loss};
 pub use norm::{BatchNormState, batchnorm2d};
 pub use pool::{channel_scale, global_avgpool, maxpool2d};
 pub use se::squeeze_excite;
+pub use sequence::{embedding, group_by_id, narrow};
 pub use spectro::{mel_project, power_to_db};
 
 use crate::error::{Error, Result};

@@ -1,7 +1,7 @@
 //! BatchNorm2d: batch statistics in training (running statistics updated), running ones in eval.
 
 use super::nchw;
-use crate::backend::Backend;
+use crate::backend::{Backend, BnParams, ChannelGeom};
 use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -18,93 +18,71 @@ pub struct BatchNormState<'a, B: Backend> {
 /// statistics (unbiased variance, as PyTorch); otherwise normalises with the running statistics.
 pub fn batchnorm2d<B: Backend>(
     tape: &mut Tape<B>,
-    x: Var,
-    gamma: Var,
-    beta: Var,
+    x: &Var<B>,
+    gamma: &Var<B>,
+    beta: &Var<B>,
     state: BatchNormState<'_, B>,
     train: bool,
-) -> Result<Var> {
-    let shape = tape.shape(x).to_vec();
+) -> Result<Var<B>> {
+    let shape = x.shape().to_vec();
     let (n, c, h, w) = nchw("batchnorm2d", &shape)?;
     for (what, v) in [("weight", gamma), ("bias", beta)] {
-        if tape.shape(v) != [c] {
-            return Err(Error::shape("batchnorm2d", format!("{what} shape {:?}, expected [{c}]", tape.shape(v))));
+        if v.shape() != [c] {
+            return Err(Error::shape("batchnorm2d", format!("{what} shape {:?}, expected [{c}]", v.shape())));
         }
     }
-    let hw = h * w;
-    if train && n * hw < 2 {
+    let g = ChannelGeom { n, c, hw: h * w };
+    if train && n * g.hw < 2 {
         return Err(Error::Invalid(format!(
             "batchnorm2d in training needs more than one value per channel, got input {shape:?}"
         )));
     }
     let be = tape.backend.clone();
-    let (xb, gb, bb) = (&tape.value(x).buf, &tape.value(gamma).buf, &tape.value(beta).buf);
     if !train {
-        let y = be.batchnorm_forward_eval(
-            xb,
-            gb,
-            bb,
-            &state.running_mean.buf,
-            &state.running_var.buf,
-            n,
-            c,
-            hw,
-            state.eps,
-        )?;
-        return eval_record(tape, x, gamma, beta, Tensor::new(shape, y), state, n, c, hw);
+        let (rm, rv) = (state.running_mean.buf().clone(), state.running_var.buf().clone());
+        let y = be.batchnorm_forward_eval(x.buf(), gamma.buf(), beta.buf(), &rm, &rv, &g, state.eps)?;
+        return Ok(eval_record(tape, x, gamma, beta, Tensor::new(shape, y)?, rm, rv, g, state.eps));
     }
+    let p = BnParams { momentum: state.momentum, eps: state.eps };
     let (y, mean, invstd) = be.batchnorm_forward_train(
-        xb,
-        gb,
-        bb,
-        &mut state.running_mean.buf,
-        &mut state.running_var.buf,
-        n,
-        c,
-        hw,
-        state.momentum,
-        state.eps,
+        x.buf(),
+        gamma.buf(),
+        beta.buf(),
+        state.running_mean.buf_mut(),
+        state.running_var.buf_mut(),
+        &g,
+        &p,
     )?;
-    Ok(tape.record(
-        &[x, gamma, beta],
-        Tensor::new(shape, y),
-        Box::new(move |ctx, dy| {
-            let (dx, dg, db) =
-                ctx.backend.batchnorm_backward(dy, &ctx.input(0).buf, &ctx.input(1).buf, &mean, &invstd, n, c, hw)?;
-            Ok(vec![Some(dx), Some(dg), Some(db)])
-        }),
-    ))
+    let (xs, gs) = (x.buf().clone(), gamma.buf().clone());
+    Ok(tape.record("batchnorm2d", &[x, gamma, beta], Tensor::new(shape, y)?, move |be, dy| {
+        let (dx, dg, db) = be.batchnorm_backward(&dy, &xs, &gs, &mean, &invstd, &g)?;
+        Ok(vec![Some(dx), Some(dg), Some(db)])
+    }))
 }
 
 /// Eval mode is an affine map per channel: y = x̂·γ + β with x̂ = (x − μ)/sqrt(σ² + eps) fixed.
 #[allow(clippy::too_many_arguments)]
 fn eval_record<B: Backend>(
     tape: &mut Tape<B>,
-    x: Var,
-    gamma: Var,
-    beta: Var,
+    x: &Var<B>,
+    gamma: &Var<B>,
+    beta: &Var<B>,
     y: Tensor<B>,
-    state: BatchNormState<'_, B>,
-    n: usize,
-    c: usize,
-    hw: usize,
-) -> Result<Var> {
-    let (rm, rv, eps) = (state.running_mean.buf.clone(), state.running_var.buf.clone(), state.eps);
-    Ok(tape.record(
-        &[x, gamma, beta],
-        y,
-        Box::new(move |ctx, dy| {
-            let be = ctx.backend;
-            let (ones_c, zeros_c, ones_nc) = (be.fill(c, 1.0)?, be.zeros(c)?, be.fill(n * c, 1.0)?);
-            let xhat = be.batchnorm_forward_eval(&ctx.input(0).buf, &ones_c, &zeros_c, &rm, &rv, n, c, hw, eps)?;
-            // dx = dy·γ/σ: the same affine map with the shift removed.
-            let gamma = &ctx.input(1).buf;
-            let zero_mean = be.zeros(c)?;
-            let dx = be.batchnorm_forward_eval(dy, gamma, &zeros_c, &zero_mean, &rv, n, c, hw, eps)?;
-            let (_, dg) = be.channel_scale_backward(dy, &xhat, &ones_nc, n, c, hw)?;
-            let dg = be.sum_rows(&dg, n, c)?;
-            let db = be.channel_sums(dy, n, c, hw)?;
-            Ok(vec![Some(dx), Some(dg), Some(db)])
-        }),
-    ))
+    rm: B::Buf,
+    rv: B::Buf,
+    g: ChannelGeom,
+    eps: f64,
+) -> Var<B> {
+    let (xs, gs) = (x.buf().clone(), gamma.buf().clone());
+    tape.record("batchnorm2d (eval)", &[x, gamma, beta], y, move |be, dy| {
+        let c = g.c;
+        let (ones_c, zeros_c, ones_nc) = (be.fill(c, 1.0)?, be.zeros(c)?, be.fill(g.planes(), 1.0)?);
+        let xhat = be.batchnorm_forward_eval(&xs, &ones_c, &zeros_c, &rm, &rv, &g, eps)?;
+        // dx = dy·γ/σ: the same affine map with the shift removed.
+        let dx = be.batchnorm_forward_eval(&dy, &gs, &zeros_c, &zeros_c, &rv, &g, eps)?;
+        let (_, dg) = be.channel_scale_backward(&dy, &xhat, &ones_nc, &g)?;
+        let dg = be.sum_rows(&dg, &crate::backend::RowsGeom { rows: g.n, cols: c })?;
+        let db = be.channel_sums(&dy, &g)?;
+        Ok(vec![Some(dx), Some(dg), Some(db)])
+    })
 }

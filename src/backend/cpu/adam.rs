@@ -1,6 +1,10 @@
 //! Adam/AdamW, written as `torch.optim.Adam`'s single-tensor path so results match it closely.
 
+use super::HostBuf;
 use crate::backend::AdamStep;
+use crate::backend::DeviceBuffer;
+use crate::backend::geom::check_lens;
+use crate::error::Result;
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -28,4 +32,20 @@ pub fn update<T: Float>(w: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &Ada
         let denom = vi.sqrt() / bc2s + eps;
         *wi -= step_size * (*mi / denom);
     });
+}
+
+impl<T: Float> crate::backend::Optim for super::Cpu<T> {
+    fn adam_update(
+        &self,
+        w: &mut HostBuf<T>,
+        g: &HostBuf<T>,
+        m: &mut HostBuf<T>,
+        v: &mut HostBuf<T>,
+        hp: &AdamStep,
+    ) -> Result<()> {
+        let n = w.len();
+        check_lens("adam_update", &[("grad", g.len(), n), ("exp_avg", m.len(), n), ("exp_avg_sq", v.len(), n)])?;
+        update(w.make_mut(), g, m.make_mut(), v.make_mut(), hp);
+        Ok(())
+    }
 }

@@ -279,3 +279,9 @@ pub fn channel_sums<T: Float>(dy: &[T], n: usize, c: usize, hw: usize) -> Vec<T>
         })
         .collect()
 }
+
+/// Elements of private workspace the entry point for `pass` registers on `g`: that of the
+/// algorithm `choose` picks (for the backend's memory ledger).
+pub fn chosen_workspace_elems<T: Float>(pass: Pass, g: &ConvGeom) -> usize {
+    workspace_bytes::<T>(choose::<T>(pass, g), pass, g) / size_of::<T>()
+}

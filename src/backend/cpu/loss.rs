@@ -1,5 +1,9 @@
 //! Mean-reduced losses, accumulated in f64.
 
+use super::HostBuf;
+use crate::backend::geom::check_lens;
+use crate::backend::{RowsGeom, same_len};
+use crate::error::Result;
 use crate::float::Float;
 
 pub fn mse_forward<T: Float>(p: &[T], t: &[T]) -> f64 {
@@ -60,4 +64,40 @@ pub fn cross_entropy_backward<T: Float>(logits: &[T], labels: &[u32], classes: u
         }
     }
     out
+}
+
+impl<T: Float> crate::backend::Loss for super::Cpu<T> {
+    fn mse_forward(&self, pred: &HostBuf<T>, target: &HostBuf<T>) -> Result<HostBuf<T>> {
+        same_len("mse_forward", pred.len(), target.len())?;
+        Ok(self.wrap(vec![T::from_f64(mse_forward(pred, target))]))
+    }
+    fn mse_backward(&self, pred: &HostBuf<T>, target: &HostBuf<T>, dl: &HostBuf<T>) -> Result<HostBuf<T>> {
+        same_len("mse_backward", pred.len(), target.len())?;
+        check_lens("mse_backward", &[("dl", dl.len(), 1)])?;
+        Ok(self.wrap(mse_backward(pred, target, dl[0].to_f64())))
+    }
+    fn l1_forward(&self, pred: &HostBuf<T>, target: &HostBuf<T>) -> Result<HostBuf<T>> {
+        same_len("l1_forward", pred.len(), target.len())?;
+        Ok(self.wrap(vec![T::from_f64(l1_forward(pred, target))]))
+    }
+    fn l1_backward(&self, pred: &HostBuf<T>, target: &HostBuf<T>, dl: &HostBuf<T>) -> Result<HostBuf<T>> {
+        same_len("l1_backward", pred.len(), target.len())?;
+        check_lens("l1_backward", &[("dl", dl.len(), 1)])?;
+        Ok(self.wrap(l1_backward(pred, target, dl[0].to_f64())))
+    }
+    fn cross_entropy_forward(&self, logits: &HostBuf<T>, labels: &HostBuf<u32>, g: &RowsGeom) -> Result<HostBuf<T>> {
+        g.check("cross_entropy_forward", logits.len(), None, Some(labels.len()))?;
+        Ok(self.wrap(vec![T::from_f64(cross_entropy_forward(logits, labels, g.cols))]))
+    }
+    fn cross_entropy_backward(
+        &self,
+        logits: &HostBuf<T>,
+        labels: &HostBuf<u32>,
+        g: &RowsGeom,
+        dl: &HostBuf<T>,
+    ) -> Result<HostBuf<T>> {
+        g.check("cross_entropy_backward", logits.len(), None, Some(labels.len()))?;
+        check_lens("cross_entropy_backward", &[("dl", dl.len(), 1)])?;
+        Ok(self.wrap(cross_entropy_backward(logits, labels, g.cols, dl[0].to_f64())))
+    }
 }

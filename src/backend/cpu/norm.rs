@@ -1,5 +1,8 @@
 //! Batch normalisation over NC(HW), statistics accumulated in f64 per channel.
 
+use super::HostBuf;
+use crate::backend::{BnParams, ChannelGeom};
+use crate::error::Result;
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -119,4 +122,58 @@ pub fn backward<T: Float>(
     let dgamma = stats.iter().map(|s| T::from_f64(s.1)).collect();
     let dbeta = stats.iter().map(|s| T::from_f64(s.0)).collect();
     (dx, dgamma, dbeta)
+}
+
+impl<T: Float> crate::backend::Norm for super::Cpu<T> {
+    fn batchnorm_forward_train(
+        &self,
+        x: &HostBuf<T>,
+        gamma: &HostBuf<T>,
+        beta: &HostBuf<T>,
+        running_mean: &mut HostBuf<T>,
+        running_var: &mut HostBuf<T>,
+        g: &ChannelGeom,
+        p: &BnParams,
+    ) -> Result<(HostBuf<T>, HostBuf<T>, HostBuf<T>)> {
+        let per_channel = [("gamma", gamma.len()), ("beta", beta.len())];
+        g.check("batchnorm_forward_train", &[("x", x.len())], &[], &per_channel)?;
+        g.check("batchnorm_forward_train", &[], &[], &[("running_mean", running_mean.len())])?;
+        g.check("batchnorm_forward_train", &[], &[], &[("running_var", running_var.len())])?;
+        let (rm, rv) = (running_mean.make_mut(), running_var.make_mut());
+        let (y, mean, invstd) = forward_train(x, gamma, beta, rm, rv, g.n, g.c, g.hw, p.momentum, p.eps);
+        Ok((self.wrap(y), self.wrap(mean), self.wrap(invstd)))
+    }
+    fn batchnorm_forward_eval(
+        &self,
+        x: &HostBuf<T>,
+        gamma: &HostBuf<T>,
+        beta: &HostBuf<T>,
+        running_mean: &HostBuf<T>,
+        running_var: &HostBuf<T>,
+        g: &ChannelGeom,
+        eps: f64,
+    ) -> Result<HostBuf<T>> {
+        let per_channel = [
+            ("gamma", gamma.len()),
+            ("beta", beta.len()),
+            ("running_mean", running_mean.len()),
+            ("running_var", running_var.len()),
+        ];
+        g.check("batchnorm_forward_eval", &[("x", x.len())], &[], &per_channel)?;
+        Ok(self.wrap(forward_eval(x, gamma, beta, running_mean, running_var, g.c, g.hw, eps)))
+    }
+    fn batchnorm_backward(
+        &self,
+        dy: &HostBuf<T>,
+        x: &HostBuf<T>,
+        gamma: &HostBuf<T>,
+        mean: &HostBuf<T>,
+        invstd: &HostBuf<T>,
+        g: &ChannelGeom,
+    ) -> Result<(HostBuf<T>, HostBuf<T>, HostBuf<T>)> {
+        let per_channel = [("gamma", gamma.len()), ("mean", mean.len()), ("invstd", invstd.len())];
+        g.check("batchnorm_backward", &[("dy", dy.len()), ("x", x.len())], &[], &per_channel)?;
+        let (dx, dg, db) = backward(dy, x, gamma, mean, invstd, g.n, g.c, g.hw);
+        Ok((self.wrap(dx), self.wrap(dg), self.wrap(db)))
+    }
 }

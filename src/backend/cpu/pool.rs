@@ -1,45 +1,54 @@
 //! Max-pool with arg-max, global average pool, and per-channel scaling (the SE gate).
 
-use crate::backend::PoolGeom;
+use super::HostBuf;
+use crate::backend::{ChannelGeom, PoolGeom};
+use crate::error::Result;
 use crate::float::Float;
 use rayon::prelude::*;
 
-pub fn maxpool_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u32>) {
+/// Returns y and, per output, the position of the window's maximum inside the window
+/// (ki·k + kj, one byte).
+pub fn maxpool_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<u8>) {
     let (oh, ow) = (g.out_h(), g.out_w());
-    let mut y = vec![T::ZERO; g.n * g.c * oh * ow];
-    let mut idx = vec![0u32; y.len()];
+    let mut y = vec![T::ZERO; g.output_len()];
+    let mut idx = vec![0u8; y.len()];
     y.par_chunks_mut(oh * ow).zip(idx.par_chunks_mut(oh * ow)).enumerate().for_each(|(p, (yp, ip))| {
-        let base = p * g.h * g.w;
+        let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut best = base + oy * g.stride * g.w + ox * g.stride;
-                let mut bv = x[best];
+                let corner = oy * g.stride * g.w + ox * g.stride;
+                let (mut best, mut bv) = (0, plane[corner]);
                 for ki in 0..g.k {
                     for kj in 0..g.k {
-                        let i = base + (oy * g.stride + ki) * g.w + ox * g.stride + kj;
+                        let v = plane[corner + ki * g.w + kj];
                         // Strictly greater: ties go to the first maximum, as PyTorch; NaN wins.
-                        if x[i] > bv || x[i].is_nan() {
-                            bv = x[i];
-                            best = i;
+                        if v > bv || v.is_nan() {
+                            bv = v;
+                            best = ki * g.k + kj;
                         }
                     }
                 }
                 yp[oy * ow + ox] = bv;
-                ip[oy * ow + ox] = best as u32;
+                ip[oy * ow + ox] = best as u8;
             }
         }
     });
     (y, idx)
 }
 
-pub fn maxpool_backward<T: Float>(dy: &[T], idx: &[u32], g: &PoolGeom) -> Vec<T> {
-    let (plane_in, plane_out) = (g.h * g.w, g.out_h() * g.out_w());
-    let mut dx = vec![T::ZERO; g.n * g.c * plane_in];
-    dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dxp)| {
-        let base = p * plane_in;
-        let r = p * plane_out..(p + 1) * plane_out;
-        for (&d, &i) in dy[r.clone()].iter().zip(&idx[r]) {
-            dxp[i as usize - base] += d;
+/// Gathers, per input element, dy of every window whose maximum it is (windows overlap when
+/// stride < k), in window order: deterministic, no scatter.
+pub fn maxpool_backward<T: Float>(dy: &[T], idx: &[u8], g: &PoolGeom) -> Vec<T> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut dx = vec![T::ZERO; g.input_len()];
+    dx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(p, dxp)| {
+        let (dyp, ip) = (&dy[p * oh * ow..(p + 1) * oh * ow], &idx[p * oh * ow..(p + 1) * oh * ow]);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let o = oy * ow + ox;
+                let (ki, kj) = (ip[o] as usize / g.k, ip[o] as usize % g.k);
+                dxp[(oy * g.stride + ki) * g.w + ox * g.stride + kj] += dyp[o];
+            }
         }
     });
     dx
@@ -93,4 +102,60 @@ pub fn channel_scale_backward<T: Float>(dy: &[T], x: &[T], s: &[T], hw: usize) -
         .map(|(d, xv)| T::from_f64(d.iter().zip(xv).map(|(a, b)| a.to_f64() * b.to_f64()).sum()))
         .collect();
     (dx, ds)
+}
+
+impl<T: Float> crate::backend::Pool for super::Cpu<T> {
+    fn maxpool2d_forward(&self, x: &HostBuf<T>, g: &PoolGeom) -> Result<(HostBuf<T>, HostBuf<u8>)> {
+        g.check_forward(x.len())?;
+        let (y, idx) = maxpool_forward(x, g);
+        Ok((self.wrap(y), self.wrap(idx)))
+    }
+    fn maxpool2d_backward(&self, dy: &HostBuf<T>, argmax: &HostBuf<u8>, g: &PoolGeom) -> Result<HostBuf<T>> {
+        g.check_backward(dy.len(), argmax.len())?;
+        if let Some(bad) = argmax.iter().find(|&&i| i as usize >= g.k * g.k) {
+            return Err(crate::error::Error::Invalid(format!(
+                "maxpool2d_backward: window position {bad} outside a {k}x{k} window",
+                k = g.k
+            )));
+        }
+        Ok(self.wrap(maxpool_backward(dy, argmax, g)))
+    }
+    fn global_avgpool_forward(&self, x: &HostBuf<T>, g: &ChannelGeom) -> Result<HostBuf<T>> {
+        g.check("global_avgpool_forward", &[("x", x.len())], &[], &[])?;
+        Ok(self.wrap(avgpool_forward(x, g.hw)))
+    }
+    fn global_avgpool_backward(&self, dy: &HostBuf<T>, g: &ChannelGeom) -> Result<HostBuf<T>> {
+        g.check("global_avgpool_backward", &[], &[("dy", dy.len())], &[])?;
+        Ok(self.wrap(avgpool_backward(dy, g.hw)))
+    }
+    fn channel_scale_forward(&self, x: &HostBuf<T>, s: &HostBuf<T>, g: &ChannelGeom) -> Result<HostBuf<T>> {
+        g.check("channel_scale_forward", &[("x", x.len())], &[("s", s.len())], &[])?;
+        Ok(self.wrap(channel_scale_forward(x, s, g.hw)))
+    }
+    fn channel_scale_backward(
+        &self,
+        dy: &HostBuf<T>,
+        x: &HostBuf<T>,
+        s: &HostBuf<T>,
+        g: &ChannelGeom,
+    ) -> Result<(HostBuf<T>, HostBuf<T>)> {
+        g.check("channel_scale_backward", &[("dy", dy.len()), ("x", x.len())], &[("s", s.len())], &[])?;
+        let (dx, ds) = channel_scale_backward(dy, x, s, g.hw);
+        Ok((self.wrap(dx), self.wrap(ds)))
+    }
+    fn channel_dot(&self, a: &HostBuf<T>, b: &HostBuf<T>, g: &ChannelGeom) -> Result<HostBuf<T>> {
+        g.check("channel_dot", &[("a", a.len()), ("b", b.len())], &[], &[])?;
+        Ok(self.wrap(channel_dot(a, b, g.hw)))
+    }
+    fn se_backward_input(
+        &self,
+        dy: &HostBuf<T>,
+        gate: &HostBuf<T>,
+        dsqueeze: &HostBuf<T>,
+        g: &ChannelGeom,
+    ) -> Result<HostBuf<T>> {
+        let planes = [("gate", gate.len()), ("dsqueeze", dsqueeze.len())];
+        g.check("se_backward_input", &[("dy", dy.len())], &planes, &[])?;
+        Ok(self.wrap(se_backward_input(dy, gate, dsqueeze, g.hw)))
+    }
 }

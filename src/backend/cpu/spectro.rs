@@ -1,6 +1,9 @@
 //! Batched spectrogram ops (the CPU twins of kernels/spectro.cu): mel projection, power_to_db
 //! and crop/pad, with the backward passes of the first two.
 
+use super::HostBuf;
+use crate::backend::{CropGeom, DbGeom, MelGeom};
+use crate::error::{Error, Result};
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -122,4 +125,30 @@ pub fn crop_pad<T: Float>(
         o[..keep].copy_from_slice(&x[row * in_stride + start..row * in_stride + start + keep]);
     });
     out
+}
+
+impl<T: Float> crate::backend::Spectro for super::Cpu<T> {
+    fn mel_project(&self, power: &HostBuf<T>, fb: &HostBuf<T>, g: &MelGeom) -> Result<HostBuf<T>> {
+        g.check("mel_project", power.len(), fb.len(), None)?;
+        Ok(self.wrap(mel_project(power, fb, g.bins, g.frames, g.n_mels)))
+    }
+    fn mel_project_backward(&self, dmel: &HostBuf<T>, fb: &HostBuf<T>, g: &MelGeom) -> Result<HostBuf<T>> {
+        g.check("mel_project_backward", g.power_len(), fb.len(), Some(dmel.len()))?;
+        Ok(self.wrap(mel_project_backward(dmel, fb, g.bins, g.frames, g.n_mels)))
+    }
+    fn power_to_db(&self, x: &HostBuf<T>, g: &DbGeom) -> Result<HostBuf<T>> {
+        g.check("power_to_db", &[("x", x.len())])?;
+        Ok(self.wrap(power_to_db(x, g.len, g.ref_max, g.amin, g.top_db)))
+    }
+    fn power_to_db_backward(&self, x: &HostBuf<T>, y: &HostBuf<T>, dy: &HostBuf<T>, g: &DbGeom) -> Result<HostBuf<T>> {
+        g.check("power_to_db_backward", &[("x", x.len()), ("y", y.len()), ("dy", dy.len())])?;
+        Ok(self.wrap(power_to_db_backward(x, y, dy, g.len, g.ref_max, g.amin, g.top_db)))
+    }
+    fn crop_pad(&self, x: &HostBuf<T>, in_frames: &[usize], g: &CropGeom) -> Result<HostBuf<T>> {
+        g.check(x.len(), in_frames.len())?;
+        if let Some(&n) = in_frames.iter().find(|&&n| n > g.in_stride) {
+            return Err(Error::shape("crop_pad", format!("a clip claims {n} frames in rows of {}", g.in_stride)));
+        }
+        Ok(self.wrap(crop_pad(x, in_frames, g.rows, g.in_stride, g.frames, g.centre, g.pad)))
+    }
 }

@@ -5,6 +5,7 @@
 //! trait, so the simulator runs the CUDA backend's own launch code: same kernels, same grids,
 //! same argument lists.
 
+use super::allocator::Pool;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -42,11 +43,22 @@ pub fn with_params<R>(args: &[Arg], f: impl FnOnce(&mut [*mut std::ffi::c_void])
 /// addresses on the simulator).
 pub trait RawDevice: Send + Sync + 'static {
     fn name(&self) -> String;
+    /// A fresh allocation of `bytes` (> 0) from the driver; `Error::OutOfMemory` when the device
+    /// has no room (the pool then returns its cached blocks and asks once more).
     fn alloc(&self, bytes: usize) -> Result<u64>;
-    /// Frees an allocation from `alloc` (errors are ignored: called from Drop).
+    /// Frees an allocation from `alloc` (errors are ignored: called from Drop). The pool calls it
+    /// only when no queued work can still use the block.
     fn free(&self, ptr: u64, bytes: usize);
+    /// Called when the pool hands a cached block out again (the simulator poisons it, so a kernel
+    /// that reads memory it never wrote still fails the tests).
+    fn recycled(&self, _ptr: u64, _bytes: usize) {}
+    /// Queues a copy of `src` into device memory; `src` may be reused as soon as this returns
+    /// (CUDA copies it into pinned staging first).
     fn htod(&self, dst: u64, src: &[u8]) -> Result<()>;
+    /// Copies device memory to `dst`, after all queued work: it synchronises, so an earlier
+    /// kernel's fault surfaces here.
     fn dtoh(&self, src: u64, dst: &mut [u8]) -> Result<()>;
+    /// Queues a device-to-device copy.
     fn dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()>;
     /// Launches `kernel` over `grid` × `block` threads.
     ///
@@ -64,23 +76,27 @@ pub trait RawDevice: Send + Sync + 'static {
     /// Row-major f32 C[m, n] = op(A)·op(B); A is [m, k] (or [k, m] if `ta`), B is [k, n] (or [n, k]).
     #[allow(clippy::too_many_arguments)]
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()>;
+    /// `g.batch` products C[i] = alpha·op(A[i])·op(B[i]), row-major, operand i at element offset
+    /// i·m·k, i·k·n and i·m·n (cuBLAS strided-batched on CUDA).
+    fn gemm_batched(&self, a: u64, b: u64, c: u64, g: &crate::backend::BmmGeom) -> Result<()>;
     /// Waits for every queued launch and copy (a no-op where launches are synchronous).
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
 }
 
-/// An allocation; freed when the last `DevBuf` sharing it is dropped.
+/// A pool block; returned to its pool when the last `DevBuf` sharing it is dropped.
 struct Alloc {
     ptr: u64,
+    /// The block's size (the request rounded up by the pool); 0 for an empty buffer.
     bytes: usize,
-    dev: Arc<dyn RawDevice>,
+    pool: Arc<Pool>,
 }
 
 impl Drop for Alloc {
     fn drop(&mut self) {
         if self.bytes > 0 {
-            self.dev.free(self.ptr, self.bytes);
+            self.pool.release(self.ptr, self.bytes);
         }
     }
 }
@@ -95,10 +111,13 @@ pub struct DevBuf {
 }
 
 impl DevBuf {
-    pub fn new(dev: &Arc<dyn RawDevice>, len: usize) -> Result<Self> {
-        let bytes = len * 4;
-        let ptr = if bytes == 0 { 0 } else { dev.alloc(bytes)? };
-        Ok(DevBuf { alloc: Arc::new(Alloc { ptr, bytes, dev: dev.clone() }), len })
+    /// `len` elements from `pool` (contents undefined: a reused block holds old data).
+    pub fn new(pool: &Arc<Pool>, len: usize) -> Result<Self> {
+        let bytes = len
+            .checked_mul(4)
+            .ok_or_else(|| Error::Device(format!("a buffer of {len} elements is larger than any device")))?;
+        let (ptr, block) = if bytes == 0 { (0, 0) } else { pool.alloc(bytes)? };
+        Ok(DevBuf { alloc: Arc::new(Alloc { ptr, bytes: block, pool: pool.clone() }), len })
     }
     pub fn len(&self) -> usize {
         self.len
@@ -112,19 +131,13 @@ impl DevBuf {
     /// Gives this handle sole ownership of its memory, copying it if it is shared.
     pub fn make_unique(&mut self) -> Result<()> {
         if Arc::strong_count(&self.alloc) > 1 {
-            let dev = self.alloc.dev.clone();
-            let fresh = DevBuf::new(&dev, self.len)?;
-            dev.dtod(fresh.ptr(), self.ptr(), self.len * 4)?;
+            let pool = self.alloc.pool.clone();
+            let fresh = DevBuf::new(&pool, self.len)?;
+            if self.len > 0 {
+                pool.device().dtod(fresh.ptr(), self.ptr(), self.len * 4)?;
+            }
             *self = fresh;
         }
         Ok(())
     }
-}
-
-/// The message for a failed allocation: what, how much, and what to do.
-pub fn oom(device: &str, bytes: usize, why: impl std::fmt::Display) -> Error {
-    Error::Device(format!(
-        "{device}: out of memory allocating {:.1} MiB ({why}); lower --batch, or free the GPU",
-        bytes as f64 / (1 << 20) as f64
-    ))
 }

@@ -1,0 +1,66 @@
+//! Implicit-GEMM convolution and the bias gradient: kernels/conv.cu.
+
+use super::{Arg, B1, DevBuf, KernelBackend, i, p};
+use crate::backend::{ChannelGeom, Conv, ConvGeom};
+use crate::error::Result;
+
+/// Output tile of the implicit-GEMM convolution kernels (rows × columns per block).
+const CONV_TILE: usize = 64;
+/// conv2d_backward_weight splits its N·OH·OW reduction (split-K) until the grid has about this
+/// many blocks: ~4 per SM on a 132-SM H100, so every SM has work even for 64-channel layers.
+const CONV_WGRAD_TARGET_BLOCKS: usize = 512;
+/// …but never into chunks shorter than this, where the atomicAdd of each partial would dominate.
+const CONV_WGRAD_MIN_CHUNK: usize = 256;
+
+fn conv_args(g: &ConvGeom) -> Result<Vec<Arg>> {
+    [g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad, g.out_h(), g.out_w()].into_iter().map(i).collect()
+}
+
+impl Conv for KernelBackend {
+    fn conv2d_forward(&self, x: &DevBuf, w: &DevBuf, b: Option<&DevBuf>, g: &ConvGeom) -> Result<DevBuf> {
+        g.check_forward(x.len(), w.len(), b.map(|b| b.len()))?;
+        g.check_i32("conv2d_forward")?;
+        let y = self.buf(g.output_len())?;
+        let cols = g.n * g.out_h() * g.out_w();
+        let grid = [cols.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, 1];
+        let mut args = vec![p(x), p(w), Arg::Ptr(b.map_or(0, |b| b.ptr())), p(&y)];
+        args.extend(conv_args(g)?);
+        self.launch("conv2d_forward", grid, B1, 0, &args)?;
+        Ok(y)
+    }
+    fn conv2d_backward_input(&self, dy: &DevBuf, w: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
+        g.check_backward_input(dy.len(), w.len())?;
+        g.check_i32("conv2d_backward_input")?;
+        let dx = self.buf(g.input_len())?;
+        let cols = g.n * g.h * g.w;
+        let grid = [cols.div_ceil(CONV_TILE) as u32, g.c_in.div_ceil(CONV_TILE) as u32, 1];
+        let mut args = vec![p(dy), p(w), p(&dx)];
+        args.extend(conv_args(g)?);
+        self.launch("conv2d_backward_input", grid, B1, 0, &args)?;
+        Ok(dx)
+    }
+    fn conv2d_backward_weight(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
+        g.check_backward_weight(dy.len(), x.len())?;
+        g.check_i32("conv2d_backward_weight")?;
+        let dw = self.zeroed(g.weight_len())?;
+        let positions = g.n * g.out_h() * g.out_w();
+        let crs = g.c_in * g.kh * g.kw;
+        let tiles = crs.div_ceil(CONV_TILE) * g.c_out.div_ceil(CONV_TILE);
+        let splits = CONV_WGRAD_TARGET_BLOCKS.div_ceil(tiles).clamp(1, positions.div_ceil(CONV_WGRAD_MIN_CHUNK).max(1));
+        let chunk = positions.div_ceil(splits).max(1);
+        let grid =
+            [crs.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, positions.div_ceil(chunk) as u32];
+        let mut args = vec![p(dy), p(x), p(&dw)];
+        args.extend(conv_args(g)?);
+        args.push(i(chunk)?);
+        self.launch("conv2d_backward_weight", grid, B1, 0, &args)?;
+        Ok(dw)
+    }
+    fn channel_sums(&self, dy: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
+        g.check("channel_sums", &[("dy", dy.len())], &[], &[])?;
+        g.check_i32("channel_sums")?;
+        let out = self.buf(g.c)?;
+        self.launch("channel_sums", [g.c as u32, 1, 1], B1, 0, &[p(dy), p(&out), i(g.n)?, i(g.c)?, i(g.hw)?])?;
+        Ok(out)
+    }
+}

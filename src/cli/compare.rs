@@ -1,0 +1,133 @@
+//! `moodgrad compare`: the guide's before/after study. For each model, the legacy variant
+//! (legacy preprocessing + legacy attention + no clipping + the shallow-copy "best" = last
+//! epoch) against the fixed one, same split, K seeds each, as `compare.md` and `compare.csv`.
+//!
+//! Every run is an ordinary RUN folder under `OUT/<model>/<fixed|legacy>/seed<k>/`; a run whose
+//! test predictions exist is reused, an interrupted one resumed, so a killed study continues.
+
+use super::train::train_run;
+use crate::backend::Backend;
+use crate::device::{Device, DeviceChoice};
+use crate::error::{Error, Result};
+use crate::train::baselines::{self, Labelled};
+use crate::train::compare::{ModelRuns, build};
+use crate::train::config::Config;
+use crate::train::dataset;
+use crate::train::predictions::read_csv;
+use crate::train::run_dir::RunDir;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct CompareArgs {
+    /// A MERGE folder (both caches, fixed and legacy, are built inside it).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where the runs and the table go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Presets to compare.
+    #[arg(long, default_value = "model3,model4,model5", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// A TOML file applied to every model instead of its preset (its `preset` key is replaced by
+    /// each model's name).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub lyrics_model: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seeds per variant: each cell becomes mean ± sd, each difference gets a bootstrap interval.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The fixed config of one model (preset, or the shared file with this model's preset).
+fn model_config(a: &CompareArgs, model: &str) -> Result<Config> {
+    let mut cfg = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::file(p, format!("cannot read: {e}")))?;
+            let mut c = Config::parse(&text, p)?;
+            let base = Config::preset(model)?;
+            c.preset = base.preset.clone();
+            // The file's sections apply on top of this model's preset shape.
+            c.model.convs_per_block = base.model.convs_per_block;
+            c
+        }
+        None => Config::preset(model)?,
+    };
+    if let Some(e) = a.epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(m) = &a.lyrics_model {
+        cfg.lyrics.model = m.clone();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run(a: &CompareArgs) -> Result<()> {
+    if a.seeds == 0 {
+        return Err(Error::Invalid("--seeds must be at least 1".into()));
+    }
+    let dev = Device::open(a.device.parse::<DeviceChoice>()?)?;
+    crate::on_device!(dev, |b| run_on(b.clone(), a))
+}
+
+fn run_one<B: Backend>(be: B, cfg: Config, data: &Path, dir: &Path) -> Result<Vec<crate::train::predictions::PredictionRow>> {
+    let run = RunDir::new(dir);
+    let done = run.predictions("test");
+    if done.is_file() && run.best().is_file() {
+        println!("  reusing {}", dir.display());
+        return read_csv(&done);
+    }
+    let resume = crate::checkpoint::exists(&run.checkpoint());
+    let mut last = String::new();
+    train_run(be, cfg, data, dir, resume, &mut |line| {
+        if line.starts_with("epoch") || line.starts_with("test:") {
+            last = line.to_string();
+        }
+    })
+    .inspect(|_| println!("  {} — {last}", dir.display()))
+}
+
+fn run_on<B: Backend>(be: B, a: &CompareArgs) -> Result<()> {
+    crate::data::create_dir(&a.out)?;
+    let mut models = Vec::new();
+    let mut train_labels = None;
+    for model in &a.models {
+        let fixed_cfg = model_config(a, model)?;
+        let mut runs = ModelRuns { name: model.clone(), fixed: Vec::new(), legacy: Vec::new() };
+        for k in 0..a.seeds {
+            for (variant, base) in [("fixed", fixed_cfg.clone()), ("legacy", fixed_cfg.legacy())] {
+                let mut cfg = base;
+                cfg.train.seed = fixed_cfg.train.seed + k as u64;
+                println!("compare: {model} {variant} seed {}", cfg.train.seed);
+                let dir = a.out.join(model).join(variant).join(format!("seed{}", cfg.train.seed));
+                let rows = run_one(be.clone(), cfg, &a.data, &dir)?;
+                if variant == "fixed" { runs.fixed.push(rows) } else { runs.legacy.push(rows) }
+            }
+        }
+        if train_labels.is_none() {
+            let d = dataset::open(&a.data, fixed_cfg.data.preprocessing, fixed_cfg.data.split)?;
+            let labels: Vec<Labelled> = d
+                .splits
+                .train
+                .iter()
+                .map(|&i| Labelled { va: [d.songs[i].valence, d.songs[i].arousal], quadrant: d.songs[i].quadrant })
+                .collect();
+            train_labels = Some(labels);
+        }
+        models.push(runs);
+    }
+    let test = models.first().and_then(|m| m.fixed.first()).cloned().unwrap_or_default();
+    let base = baselines::compute(train_labels.as_deref().unwrap_or(&[]), &test, "test", 0);
+    let table = build(&models, &base, "test", crate::train::bootstrap::DEFAULT_RESAMPLES, 0)?;
+    let (md, csv): (PathBuf, PathBuf) = (a.out.join("compare.md"), a.out.join("compare.csv"));
+    crate::data::write_atomic(&md, table.to_markdown().as_bytes())?;
+    crate::data::write_atomic(&csv, table.to_csv().as_bytes())?;
+    println!("{}", table.to_markdown());
+    println!("wrote {} and {}", md.display(), csv.display());
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Batches of spectrograms read ahead on a background thread, so the device never waits on disk:
+//! while the step computes batch k, the thread reads batch k + 1 (and one more).
+
+use super::dataset::SongRecord;
+use crate::data::npy;
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
+
+/// One batch on the host: song indices, [B, 1, 128, T] spectrograms, [B, 2] targets.
+pub struct HostBatch {
+    pub songs: Vec<usize>,
+    pub audio: Vec<f32>,
+    pub n_mels: usize,
+    pub frames: usize,
+    pub target: Vec<f32>,
+}
+
+/// Reads one song's [n_mels, frames] spectrogram, refusing non-finite values by song and file.
+pub fn read_spectrogram(song: &SongRecord) -> Result<(Vec<usize>, Vec<f32>)> {
+    let p = &song.spectrogram;
+    let (shape, data) = if p.extension().is_some_and(|e| e == "safetensors") {
+        let f = crate::io::read(p)?;
+        let t = f.get(p, &song.id)?;
+        let v: Vec<f32> = t.to_f64().iter().map(|&x| x as f32).collect();
+        (t.shape.clone(), v)
+    } else {
+        npy::read_f32(p).map_err(|e| missing(p, &song.id, e))?
+    };
+    if shape.len() != 2 {
+        return Err(Error::file(
+            p,
+            format!("song {}: spectrogram of shape {shape:?}, expected [n_mels, frames]", song.id),
+        ));
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(Error::file(
+            p,
+            format!(
+                "song {}: the spectrogram holds {} at row {}, frame {}; delete the file and rerun `moodgrad preprocess` \
+                 (or drop the song from the split)",
+                song.id,
+                data[i],
+                i / shape[1],
+                i % shape[1]
+            ),
+        ));
+    }
+    Ok((shape, data))
+}
+
+fn missing(p: &Path, song: &str, e: Error) -> Error {
+    if p.exists() {
+        e
+    } else {
+        Error::file(p, format!("song {song}: the cache entry is missing; rerun `moodgrad preprocess` to rebuild it"))
+    }
+}
+
+/// Assembles the batch of `songs` (all spectrograms must share one shape).
+pub fn load_batch(all: &[SongRecord], songs: &[usize]) -> Result<HostBatch> {
+    let mut audio = Vec::new();
+    let mut target = Vec::with_capacity(2 * songs.len());
+    let mut shape: Option<Vec<usize>> = None;
+    for &i in songs {
+        let s = &all[i];
+        let (sh, data) = read_spectrogram(s)?;
+        match &shape {
+            None => shape = Some(sh),
+            Some(want) if *want != sh => {
+                return Err(Error::file(
+                    &s.spectrogram,
+                    format!(
+                        "song {}: spectrogram {sh:?} differs from the batch's {want:?} (a cache of mixed settings?)",
+                        s.id
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        audio.extend(data);
+        target.extend([s.valence as f32, s.arousal as f32]);
+    }
+    let shape = shape.unwrap_or_else(|| vec![0, 0]);
+    Ok(HostBatch { songs: songs.to_vec(), audio, n_mels: shape[0], frames: shape[1], target })
+}
+
+/// Batches of a fixed order, read `DEPTH` ahead on their own thread.
+pub struct Prefetch {
+    rx: Option<Receiver<Result<HostBatch>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// How many batches the reader may be ahead of the step.
+const DEPTH: usize = 2;
+
+impl Prefetch {
+    pub fn new(songs: Arc<Vec<SongRecord>>, batches: Vec<Vec<usize>>) -> Prefetch {
+        let (tx, rx) = sync_channel(DEPTH);
+        let worker = std::thread::spawn(move || {
+            for b in batches {
+                // A dropped receiver (the step stopped reading) ends the thread.
+                if tx.send(load_batch(&songs, &b)).is_err() {
+                    return;
+                }
+            }
+        });
+        Prefetch { rx: Some(rx), worker: Some(worker) }
+    }
+}
+
+impl Iterator for Prefetch {
+    type Item = Result<HostBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Closing the channel makes a blocked send fail, so the worker returns and can be joined.
+        drop(self.rx.take());
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Cuts `order` into batches of `size` (the last may be shorter, as PyTorch's DataLoader).
+pub fn batches(order: &[usize], size: usize) -> Vec<Vec<usize>> {
+    order.chunks(size.max(1)).map(|c| c.to_vec()).collect()
+}
