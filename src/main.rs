@@ -37,20 +37,7 @@ impl ModelArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Train MODEL_3 on built-in synthetic data and report the validation loss as it falls.
-    Demo {
-        #[arg(long, default_value_t = 40)]
-        steps: usize,
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Save the trained weights here (safetensors).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
-        #[arg(long, default_value = "auto")]
-        device: String,
-    },
+    Demo(cli::demo::DemoArgs),
     /// Write a freshly initialised network's weights (PyTorch's default init distributions).
     Init {
         #[command(flatten)]
@@ -190,6 +177,8 @@ enum Cmd {
     Train(cli::train::TrainArgs),
     /// Score a run (or weights trained elsewhere) on a split of its data or another dataset.
     Evaluate(cli::evaluate::EvaluateArgs),
+    /// Valence, arousal and quadrant of new songs (audio files, and lyrics for a bimodal run).
+    Predict(cli::predict::PredictArgs),
     /// The before/after study: legacy against fixed for each model, K seeds, with baselines.
     Compare(cli::compare::CompareArgs),
     /// Throughput benchmarks a user can run (criterion benches are in benches/).
@@ -217,9 +206,7 @@ enum BenchCmd {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Demo { steps, batch, seed, out, device } => {
-            cli::demo::run(steps, batch, seed, out.as_deref(), device.parse()?)
-        }
+        Cmd::Demo(a) => cli::demo::run(&a),
         Cmd::Init { model, channels, lyrics_dim, seed, out } => {
             let mut cfg = model.config()?;
             cfg.channels = cli::parse_channels(&channels)?;
@@ -273,6 +260,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Train(a) => cli::train::run(&a),
         Cmd::Evaluate(a) => cli::evaluate::run(&a),
+        Cmd::Predict(a) => cli::predict::run(&a),
         Cmd::Compare(a) => cli::compare::run(&a),
         Cmd::Bench { what: BenchCmd::Preprocess { files, legacy, device } } => {
             cli::bench::preprocess(files, legacy, device.map(|d| d.parse()).transpose()?)

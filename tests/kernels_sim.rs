@@ -485,7 +485,7 @@ fn activations_forward_and_backward() {
     // Edges: zeros of both signs, saturation, tiny values.
     x[..8].copy_from_slice(&[0.0, -0.0, 30.0, -30.0, 1e-8, -1e-8, 9.0, -9.0]);
     let dy = randn(&mut r, n, 1.0);
-    let ops = [(0, Unary::Relu), (1, Unary::Sigmoid), (2, Unary::Tanh), (3, Unary::Gelu)];
+    let ops = [(0, Unary::Relu), (1, Unary::Sigmoid), (2, Unary::Tanh), (3, Unary::Gelu), (4, Unary::GeluTanh)];
     for (code, op) in ops {
         let want_y = cpu().unary_forward(op, &x).unwrap();
         let mut y = nans(n);
@@ -498,6 +498,8 @@ fn activations_forward_and_backward() {
             // 0.5·x·(1 + erf(x/√2)): erff differs by ~1 ulp of 1 between libms, and 1 + erf cancels
             // for x ≪ 0, so the error is absolute in (1 + erf): a few u·|x|.
             Unary::Gelu => check(&what, &y, &want_y, |k| 4.0 * U * (x[k].abs() as f64 + want_y[k].abs() as f64)),
+            // 0.5·x·(1 + tanh(inner)): tanhf ulps, and 1 + tanh cancels for x ≪ 0 as above.
+            Unary::GeluTanh => check(&what, &y, &want_y, |k| 4.0 * U * (x[k].abs() as f64 + want_y[k].abs() as f64)),
         }
 
         // Backward from the same saved (x, y) on both sides: only the backward formula is compared.
@@ -511,6 +513,9 @@ fn activations_forward_and_backward() {
             Unary::Sigmoid | Unary::Tanh => check(&what, &dx, &want_dx, |k| 4.0 * U * dy[k].abs() as f64),
             // dy·(Φ(x) + x·φ(x)): erff/expf ulps on terms of size ≤ 1 + |x|·φ(x) ≤ 1.25.
             Unary::Gelu => check(&what, &dx, &want_dx, |k| 8.0 * U * dy[k].abs() as f64),
+            // dy·(0.5(1+t) + 0.5·x·(1−t²)·inner'): the second term grows like |x|³·(1−t²), which
+            // is ≤ ~2 at its peak, so a few ulp of terms ≤ 1 + 2.
+            Unary::GeluTanh => check(&what, &dx, &want_dx, |k| 12.0 * U * dy[k].abs() as f64),
         }
     }
 }

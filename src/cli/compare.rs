@@ -61,7 +61,7 @@ fn model_config(a: &CompareArgs, model: &str) -> Result<Config> {
         cfg.train.epochs = e;
     }
     if let Some(m) = &a.lyrics_model {
-        cfg.lyrics.model = m.clone();
+        let _ = super::train::set_lyrics_model(&mut cfg, m);
     }
     cfg.validate()?;
     Ok(cfg)
@@ -75,7 +75,12 @@ pub fn run(a: &CompareArgs) -> Result<()> {
     crate::on_device!(dev, |b| run_on(b.clone(), a))
 }
 
-fn run_one<B: Backend>(be: B, cfg: Config, data: &Path, dir: &Path) -> Result<Vec<crate::train::predictions::PredictionRow>> {
+fn run_one<B: Backend>(
+    be: B,
+    cfg: Config,
+    data: &Path,
+    dir: &Path,
+) -> Result<Vec<crate::train::predictions::PredictionRow>> {
     let run = RunDir::new(dir);
     let done = run.predictions("test");
     if done.is_file() && run.best().is_file() {

@@ -6,11 +6,11 @@ use super::train::lyrics_side;
 use crate::backend::Backend;
 use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::io;
 use crate::params::ParamStore;
 use crate::train::config::Config;
 use crate::train::dataset::{self, TrainData};
 use crate::train::infer::predict;
+use crate::train::lyrics_encoder::LyricsPlaces;
 use crate::train::metrics::EvalReport;
 use crate::train::predictions::{PredictionRow, evaluate, write_csv};
 use crate::train::run_dir::RunDir;
@@ -62,7 +62,9 @@ pub fn run(a: &EvaluateArgs) -> Result<()> {
         (Some(r), None) => Source::Run(RunDir::new(r)),
         (None, Some(w)) => {
             let name = a.config.as_deref().ok_or_else(|| {
-                Error::Invalid("--weights needs --config (the preset or TOML file the weights were trained with)".into())
+                Error::Invalid(
+                    "--weights needs --config (the preset or TOML file the weights were trained with)".into(),
+                )
             })?;
             let config = if name.ends_with(".toml") { Config::load(Path::new(name))? } else { Config::preset(name)? };
             Source::Weights { weights: w.clone(), config }
@@ -108,20 +110,22 @@ fn evaluate_on<B: Backend>(be: B, a: &EvaluateArgs, source: &Source) -> Result<(
             (cfg, run.best(), data)
         }
         Source::Weights { weights, config } => {
-            let d = a.data.clone().ok_or_else(|| Error::Invalid("--weights needs --data (the songs to score)".into()))?;
+            let d =
+                a.data.clone().ok_or_else(|| Error::Invalid("--weights needs --data (the songs to score)".into()))?;
             (config.clone(), weights.clone(), d)
         }
     };
     let data: TrainData = dataset::open(&data_dir, cfg.data.preprocessing, cfg.data.split)?;
     let songs = Arc::new(data.songs.clone());
     let mut store = ParamStore::new(be);
-    let lyrics = lyrics_side(&cfg, &mut store, &songs)?;
+    let files = match source {
+        Source::Run(run) => run.encoder_files(),
+        Source::Weights { weights, .. } => weights.parent().unwrap_or(Path::new(".")).join("lyrics_encoder"),
+    };
+    let places = LyricsPlaces { cache: Some(&data.cache), encoder_files: &files, learn: false };
+    let lyrics = lyrics_side(&cfg, &mut store, &data, &places, &mut |l| eprintln!("{l}"))?;
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
-    let file = io::read(&weights)?;
-    // A frozen lyrics encoder whose vectors come from its own files may be absent from the model.
-    let lyrics_in_model = s.store.entries().iter().any(|e| e.name.starts_with("lyrics_tower."));
-    let extra: &[&str] = if lyrics_in_model { &[] } else { &["lyrics_tower."] };
-    io::load_state_dict(&mut s.store, &weights, &file, extra)?;
+    s.load_weights(&weights)?;
     let (rows, _) = predict(&mut s, &songs, data.splits.get(split), cfg.train.batch_size)?;
     if let (Source::Run(run), None) = (source, &a.data) {
         write_csv(&run.predictions(&a.split), &rows)?;

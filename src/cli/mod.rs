@@ -7,6 +7,7 @@ pub mod encode;
 pub mod evaluate;
 pub mod gradcheck;
 pub mod init;
+pub mod predict;
 pub mod preprocess;
 pub mod preprocess_lyrics;
 pub mod step;

@@ -4,13 +4,14 @@
 
 use crate::backend::Backend;
 use crate::device::{Device, DeviceChoice};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::params::ParamStore;
 use crate::train::config::{Config, LyricsMode, Modality};
 use crate::train::dataset::{self, SongRecord, TrainData};
 use crate::train::fit::{FitSummary, fit};
 use crate::train::infer::predict;
 use crate::train::lyrics::{LyricsSide, NoLyrics};
+use crate::train::lyrics_encoder::{self, LyricsPlaces};
 use crate::train::outputs::write_report;
 use crate::train::report::TrainingSummary;
 use crate::train::run_dir::RunDir;
@@ -25,8 +26,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// model3, model4, model5, tiny, or a TOML file (`preset = "model3"` then overrides).
-    #[arg(long, default_value = "model3")]
-    pub config: String,
+    /// Default: model3, or with --resume the run's own config.toml.
+    #[arg(long)]
+    pub config: Option<String>,
     /// The RUN folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -47,13 +49,19 @@ pub struct TrainArgs {
     pub device: String,
 }
 
-/// The config named by `--config`, with the command line's overrides applied.
-pub fn resolve_config(a: &TrainArgs) -> Result<Config> {
-    let mut cfg = if a.config.ends_with(".toml") || Path::new(&a.config).is_file() {
-        Config::load(Path::new(&a.config))?
-    } else {
-        Config::preset(&a.config)?
+/// The config named by `--config` (with `--resume` and no `--config`, the run's own), with the
+/// command line's overrides applied. `--lyrics-model builtin` on a preset whose encoder is frozen
+/// switches it to training with the model (a frozen random encoder would feed the head noise);
+/// the returned notes say so.
+pub fn resolve_config(a: &TrainArgs) -> Result<(Config, Vec<String>)> {
+    let saved = a.out.join("config.toml");
+    let mut cfg = match a.config.as_deref() {
+        None if a.resume && saved.is_file() => Config::load(&saved)?,
+        None => Config::preset("model3")?,
+        Some(c) if c.ends_with(".toml") || Path::new(c).is_file() => Config::load(Path::new(c))?,
+        Some(c) => Config::preset(c)?,
     };
+    let mut notes = Vec::new();
     if let Some(e) = a.epochs {
         cfg.train.epochs = e;
     }
@@ -64,33 +72,49 @@ pub fn resolve_config(a: &TrainArgs) -> Result<Config> {
         cfg.train.seed = s;
     }
     if let Some(m) = &a.lyrics_model {
-        cfg.lyrics.model = m.clone();
+        notes.extend(set_lyrics_model(&mut cfg, m));
     }
     cfg.validate()?;
-    Ok(cfg)
+    Ok((cfg, notes))
+}
+
+/// `--lyrics-model M`; with `builtin` on a frozen-encoder preset the encoder is switched to train
+/// with the model at the model's learning rate (returned as a note).
+pub fn set_lyrics_model(cfg: &mut Config, model: &str) -> Option<String> {
+    cfg.lyrics.model = model.to_string();
+    if !(cfg.builtin_lyrics() && cfg.lyrics.mode.is_frozen()) {
+        return None;
+    }
+    cfg.lyrics.mode = LyricsMode::Finetune;
+    cfg.lyrics.lr = cfg.train.lr;
+    Some(format!(
+        "the built-in lyrics encoder trains with the model: [lyrics] mode = \"finetune\", lr = {}",
+        cfg.lyrics.lr
+    ))
 }
 
 pub fn run(a: &TrainArgs) -> Result<()> {
-    let cfg = resolve_config(a)?;
+    let (cfg, notes) = resolve_config(a)?;
+    for n in notes {
+        println!("note: {n}");
+    }
     let dev = Device::open(a.device.parse::<DeviceChoice>()?)?;
     crate::on_device!(dev, |b| run_on(b.clone(), a, cfg))
 }
 
-/// The lyrics half for this config. Checked before any work, so a missing encoder stops the run
-/// before preprocessing starts.
+/// The lyrics half for this config over `data`'s songs (see `train::lyrics_encoder`).
 pub fn lyrics_side<B: Backend>(
     cfg: &Config,
-    _store: &mut ParamStore<B>,
-    _songs: &[SongRecord],
+    store: &mut ParamStore<B>,
+    data: &TrainData,
+    places: &LyricsPlaces,
+    say: &mut dyn FnMut(&str),
 ) -> Result<Box<dyn LyricsSide<B>>> {
     if cfg.model.modality == Modality::Audio {
         return Ok(Box::new(NoLyrics));
     }
-    let _ = LyricsMode::Frozen;
-    Err(Error::Invalid(format!(
-        "lyrics model `{}`: the lyrics encoder is not wired into training yet; use [model] modality = \"audio\"",
-        cfg.lyrics.model
-    )))
+    let texts = lyrics_encoder::read_texts(&data.songs, say)?;
+    lyrics_encoder::build(cfg, store, texts, &data.splits.train, places, say)
 }
 
 fn run_on<B: Backend>(be: B, a: &TrainArgs, cfg: Config) -> Result<()> {
@@ -109,6 +133,8 @@ pub fn train_run<B: Backend>(
 ) -> Result<Vec<crate::train::predictions::PredictionRow>> {
     let run = RunDir::new(out);
     say(&format!("moodgrad train: preset {} → {} on {}", cfg.preset, out.display(), be.name()));
+    // Before any work: a lyrics model that cannot be found stops the run here.
+    lyrics_encoder::check_model(&cfg)?;
     let data = dataset::open(data_dir, cfg.data.preprocessing, cfg.data.split)?;
     for n in &data.notes {
         say(&format!("  {n}"));
@@ -116,7 +142,9 @@ pub fn train_run<B: Backend>(
     run.prepare(&cfg, resume)?;
     let songs = Arc::new(data.songs.clone());
     let mut store = ParamStore::new(be);
-    let lyrics = lyrics_side(&cfg, &mut store, &songs)?;
+    let files = run.encoder_files();
+    let places = LyricsPlaces { cache: Some(&data.cache), encoder_files: &files, learn: !resume };
+    let lyrics = lyrics_side(&cfg, &mut store, &data, &places, say)?;
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
     write_info(&run, data_dir, &data, &s)?;
     if resume {

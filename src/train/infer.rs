@@ -20,7 +20,8 @@ pub struct Forward<B: Backend> {
 }
 
 /// The batch's inputs on `tape`, one forward, and the objective: MSE or L1 on (valence, arousal)
-/// plus `quadrant_loss` × the quadrant head's cross-entropy against the metadata's quadrant.
+/// plus `quadrant_loss` × the quadrant head's cross-entropy against the metadata's quadrant. A
+/// batch without targets (`target` empty) gives the predictions alone.
 pub fn forward_batch<B: Backend>(
     s: &mut Session<B>,
     tape: &mut Tape<B>,
@@ -40,6 +41,10 @@ pub fn forward_batch<B: Backend>(
     let lyrics = s.lyrics.batch(tape, &mut s.store, &b.songs, train, seed ^ 0x6c79_7269)?;
     let out = s.net.forward_inputs(tape, &mut s.store, audio.as_ref(), lyrics.as_ref(), train, seed)?;
     drop((audio, lyrics));
+    // No targets (`moodgrad predict`): predictions only.
+    if b.target.is_empty() {
+        return Ok(Forward { pred: out.pred, loss: None });
+    }
     let target = tape.input(Tensor::new(vec![n, 2], be.upload_f32(&b.target)?)?, false);
     let mut loss = match s.cfg.train.loss {
         Loss::Mse => ops::mse_loss(tape, &out.pred, &target)?,

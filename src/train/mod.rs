@@ -11,6 +11,7 @@ pub mod infer;
 pub mod loader;
 pub mod log;
 pub mod lyrics;
+pub mod lyrics_encoder;
 pub mod metrics;
 pub mod outputs;
 pub mod plot;

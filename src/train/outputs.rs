@@ -30,6 +30,7 @@ pub fn write_report(
         .map(|&i| Labelled { va: [data.songs[i].valence, data.songs[i].arousal], quadrant: data.songs[i].quadrant })
         .collect();
     let baselines = baselines::compute(&train, rows, split, seed);
+    write_baselines(&run.root.join(format!("baselines_{split}.json")), &baselines)?;
     let mut plots = Vec::new();
     if run.log().exists() {
         let records = read_log(&run.log())?;
@@ -70,4 +71,18 @@ pub fn write_report(
     };
     report.write(&run.report())?;
     Ok(run.report())
+}
+
+/// The baselines' metrics as one JSON object keyed by name (`train mean`, `random`, `quadrant
+/// centre`), each as `moodgrad evaluate --json` prints a report.
+fn write_baselines(path: &std::path::Path, baselines: &[baselines::BaselineResult]) -> Result<()> {
+    let mut m = serde_json::Map::new();
+    for b in baselines {
+        let v: serde_json::Value = serde_json::from_str(&b.report.to_json_line())
+            .map_err(|e| crate::error::Error::Invalid(format!("baseline report: {e}")))?;
+        m.insert(b.name.clone(), v);
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))
+        .map_err(|e| crate::error::Error::Invalid(format!("baselines: {e}")))?;
+    crate::data::write_atomic(path, text.as_bytes())
 }

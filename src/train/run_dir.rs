@@ -34,6 +34,10 @@ impl RunDir {
     pub fn predictions(&self, split: &str) -> PathBuf {
         self.root.join(format!("predictions_{split}.csv"))
     }
+    /// The built-in lyrics encoder's config.json and tokenizer.json.
+    pub fn encoder_files(&self) -> PathBuf {
+        self.root.join("lyrics_encoder")
+    }
     pub fn report(&self) -> PathBuf {
         self.root.join("report.md")
     }

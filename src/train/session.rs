@@ -1,7 +1,7 @@
 //! A training session: the model, its parameters, the optimiser, the schedule, early stopping
 //! and the run's random stream, built from a config, saved to and restored from a checkpoint.
 
-use super::config::{Config, LyricsMode, Restore};
+use super::config::{Config, Restore};
 use super::early_stop::EarlyStopping;
 use super::lyrics::LyricsSide;
 use super::schedule::schedule_for;
@@ -53,7 +53,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<Self> {
         cfg.validate()?;
         let net = SeedNet::new(cfg.model_config(lyrics.dim()), &mut store, &mut Rng::new(cfg.train.seed))?;
-        if cfg.lyrics.mode == LyricsMode::Frozen {
+        if cfg.lyrics.mode.is_frozen() {
             for id in store.param_ids() {
                 if store.name(id).starts_with("lyrics_tower.") {
                     store.set_trainable(id, false);
@@ -72,6 +72,17 @@ impl<B: Backend> Session<B> {
         let es = EarlyStopping::new(cfg.train.patience, cfg.train.restore);
         let rng = Rng::new(mix64(cfg.train.seed ^ 0x7261_696e));
         Ok(Session { cfg, net, store, opt, sched, es, rng, epochs_done: 0, steps_per_epoch, lyrics, best: None })
+    }
+
+    /// Trained weights from a safetensors file (a run's best.safetensors, or weights converted from
+    /// the seed's PyTorch model), strictly: every parameter must be there with its shape. A frozen
+    /// lyrics encoder whose vectors were computed apart is not in the model, so its tensors in the
+    /// file (a PyTorch state_dict holds them) are ignored.
+    pub fn load_weights(&mut self, path: &Path) -> Result<()> {
+        let file = io::read(path)?;
+        let lyrics_in_model = self.store.entries().iter().any(|e| e.name.starts_with("lyrics_tower."));
+        let extra: &[&str] = if lyrics_in_model { &[] } else { &["lyrics_tower."] };
+        io::load_state_dict(&mut self.store, path, &file, extra)
     }
 
     /// Whether the run keeps deep copies of improving epochs (the fixed behaviour).

@@ -55,8 +55,10 @@ choice! {
 }
 
 choice! {
-    /// How the lyrics encoder trains: not at all, entirely, or only its top `layers` layers.
-    LyricsMode { Frozen = "frozen", Finetune = "finetune", TopK = "top-k" }
+    /// How the lyrics encoder trains: not at all (each lyric encoded once in eval mode, its vector
+    /// cached), not at all but with its dropout running as the seed's notebooks left it (no cache:
+    /// the vectors differ per step), entirely, or only its top `layers` layers.
+    LyricsMode { Frozen = "frozen", FrozenDropout = "frozen-dropout", Finetune = "finetune", TopK = "top-k" }
 }
 
 choice! {
@@ -90,4 +92,11 @@ choice! {
     /// Which weights the run ends with: the best validation epoch's (a deep copy, the default), or
     /// the last epoch's — what the seed's shallow `state_dict().copy()` really restored.
     Restore { Best = "best", Last = "last" }
+}
+
+impl LyricsMode {
+    /// Frozen, with or without dropout: no lyrics parameter trains.
+    pub fn is_frozen(self) -> bool {
+        matches!(self, LyricsMode::Frozen | LyricsMode::FrozenDropout)
+    }
 }

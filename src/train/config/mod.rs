@@ -20,7 +20,8 @@
 //! - `model4`: model3 with two convs per block.
 //! - `model5`: model3's tower with BERT fine-tuned at 1e-5 (audio and head stay at 1e-3), patience 25.
 //! - `tiny`: for tests and demos on synthetic data: blocks of 8 and 16 channels, widths 16/8/16,
-//!   the built-in lyrics encoder (`lyrics.model = "builtin"`, max_len 64), 3 epochs of batch 4,
+//!   the built-in lyrics encoder trained with the model at 1e-3 (`lyrics.model = "builtin"`,
+//!   mode finetune, max_len 64), 3 epochs of batch 4,
 //!   patience 3, random split. It trains in seconds on a CPU; its numbers mean nothing.
 //!
 //! `Config::legacy` gives a config's notebook counterpart for `moodgrad compare`.
@@ -38,6 +39,9 @@ use std::path::Path;
 
 /// The preset names `preset = "…"` accepts.
 pub const PRESETS: [&str; 4] = ["model3", "model4", "model5", "tiny"];
+
+/// `[lyrics] model` naming the small built-in encoder.
+pub const BUILTIN: &str = "builtin";
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {
@@ -180,7 +184,9 @@ impl Config {
                 c.model.audio_hidden = 16;
                 c.model.audio_out = 8;
                 c.model.head_hidden = 16;
-                c.lyrics.model = "builtin".into();
+                c.lyrics.model = BUILTIN.into();
+                c.lyrics.mode = LyricsMode::Finetune;
+                c.lyrics.lr = 1e-3;
                 c.lyrics.max_len = 64;
                 c.train.epochs = 3;
                 c.train.batch_size = 4;
@@ -247,7 +253,12 @@ impl Config {
 
     /// Whether the lyrics encoder has trainable weights.
     pub fn lyrics_trains(&self) -> bool {
-        self.model.modality != Modality::Audio && self.lyrics.mode != LyricsMode::Frozen
+        self.model.modality != Modality::Audio && !self.lyrics.mode.is_frozen()
+    }
+
+    /// Whether the lyrics encoder is the small built-in one (trained with the model).
+    pub fn builtin_lyrics(&self) -> bool {
+        self.lyrics.model == BUILTIN
     }
 
     /// Adam's parameter groups with their base learning rates (before the schedule).

@@ -47,6 +47,16 @@ pub fn check(c: &Config) -> Result<(), Problem> {
     if l.max_len < 2 {
         return Err(("lyrics.max_len", format!("= {}: needs room for [CLS] and [SEP] (at least 2)", l.max_len)));
     }
+    if l.model == super::BUILTIN && l.mode.is_frozen() && c.model.modality != super::Modality::Audio {
+        return Err((
+            "lyrics.mode",
+            format!(
+                "= \"{}\" with model = \"builtin\": the built-in encoder starts from random weights and trains with \
+                 the model; set mode = \"finetune\" (and lyrics.lr near train.lr, e.g. 1e-3)",
+                l.mode
+            ),
+        ));
+    }
     if l.mode == LyricsMode::TopK && l.layers == 0 {
         return Err(("lyrics.layers", "= 0: mode \"top-k\" trains the top `layers` layers; use at least 1".into()));
     }
