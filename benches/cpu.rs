@@ -1,9 +1,11 @@
-//! CPU benchmarks: the four VGG conv shapes, the SE block, one full MODEL_3 training step.
+//! CPU benchmarks: the four VGG conv shapes, the conv algorithms per production shape and pass,
+//! the SE block, one full MODEL_3 training step.
 //! tools/perf_report.py puts these beside tools/bench_torch_cpu.py's PyTorch figures.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use moodgrad::backend::ConvGeom;
 use moodgrad::backend::cpu::Cpu;
+use moodgrad::backend::cpu::conv::{self as cpu_conv, ConvAlgo, Pass};
 use moodgrad::backend::prelude::*;
 use moodgrad::nn::attention::SqueezeExcite;
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
@@ -52,6 +54,55 @@ fn conv(c: &mut Criterion) {
                 black_box((y, dx, dw, db))
             })
         });
+    }
+    g.finish();
+}
+
+/// The production convs of MODEL_3 (VGG blocks) and MODEL_4 (their second convs).
+const PRODUCTION: [(&str, usize, usize, usize, usize); 8] = [
+    ("b1_1to64_128x1292", 1, 64, 128, 1292),
+    ("b2_64to128_64x646", 64, 128, 64, 646),
+    ("b3_128to256_32x323", 128, 256, 32, 323),
+    ("b4_256to512_16x161", 256, 512, 16, 161),
+    ("m4_64to64_128x1292", 64, 64, 128, 1292),
+    ("m4_128to128_64x646", 128, 128, 64, 646),
+    ("m4_256to256_32x323", 256, 256, 32, 323),
+    ("m4_512to512_16x161", 512, 512, 16, 161),
+];
+
+/// Every algorithm that computes the pass, per production shape and pass, batch 1 (bench ids
+/// `conv2d_algos/<pass>/<shape>/<algo>`; the selection's choice is marked `*`). Winograd is left
+/// out at C_in = 1, where it has no channel reduction and runs 3-8× slower than im2col.
+fn conv_algos(c: &mut Criterion) {
+    let mut rng = Rng::new(4);
+    let mut g = c.benchmark_group("conv2d_algos");
+    g.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    for (name, ci, co, h, w) in PRODUCTION {
+        let geom = ConvGeom { n: 1, c_in: ci, h, w, c_out: co, kh: 3, kw: 3, stride: 1, pad: 1 };
+        let x = randn(&mut rng, geom.input_len());
+        let wt = randn(&mut rng, geom.weight_len());
+        let b = randn(&mut rng, co);
+        let dy = randn(&mut rng, geom.output_len());
+        g.throughput(Throughput::Elements(geom.forward_flops() as u64));
+        for pass in [Pass::Forward, Pass::BackwardInput, Pass::BackwardWeight] {
+            let chosen = cpu_conv::choose::<f32>(pass, &geom);
+            for algo in ConvAlgo::ALL {
+                let winograd = matches!(algo, ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4);
+                if !algo.supports(pass, &geom, 4) || (winograd && ci == 1) {
+                    continue;
+                }
+                let mark = if algo == chosen { "*" } else { "" };
+                g.bench_function(format!("{pass:?}/{name}/{algo:?}{mark}"), |bch| {
+                    bch.iter(|| {
+                        black_box(match pass {
+                            Pass::Forward => cpu_conv::forward_with(algo, &x, &wt, Some(&b), &geom),
+                            Pass::BackwardInput => cpu_conv::backward_input_with(algo, &dy, &wt, &geom),
+                            Pass::BackwardWeight => cpu_conv::backward_weight_with(algo, &dy, &x, &geom),
+                        })
+                    })
+                });
+            }
+        }
     }
     g.finish();
 }
@@ -106,5 +157,5 @@ fn train(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conv, se_block, train);
+criterion_group!(benches, conv, conv_algos, se_block, train);
 criterion_main!(benches);

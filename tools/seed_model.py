@@ -68,6 +68,8 @@ with beta1 = 0.9, beta2 = 0.999, eps = 1e-8.
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn as nn
 
@@ -265,9 +267,10 @@ def train_steps(model: Seed, audio, lyrics, target, steps: int, lr: float = 1e-3
     opt = opt_cls(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay,
                   foreach=False)
     loss_fn = nn.MSELoss(reduction="mean")
-    losses, norms = [], []
+    losses, norms, seconds = [], [], []
     res = {}
     for step in range(steps):
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         out, act = model.forward_parts(audio, lyrics)
         loss = loss_fn(out, target)
@@ -280,10 +283,12 @@ def train_steps(model: Seed, audio, lyrics, target, steps: int, lr: float = 1e-3
         opt.step()
         losses.append(loss.detach().clone())
         norms.append(norm.detach().clone())
+        seconds.append(time.perf_counter() - t0)
         if step == 0 and keep_step1_state:
             res["state1"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     res["loss"] = torch.stack(losses) if losses else torch.zeros(0)
     res["grad_norm"] = torch.stack(norms) if norms else torch.zeros(0)
+    res["seconds"] = seconds  # wall time of each step (zero_grad to opt.step), step 1 incl. its grad copies
     return res
 
 

@@ -162,6 +162,7 @@ def main(argv=None):
         losses = ", ".join(f"{x:.9g}" for x in res["loss"].tolist())
         norms = ", ".join(f"{x:.9g}" for x in res["grad_norm"].tolist())
         print(f"wrote {args.out}: loss [{losses}] grad_norm [{norms}]")
+        print("step seconds [" + ", ".join(f"{x:.3f}" for x in res["seconds"]) + f"] ({torch.get_num_threads()} threads)")
         did = True
 
     if not did:

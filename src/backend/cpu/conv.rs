@@ -1,239 +1,270 @@
-//! Convolution on the CPU as tiled im2col + GEMM.
+//! CPU convolution: the three entry points and the choice of algorithm per pass and shape.
 //!
-//! The output is cut into tiles of whole output rows, small enough that a tile's unfolded input
-//! (K × tile columns) stays in L2; tiles run in parallel, each with its own buffer and a
-//! single-threaded GEMM. The backward pass w.r.t. the input is, for stride 1, a forward
-//! convolution of dy with the flipped, transposed kernel, so it reuses the same tiled path.
+//! Algorithms (each in its own file):
+//! * `Im2col`: tiled im2col + the `gemm` crate; any kernel, stride and padding (im2col.rs).
+//! * `Direct`: 3×3 stride 1 on packed weights, no unfold; for few input channels (direct.rs).
+//! * `WinogradF2` / `WinogradF4`: F(2×2, 3×3) / F(4×4, 3×3), 2.25× / 4× fewer multiplies in
+//!   the transformed domain (winograd.rs).
+//!
+//! `choose` picks one per pass from measurements (docs/perf-conv.md) and numerics
+//! (tests/conv_numerics.rs: on every production shape the chosen path's f32 error against f64 is
+//! at most twice the im2col path's). The input gradient of a stride-1 convolution is the forward
+//! pass of its adjoint (dy with the flipped, transposed kernel), so every algorithm's forward
+//! also serves as its input gradient.
 
-use super::gemm::SyncPtr;
+use super::microkernel::has_simd;
+use super::winograd_transform::{F2, F4};
+use super::{direct, im2col, winograd};
 use crate::backend::ConvGeom;
+use crate::error::{Error, Result};
 use crate::float::Float;
 use rayon::prelude::*;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Elements of one tile's unfolded input: 1 Mi × 4 B = 4 MiB for f32. Measured on the VGG shapes
-/// (examples/convprof.rs): 1-8 Mi elements are within noise of each other, and all beat unfolding
-/// a whole sample (95 MB for block 2) by 1.3-1.5×.
-const TILE_ELEMS: usize = 1024 * 1024;
-/// Fewest output columns per tile, so each GEMM amortises packing the weight matrix.
-const MIN_TILE_COLS: usize = 2048;
-
-/// (sample, first output row, end output row) tiles covering the whole output.
-fn tiles(g: &ConvGeom) -> Vec<(usize, usize, usize)> {
-    let (oh, ow, k) = (g.out_h(), g.out_w(), g.c_in * g.kh * g.kw);
-    let max_rows = (TILE_ELEMS / (k * ow)).max(MIN_TILE_COLS.div_ceil(ow)).clamp(1, oh);
-    // Equal tiles: a short last tile would pay for packing the weights at poor efficiency.
-    let rows = oh.div_ceil(oh.div_ceil(max_rows));
-    (0..g.n).flat_map(|n| (0..oh).step_by(rows).map(move |y0| (n, y0, (y0 + rows).min(oh)))).collect()
+/// A convolution algorithm of the CPU backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvAlgo {
+    Im2col,
+    Direct,
+    WinogradF2,
+    WinogradF4,
 }
 
-/// Unfolds output rows [y0, y1) of one [C, H, W] sample into col[(c, ki, kj), (y, x)].
-fn im2col_rows<T: Float>(x: &[T], g: &ConvGeom, y0: usize, y1: usize, col: &mut [T]) {
-    let ow = g.out_w();
-    let cols = (y1 - y0) * ow;
-    for (row, out) in col.chunks_mut(cols).enumerate().take(g.c_in * g.kh * g.kw) {
-        let kj = row % g.kw;
-        let ki = (row / g.kw) % g.kh;
-        let c = row / (g.kw * g.kh);
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for y in y0..y1 {
-            let iy = (y * g.stride + ki) as isize - g.pad as isize;
-            let dst = &mut out[(y - y0) * ow..(y - y0 + 1) * ow];
-            if iy < 0 || iy >= g.h as isize {
-                dst.fill(T::ZERO);
-                continue;
+impl ConvAlgo {
+    pub const ALL: [ConvAlgo; 4] = [ConvAlgo::Im2col, ConvAlgo::Direct, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4];
+
+    /// Whether this algorithm computes `pass` on `g` for elements of `elem` bytes.
+    pub fn supports(self, pass: Pass, g: &ConvGeom, elem: usize) -> bool {
+        match self {
+            ConvAlgo::Im2col => true,
+            ConvAlgo::Direct => {
+                direct::supports(g) && (pass != Pass::BackwardWeight || direct::weight_grad_fits(g, elem))
             }
-            let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-            if g.stride == 1 {
-                // Contiguous run: x = ix - kj + pad is valid for ix in [0, w).
-                let off = kj as isize - g.pad as isize;
-                let lo = (-off).clamp(0, ow as isize) as usize;
-                let hi = ((g.w as isize - off).clamp(0, ow as isize)) as usize;
-                dst[..lo].fill(T::ZERO);
-                if hi > lo {
-                    dst[lo..hi].copy_from_slice(&src[(lo as isize + off) as usize..(hi as isize + off) as usize]);
-                }
-                dst[hi.max(lo)..].fill(T::ZERO);
-            } else {
-                for (xo, d) in dst.iter_mut().enumerate() {
-                    let ix = (xo * g.stride + kj) as isize - g.pad as isize;
-                    *d = if ix < 0 || ix >= g.w as isize { T::ZERO } else { src[ix as usize] };
-                }
-            }
+            ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => winograd::supports(g),
         }
+    }
+}
+
+/// One of the three passes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+thread_local! {
+    /// The algorithm `with_algo` forces on this thread, if any.
+    static FORCED: Cell<Option<ConvAlgo>> = const { Cell::new(None) };
+    /// Workspace bytes allocated by the current (last) entry-point call on this thread.
+    static WORKSPACE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f` with every convolution on this thread computed by `algo` wherever it supports the
+/// pass and shape (the others keep their usual choice): how tests reach a path through the
+/// tape (`ops::conv2d`), whose calls run on the caller's thread.
+pub fn with_algo<R>(algo: ConvAlgo, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<ConvAlgo>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORCED.with(|c| c.replace(Some(algo))));
+    f()
+}
+
+/// The algorithm the entry points use for `pass` on `g`.
+///
+/// Without a SIMD micro-kernel for T on this CPU (f64; no AVX-512) everything stays on the
+/// `gemm` crate. Otherwise, for 3×3 stride-1 convolutions (padding ≤ 2), from the measurements
+/// in docs/perf-conv.md and the numerics in tests/conv_numerics.rs:
+/// * C_in < 16 (the C_in = 1 first layer): the direct forward (~1.9× im2col's); both gradients
+///   stay on im2col, which measured faster there (the input gradient is col2im, and the tape
+///   does not ask for it when the input is data).
+/// * C_in ≥ 16: Winograd F(2×2) for all three passes (2-4× im2col's). F(4×4) is faster still on
+///   most shapes but rounds 4-10× (RMS) worse than im2col at every production shape, over the
+///   rule's 2×, so it is off; the direct path rounds up to 3.9× worse at C_in ≥ 128 and is slower.
+pub fn choose<T: Float>(pass: Pass, g: &ConvGeom) -> ConvAlgo {
+    let elem = size_of::<T>();
+    if let Some(a) = FORCED.with(|c| c.get())
+        && a.supports(pass, g, elem)
+    {
+        return a;
+    }
+    if !has_simd::<T>() || !winograd::supports(g) {
+        return ConvAlgo::Im2col;
+    }
+    match (g.c_in < 16, pass) {
+        (true, Pass::Forward) => ConvAlgo::Direct,
+        (true, _) => ConvAlgo::Im2col,
+        (false, _) => ConvAlgo::WinogradF2,
     }
 }
 
 pub fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &ConvGeom) -> Vec<T> {
-    let (ow, ohw, k) = (g.out_w(), g.out_h() * g.out_w(), g.c_in * g.kh * g.kw);
-    let chw = g.c_in * g.h * g.w;
-    let mut y = vec![T::ZERO; g.output_len()];
-    let yp = SyncPtr(y.as_mut_ptr());
-    let ts = tiles(g);
-    let max_cols = ts.iter().map(|t| (t.2 - t.1) * ow).max().unwrap_or(0);
-    let threads = rayon::current_num_threads();
-    let mut col = vec![T::ZERO; k * max_cols];
-    ts.iter().for_each(|&(n, y0, y1)| {
-        let col = &mut col;
-        let cols = (y1 - y0) * ow;
-        im2col_rows(&x[n * chw..(n + 1) * chw], g, y0, y1, col);
-        // SAFETY: this tile owns output columns [y0·ow, y1·ow) of every channel of sample n.
-        let out = unsafe { yp.add(n * g.c_out * ohw + y0 * ow) };
-        if let Some(b) = b {
-            for (co, &bv) in b.iter().enumerate() {
-                // SAFETY: as above, row co of this tile.
-                unsafe { std::slice::from_raw_parts_mut(out.add(co * ohw), cols).fill(bv) };
-            }
-        }
-        let beta = if b.is_some() { T::ONE } else { T::ZERO };
-        // SAFETY: W is [c_out, k] row-major, col is [k, cols], out is [c_out, cols] with ld ohw.
-        unsafe {
-            T::gemm(
-                g.c_out,
-                k,
-                cols,
-                T::ONE,
-                w.as_ptr(),
-                k as isize,
-                1,
-                col.as_ptr(),
-                cols as isize,
-                1,
-                beta,
-                out,
-                ohw as isize,
-                1,
-                threads,
-            )
-        };
-    });
-    y
-}
-
-/// W[co][ci][i][j] -> W'[ci][co][kh-1-i][kw-1-j]: the kernel of the adjoint convolution.
-fn flip_transpose<T: Float>(w: &[T], g: &ConvGeom) -> Vec<T> {
-    let kk = g.kh * g.kw;
-    let mut out = vec![T::ZERO; w.len()];
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    out[((ci * g.c_out + co) * g.kh + (g.kh - 1 - i)) * g.kw + (g.kw - 1 - j)] =
-                        w[((co * g.c_in + ci) * g.kh + i) * g.kw + j];
-                }
-            }
-        }
-    }
-    debug_assert_eq!(out.len(), g.c_in * g.c_out * kk);
-    out
+    run_forward(choose::<T>(Pass::Forward, g), x, w, b, g)
 }
 
 pub fn backward_input<T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
-    // With few input channels the adjoint GEMM has only c_in rows (a GEMV for c_in = 1) and
-    // col2im is faster; from 16 up the tiled adjoint convolution wins.
-    if g.stride == 1 && g.kh == g.kw && g.pad < g.kh && g.c_in >= 16 {
-        // dx = conv(dy, flip(W)ᵀ) with padding k-1-pad: exact for stride 1.
-        let adj = ConvGeom {
-            n: g.n,
-            c_in: g.c_out,
-            h: g.out_h(),
-            w: g.out_w(),
-            c_out: g.c_in,
-            kh: g.kh,
-            kw: g.kw,
-            stride: 1,
-            pad: g.kh - 1 - g.pad,
-        };
-        return forward(dy, &flip_transpose(w, g), None, &adj);
-    }
-    backward_input_col2im(dy, w, g)
+    run_backward_input(choose::<T>(Pass::BackwardInput, g), dy, w, g)
 }
 
-/// The general path (any stride): dcol = Wᵀ·dy, then fold the columns back (col2im).
-fn backward_input_col2im<T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
-    let (oh, ow, k) = (g.out_h(), g.out_w(), g.c_in * g.kh * g.kw);
-    let (ohw, chw, kk) = (oh * ow, g.c_in * g.h * g.w, g.kh * g.kw);
-    let mut dx = vec![T::ZERO; g.input_len()];
-    let mut dcol = vec![T::ZERO; k * ohw];
-    for n in 0..g.n {
-        let dyn_ = &dy[n * g.c_out * ohw..(n + 1) * g.c_out * ohw];
-        // SAFETY: Wᵀ is [k, c_out] (W stored [c_out, k]); dy_n is [c_out, ohw]; dcol is [k, ohw].
-        unsafe {
-            T::gemm(
-                k,
-                g.c_out,
-                ohw,
-                T::ONE,
-                w.as_ptr(),
-                1,
-                k as isize,
-                dyn_.as_ptr(),
-                ohw as isize,
-                1,
-                T::ZERO,
-                dcol.as_mut_ptr(),
-                ohw as isize,
-                1,
-                rayon::current_num_threads(),
-            )
-        };
-        dx[n * chw..(n + 1) * chw].par_chunks_mut(g.h * g.w).enumerate().for_each(|(c, plane)| {
-            for r in 0..kk {
-                let (ki, kj) = (r / g.kw, r % g.kw);
-                let rowv = &dcol[(c * kk + r) * ohw..(c * kk + r + 1) * ohw];
-                for y in 0..oh {
-                    let iy = (y * g.stride + ki) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    for xo in 0..ow {
-                        let ix = (xo * g.stride + kj) as isize - g.pad as isize;
-                        if ix >= 0 && ix < g.w as isize {
-                            plane[iy as usize * g.w + ix as usize] += rowv[y * ow + xo];
-                        }
-                    }
-                }
-            }
-        });
-    }
-    dx
-}
-
-/// dW = Σ over tiles of dy[:, tile]·col(tile)ᵀ, one accumulator per rayon worker, then summed.
 pub fn backward_weight<T: Float>(dy: &[T], x: &[T], g: &ConvGeom) -> Vec<T> {
-    let (ow, ohw, k) = (g.out_w(), g.out_h() * g.out_w(), g.c_in * g.kh * g.kw);
-    let chw = g.c_in * g.h * g.w;
-    let ts = tiles(g);
-    let max_cols = ts.iter().map(|t| (t.2 - t.1) * ow).max().unwrap_or(0);
-    let threads = rayon::current_num_threads();
-    let init = (vec![T::ZERO; g.weight_len()], vec![T::ZERO; k * max_cols]);
-    ts.iter()
-        .fold(init, |(mut dw, mut col), &(n, y0, y1)| {
-            let cols = (y1 - y0) * ow;
-            im2col_rows(&x[n * chw..(n + 1) * chw], g, y0, y1, &mut col);
-            let a = dy[n * g.c_out * ohw + y0 * ow..].as_ptr();
-            // SAFETY: dy tile is [c_out, cols] with ld ohw; colᵀ is [cols, k]; dw is [c_out, k].
-            unsafe {
-                T::gemm(
-                    g.c_out,
-                    cols,
-                    k,
-                    T::ONE,
-                    a,
-                    ohw as isize,
-                    1,
-                    col.as_ptr(),
-                    1,
-                    cols as isize,
-                    T::ONE,
-                    dw.as_mut_ptr(),
-                    k as isize,
-                    1,
-                    threads,
-                )
-            };
-            (dw, col)
-        })
-        .0
+    run_backward_weight(choose::<T>(Pass::BackwardWeight, g), dy, x, g)
+}
+
+fn check<T: Float>(algo: ConvAlgo, pass: Pass, g: &ConvGeom) -> Result<()> {
+    if algo.supports(pass, g, size_of::<T>()) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("conv2d {pass:?}: {algo:?} does not support {g:?}; use ConvAlgo::Im2col")))
+    }
+}
+
+/// The forward pass by `algo` (tests and benches); an error if it does not support `g`.
+pub fn forward_with<T: Float>(algo: ConvAlgo, x: &[T], w: &[T], b: Option<&[T]>, g: &ConvGeom) -> Result<Vec<T>> {
+    check::<T>(algo, Pass::Forward, g)?;
+    Ok(run_forward(algo, x, w, b, g))
+}
+
+/// The input gradient by `algo` (tests and benches); an error if it does not support `g`.
+pub fn backward_input_with<T: Float>(algo: ConvAlgo, dy: &[T], w: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    check::<T>(algo, Pass::BackwardInput, g)?;
+    Ok(run_backward_input(algo, dy, w, g))
+}
+
+/// The weight gradient by `algo` (tests and benches); an error if it does not support `g`.
+pub fn backward_weight_with<T: Float>(algo: ConvAlgo, dy: &[T], x: &[T], g: &ConvGeom) -> Result<Vec<T>> {
+    check::<T>(algo, Pass::BackwardWeight, g)?;
+    Ok(run_backward_weight(algo, dy, x, g))
+}
+
+fn run_forward<T: Float>(algo: ConvAlgo, x: &[T], w: &[T], b: Option<&[T]>, g: &ConvGeom) -> Vec<T> {
+    WORKSPACE.with(|c| c.set(0));
+    match algo {
+        ConvAlgo::Im2col => im2col::forward(x, w, b, g),
+        ConvAlgo::Direct => direct::forward(x, w, b, g),
+        ConvAlgo::WinogradF2 => winograd::forward::<F2, T>(x, w, b, g),
+        ConvAlgo::WinogradF4 => winograd::forward::<F4, T>(x, w, b, g),
+    }
+}
+
+fn run_backward_input<T: Float>(algo: ConvAlgo, dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
+    WORKSPACE.with(|c| c.set(0));
+    if algo == ConvAlgo::Im2col {
+        return im2col::backward_input(dy, w, g);
+    }
+    // Stride 1, 3×3, pad ≤ 2 (checked by `supports`): dx = conv(dy, flip(W)ᵀ), pad 2 - pad.
+    match algo {
+        ConvAlgo::Direct => direct::forward(dy, &im2col::flip_transpose(w, g), None, &im2col::adjoint(g)),
+        ConvAlgo::WinogradF2 => winograd::backward_input::<F2, T>(dy, w, g),
+        _ => winograd::backward_input::<F4, T>(dy, w, g),
+    }
+}
+
+fn run_backward_weight<T: Float>(algo: ConvAlgo, dy: &[T], x: &[T], g: &ConvGeom) -> Vec<T> {
+    WORKSPACE.with(|c| c.set(0));
+    match algo {
+        ConvAlgo::Im2col => im2col::backward_weight(dy, x, g),
+        ConvAlgo::Direct => direct::backward_weight(dy, x, g),
+        ConvAlgo::WinogradF2 => winograd::backward_weight::<F2, T>(dy, x, g),
+        ConvAlgo::WinogradF4 => winograd::backward_weight::<F4, T>(dy, x, g),
+    }
+}
+
+/// Bytes of private workspace `algo` allocates for `pass` on `g` with elements T, with the
+/// current rayon pool (the per-worker buffers scale with its thread count). Not counted: the
+/// result itself, and the `gemm` crate's internal packing buffers (im2col only).
+///
+/// * Im2col forward and weight gradient: the unfolded tile, 9·C_in × (rows per tile · ow).
+///   Input gradient: C_in ≥ 16: the flipped kernel + the adjoint's forward; else the whole
+///   unfolded gradient 9·C_in × oh·ow (col2im).
+/// * Direct forward: packed weights and bias (C_out rounded up to 8) + per worker three padded
+///   input rows per input channel and an 8 × 32 tail. Weight gradient: per worker the strip,
+///   one dy row and C_out·C_in·9·16 partial sums (≤ 1 MiB, else direct does not apply).
+/// * Winograd F(m) forward, with A = m + 2: U = A²·C_out·C_in (C_out rounded up to 8) + per
+///   worker one block: V = A²·C_in·32·panels + M = A²·32·panels·min(C_out, 64) + transform
+///   scratch, panels chosen so V ≈ 1 MiB (4 panels where
+///   that stays ≤ 4 MiB). Weight gradient: Mw = A²·C_out·C_in + one block's
+///   transformed x and dy, A²·32·panels·(C_in + C_out) ≈ 8 MiB, + per worker a 32×32·A² transpose
+///   buffer and scratch (channel counts rounded up to 8 and 32).
+/// * Input gradients: Winograd, its forward pass on the adjoint geometry (reading the kernel
+///   flipped); direct, the flipped kernel + its forward pass on the adjoint geometry.
+pub fn workspace_bytes<T: Float>(algo: ConvAlgo, pass: Pass, g: &ConvGeom) -> usize {
+    let e = size_of::<T>();
+    let elems = match (algo, pass) {
+        (ConvAlgo::Im2col, _) => im2col::workspace_elems(pass, g),
+        (ConvAlgo::Direct, Pass::BackwardInput) => g.weight_len() + forward_elems(algo, &im2col::adjoint(g), e),
+        (_, Pass::BackwardInput) => forward_elems(algo, &winograd::adjoint(g), e),
+        (_, Pass::Forward) => forward_elems(algo, g, e),
+        (ConvAlgo::Direct, Pass::BackwardWeight) => direct::backward_weight_workspace(g),
+        (ConvAlgo::WinogradF2, Pass::BackwardWeight) => winograd::backward_weight_workspace::<F2>(g, e),
+        (ConvAlgo::WinogradF4, Pass::BackwardWeight) => winograd::backward_weight_workspace::<F4>(g, e),
+    };
+    elems * e
+}
+
+fn forward_elems(algo: ConvAlgo, g: &ConvGeom, e: usize) -> usize {
+    match algo {
+        ConvAlgo::Im2col => im2col::workspace_elems(Pass::Forward, g),
+        ConvAlgo::Direct => direct::forward_workspace(g),
+        ConvAlgo::WinogradF2 => winograd::forward_workspace::<F2>(g, e),
+        ConvAlgo::WinogradF4 => winograd::forward_workspace::<F4>(g, e),
+    }
+}
+
+/// Workspace bytes the last entry-point call on this thread allocated (what `workspace_bytes`
+/// promises; tests compare the two).
+pub fn last_workspace_bytes() -> usize {
+    WORKSPACE.with(|c| c.get())
+}
+
+/// A zeroed workspace of `len` elements, counted towards the running call's total. Every path
+/// allocates its workspace through here, on the calling thread.
+pub(super) fn arena<T: Float>(len: usize) -> Vec<T> {
+    WORKSPACE.with(|c| c.set(c.get() + len * size_of::<T>()));
+    zeroed(len)
+}
+
+/// A zeroed buffer of `len` elements. From 4 MiB up it asks Linux for transparent huge pages
+/// before anything touches it: such a buffer is a fresh mapping (above glibc's mmap threshold),
+/// and on this VM first-touch faults of 4 KiB pages dominated the direct forward of block 1 (its
+/// 42 MB output: CPU time 32 → 13 ms with huge pages, and the two threads stopped serialising on
+/// the fault path's locks). A hint only: the contents and size are unchanged.
+pub(super) fn zeroed<T: Float>(len: usize) -> Vec<T> {
+    let mut v = vec![T::ZERO; len];
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        unsafe extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        let (p, n) = (v.as_mut_ptr() as usize, len * size_of::<T>());
+        let (lo, hi) = (p.next_multiple_of(HUGE), (p + n) & !(HUGE - 1));
+        if n >= 2 * HUGE && hi > lo {
+            // SAFETY: [lo, hi) is page-aligned and inside v's allocation; MADV_HUGEPAGE (14)
+            // changes no contents. A failure (THP off) leaves ordinary pages.
+            unsafe { madvise(lo as *mut std::ffi::c_void, hi - lo, 14) };
+        }
+    }
+    v
+}
+
+/// Runs jobs 0..njobs on one worker per `per`-element chunk of `arena`, each taking the next job
+/// when it finishes one (so a core slowed by other load takes fewer).
+pub(super) fn workers<T: Float>(arena: &mut [T], per: usize, njobs: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let next = AtomicUsize::new(0);
+    arena.par_chunks_mut(per).for_each(|buf| {
+        loop {
+            let j = next.fetch_add(1, Ordering::Relaxed);
+            if j >= njobs {
+                break;
+            }
+            f(j, buf);
+        }
+    });
 }
 
 /// Per-channel sums over n and hw, accumulated in f64.
@@ -249,25 +280,8 @@ pub fn channel_sums<T: Float>(dy: &[T], n: usize, c: usize, hw: usize) -> Vec<T>
         .collect()
 }
 
-/// Elements of the forward pass's private workspace (one tile's unfolded input), for the
-/// backend's memory ledger.
-pub fn forward_workspace(g: &ConvGeom) -> usize {
-    let k = g.c_in * g.kh * g.kw;
-    k * tiles(g).iter().map(|t| (t.2 - t.1) * g.out_w()).max().unwrap_or(0)
-}
-
-/// The input gradient's workspace: the adjoint convolution's tile (plus the flipped kernel), or
-/// col2im's whole-sample column matrix.
-pub fn backward_input_workspace(g: &ConvGeom) -> usize {
-    if g.stride == 1 && g.kh == g.kw && g.pad < g.kh && g.c_in >= 16 {
-        let adj = ConvGeom { c_in: g.c_out, h: g.out_h(), w: g.out_w(), c_out: g.c_in, pad: g.kh - 1 - g.pad, ..*g };
-        g.weight_len() + forward_workspace(&adj)
-    } else {
-        g.c_in * g.kh * g.kw * g.out_h() * g.out_w()
-    }
-}
-
-/// The weight gradient's workspace: one unfolded tile.
-pub fn backward_weight_workspace(g: &ConvGeom) -> usize {
-    forward_workspace(g)
+/// Elements of private workspace the entry point for `pass` registers on `g`: that of the
+/// algorithm `choose` picks (for the backend's memory ledger).
+pub fn chosen_workspace_elems<T: Float>(pass: Pass, g: &ConvGeom) -> usize {
+    workspace_bytes::<T>(choose::<T>(pass, g), pass, g) / size_of::<T>()
 }

@@ -4,17 +4,22 @@
 mod adam;
 mod attention;
 pub mod buffer;
-mod conv;
+pub mod conv;
 mod dense;
+mod direct;
 pub mod fastmath;
 pub mod gemm;
+mod im2col;
 mod layernorm;
 mod loss;
+mod microkernel;
 mod norm;
 mod pointwise;
 mod pool;
 mod sequence;
 mod spectro;
+mod winograd;
+mod winograd_transform;
 
 pub use attention::bmm_into as bmm_host;
 pub use buffer::HostBuf;
@@ -55,9 +60,11 @@ impl<T: Float> Cpu<T> {
     /// The most workspace bytes one convolution primitive of geometry `g` registers (forward,
     /// input gradient or weight gradient), for memory bounds.
     pub fn conv_workspace_bytes(g: &ConvGeom) -> usize {
-        let elems =
-            conv::forward_workspace(g).max(conv::backward_input_workspace(g)).max(conv::backward_weight_workspace(g));
-        elems * std::mem::size_of::<T>()
+        [conv::Pass::Forward, conv::Pass::BackwardInput, conv::Pass::BackwardWeight]
+            .into_iter()
+            .map(|pass| conv::chosen_workspace_elems::<T>(pass, g) * std::mem::size_of::<T>())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Registers a primitive's private workspace for the duration of the call.
@@ -183,17 +190,17 @@ impl<T: Float> Dense for Cpu<T> {
 impl<T: Float> Conv for Cpu<T> {
     fn conv2d_forward(&self, x: &HostBuf<T>, w: &HostBuf<T>, b: Option<&HostBuf<T>>, g: &ConvGeom) -> R<T> {
         g.check_forward(x.len(), w.len(), b.map(|b| b.len()))?;
-        let _ws = self.workspace(conv::forward_workspace(g));
+        let _ws = self.workspace(conv::chosen_workspace_elems::<T>(conv::Pass::Forward, g));
         Ok(self.wrap(conv::forward(x, w, b.map(|b| &b[..]), g)))
     }
     fn conv2d_backward_input(&self, dy: &HostBuf<T>, w: &HostBuf<T>, g: &ConvGeom) -> R<T> {
         g.check_backward_input(dy.len(), w.len())?;
-        let _ws = self.workspace(conv::backward_input_workspace(g));
+        let _ws = self.workspace(conv::chosen_workspace_elems::<T>(conv::Pass::BackwardInput, g));
         Ok(self.wrap(conv::backward_input(dy, w, g)))
     }
     fn conv2d_backward_weight(&self, dy: &HostBuf<T>, x: &HostBuf<T>, g: &ConvGeom) -> R<T> {
         g.check_backward_weight(dy.len(), x.len())?;
-        let _ws = self.workspace(conv::backward_weight_workspace(g));
+        let _ws = self.workspace(conv::chosen_workspace_elems::<T>(conv::Pass::BackwardWeight, g));
         Ok(self.wrap(conv::backward_weight(dy, x, g)))
     }
     fn channel_sums(&self, dy: &HostBuf<T>, g: &ChannelGeom) -> R<T> {
