@@ -30,6 +30,14 @@ impl SqueezeExcite {
         let w2 = tape.param(store, self.fc2.weight);
         ops::squeeze_excite(tape, x, &w1, &w2)
     }
+
+    /// The block followed by global average pooling, as one op ([N, C, 1, 1]; see
+    /// `ops::squeeze_excite_pool`): equal to `global_avgpool(forward(x))`.
+    pub fn forward_pooled<B: Backend>(&self, tape: &mut Tape<B>, store: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
+        let w1 = tape.param(store, self.fc1.weight);
+        let w2 = tape.param(store, self.fc2.weight);
+        ops::squeeze_excite_pool(tape, x, &w1, &w2)
+    }
 }
 
 /// AttentionModule(d): x ⊙ sigmoid(Linear(d/4, d)(ReLU(Linear(d, d/4)(x)))), with biases.

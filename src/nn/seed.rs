@@ -117,6 +117,9 @@ pub struct SeedNet {
 struct AudioTower {
     features: Vec<Feature>,
     head: AudioHead,
+    /// A final SE block and the global average pool run as one op (`ops::squeeze_excite_pool`);
+    /// off: the two ops one after the other (for checks).
+    fuse_se_pool: bool,
 }
 
 /// What one forward pass produces.
@@ -130,6 +133,14 @@ pub struct Outputs<B: Backend> {
 }
 
 impl SeedNet {
+    /// Whether a final SE block and the global average pool run as one op (the default) or as
+    /// two (the unfused path, for checks); the results agree up to rounding.
+    pub fn set_fused_se_pool(&mut self, on: bool) {
+        if let Some(a) = self.audio.as_mut() {
+            a.fuse_se_pool = on;
+        }
+    }
+
     /// Registers every parameter in `store` under its PyTorch name, initialised as PyTorch does.
     pub fn new<B: Backend>(config: ModelConfig, store: &mut ParamStore<B>, rng: &mut Rng) -> Result<Self> {
         let audio = match config.inputs {
@@ -259,7 +270,7 @@ impl AudioTower {
                 fc2: Linear::new(store, rng, "audio_tower.fc2", h, o, true)?,
             },
         };
-        Ok(AudioTower { features, head })
+        Ok(AudioTower { features, head, fuse_se_pool: true })
     }
 
     fn forward<B: Backend>(
@@ -280,8 +291,13 @@ impl AudioTower {
             return Err(Error::shape("audio tower", format!("input {s:?} is smaller than {side}x{side}")));
         }
         let p = config.dropout;
+        let fold = match self.features.last() {
+            Some(Feature::Se(se)) if self.fuse_se_pool => Some(se),
+            _ => None,
+        };
+        let body = &self.features[..self.features.len() - fold.is_some() as usize];
         let mut x = audio.clone();
-        for f in &self.features {
+        for f in body {
             x = match f {
                 Feature::Conv(c) => c.forward(tape, store, &x)?,
                 Feature::Bn(bn) => bn.forward(tape, store, &x, train)?,
@@ -290,7 +306,10 @@ impl AudioTower {
                 Feature::Se(se) => se.forward(tape, store, &x)?,
             };
         }
-        let pooled = ops::global_avgpool(tape, &x)?;
+        let pooled = match fold {
+            Some(se) => se.forward_pooled(tape, store, &x)?,
+            None => ops::global_avgpool(tape, &x)?,
+        };
         drop(x);
         let (n, c) = (s[0], pooled.shape()[1]);
         let mut a = ops::reshape(tape, &pooled, &[n, c])?;

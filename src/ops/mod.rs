@@ -14,6 +14,7 @@ mod loss;
 mod norm;
 mod pool;
 mod se;
+mod se_pool;
 mod sequence;
 mod spectro;
 
@@ -27,6 +28,7 @@ pub use loss::{cross_entropy, l1_loss, mse_loss};
 pub use norm::{BatchNormState, batchnorm2d};
 pub use pool::{channel_scale, global_avgpool, maxpool2d};
 pub use se::squeeze_excite;
+pub use se_pool::squeeze_excite_pool;
 pub use sequence::{embedding, group_by_id, narrow};
 pub use spectro::{mel_project, power_to_db};
 

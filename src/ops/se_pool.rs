@@ -1,0 +1,59 @@
+//! The SE block followed by global average pooling, folded into one op (issue 10): since the
+//! gate is constant over each channel's plane, GAP(x · g) = g · mean(x). The forward reads x once
+//! (its channel means) and writes only [N, C]; the SE output map is never formed, x is not saved,
+//! and the backward makes one pass over the activation (writing dx) instead of three (GAP's
+//! broadcast, the gate's channel dot, the SE input gradient).
+
+use super::{matrix, nchw};
+use crate::backend::{Backend, ChannelGeom, MatmulGeom, Unary};
+use crate::error::{Error, Result};
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// y[n, c, 1, 1] = sigmoid(W2 · relu(W1 · m))[n, c] · m[n, c] with m = mean_hw(x): what
+/// `global_avgpool(squeeze_excite(x, w1, w2))` computes, W1 [C/r, C], W2 [C, C/r].
+pub fn squeeze_excite_pool<B: Backend>(tape: &mut Tape<B>, x: &Var<B>, w1: &Var<B>, w2: &Var<B>) -> Result<Var<B>> {
+    let (n, c, h, w) = nchw("squeeze_excite_pool", x.shape())?;
+    let (hid, c1) = matrix("squeeze_excite_pool fc1", w1.shape())?;
+    let (c2, hid2) = matrix("squeeze_excite_pool fc2", w2.shape())?;
+    if c1 != c || c2 != c || hid2 != hid {
+        return Err(Error::shape(
+            "squeeze_excite_pool",
+            format!("weights {:?} and {:?} do not fit {c} channels", w1.shape(), w2.shape()),
+        ));
+    }
+    let g = ChannelGeom { n, c, hw: h * w };
+    let be = tape.backend.clone();
+    let mean = be.global_avgpool_forward(x.buf(), &g)?;
+    let hidden = be.matmul(&mean, w1.buf(), &MatmulGeom { m: n, k: c, n: hid, ta: false, tb: true })?;
+    let hidden = be.unary_forward(Unary::Relu, &hidden)?;
+    let gate = be.matmul(&hidden, w2.buf(), &MatmulGeom { m: n, k: hid, n: c, ta: false, tb: true })?;
+    let gate = be.unary_forward(Unary::Sigmoid, &gate)?;
+    let y = be.mul(&gate, &mean)?;
+    let (need_x, need_w1, need_w2) = (x.tracked(), w1.tracked(), w2.tracked());
+    let (w1s, w2s) = (w1.buf().clone(), w2.buf().clone());
+    let out = Tensor::new(vec![n, c, 1, 1], y)?;
+    Ok(tape.record("squeeze_excite_pool", &[x, w1, w2], out, move |be, dy| {
+        // Through the gate: dgate = dy · m, then sigmoid, fc2, ReLU, fc1 (all [N, ·]).
+        let dgate = be.mul(&dy, &mean)?;
+        let dz = be.unary_backward(Unary::Sigmoid, &dgate, &gate, &dgate)?;
+        let dw2 = need_w2
+            .then(|| be.matmul(&dz, &hidden, &MatmulGeom { m: c, k: n, n: hid, ta: true, tb: false }))
+            .transpose()?;
+        let dhidden = be.matmul(&dz, &w2s, &MatmulGeom::nn(n, c, hid))?;
+        let dpre = be.unary_backward(Unary::Relu, &hidden, &hidden, &dhidden)?;
+        let dw1 = need_w1
+            .then(|| be.matmul(&dpre, &mean, &MatmulGeom { m: hid, k: n, n: c, ta: true, tb: false }))
+            .transpose()?;
+        // dm = dy · g + the gate path's fc1 input gradient; dx = dm / hw over each plane (the
+        // one pass over the activation).
+        let dx = if need_x {
+            let mut dm = be.matmul(&dpre, &w1s, &MatmulGeom::nn(n, hid, c))?;
+            be.add_assign(&mut dm, &be.mul(&dy, &gate)?)?;
+            Some(be.global_avgpool_backward(&dm, &g)?)
+        } else {
+            None
+        };
+        Ok(vec![dx, dw1, dw2])
+    }))
+}
