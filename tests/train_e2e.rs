@@ -160,19 +160,7 @@ fn audio_only_and_lyrics_only_variants_train() {
         let cfg = data.join(format!("{modality}.toml"));
         std::fs::write(&cfg, format!("preset = \"tiny\"\n[model]\nmodality = \"{modality}\"\n")).unwrap();
         let run = tmp(&format!("variant-{modality}"));
-        let (ok, out) = moodgrad(&[
-            "train",
-            "--data",
-            s(&data),
-            "--config",
-            s(&cfg),
-            "--out",
-            s(&run),
-            "--epochs",
-            epochs,
-            "--device",
-            "cpu",
-        ]);
+        let (ok, out) = moodgrad(&train_args(&data, s(&cfg), &run, epochs, "cpu"));
         assert!(ok, "{modality}: {out}");
         let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
         assert_eq!(log.lines().count(), epochs.parse::<usize>().unwrap(), "{modality}: {log}");
@@ -194,8 +182,9 @@ fn same_tensors(a: &Path, b: &Path) {
     }
 }
 
-fn train_args<'a>(data: &'a Path, run: &'a Path) -> Vec<&'a str> {
-    vec!["train", "--data", s(data), "--config", "tiny", "--out", s(run), "--epochs", "4", "--device", "cpu"]
+/// `moodgrad train` on `data` with `config` into `run` for `epochs` epochs on `device`.
+fn train_args<'a>(data: &'a Path, config: &'a str, run: &'a Path, epochs: &'a str, device: &'a str) -> Vec<&'a str> {
+    vec!["train", "--data", s(data), "--config", config, "--out", s(run), "--epochs", epochs, "--device", device]
 }
 
 #[test]
@@ -205,14 +194,19 @@ fn sigkill_mid_epoch_then_resume_reaches_the_uninterrupted_weights_bit_for_bit()
     // Two uninterrupted runs first: identical, or the comparison below would prove nothing.
     let (a, b) = (tmp("resume-a"), tmp("resume-b"));
     for r in [&a, &b] {
-        let (ok, out) = moodgrad(&train_args(&data, r));
+        let (ok, out) = moodgrad(&train_args(&data, "tiny", r, "4", "cpu"));
         assert!(ok, "{out}");
     }
     same_tensors(&a.join("best.safetensors"), &b.join("best.safetensors"));
     same_tensors(&a.join("checkpoint/model.safetensors"), &b.join("checkpoint/model.safetensors"));
 
     let c = tmp("resume-c");
-    let mut child = bin().args(train_args(&data, &c)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = bin()
+        .args(train_args(&data, "tiny", &c, "4", "cpu"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let log = c.join("log.jsonl");
     let start = Instant::now();
     let first_epoch_s = loop {
@@ -231,7 +225,7 @@ fn sigkill_mid_epoch_then_resume_reaches_the_uninterrupted_weights_bit_for_bit()
     child.wait().unwrap();
     let done = std::fs::read_to_string(&log).unwrap().lines().count();
     assert!(done < 4, "the run finished before the kill ({done} epochs logged)");
-    let mut resume = train_args(&data, &c);
+    let mut resume = train_args(&data, "tiny", &c, "4", "cpu");
     resume.push("--resume");
     let (ok, out) = moodgrad(&resume);
     assert!(ok, "resume failed:\n{out}");
@@ -270,19 +264,7 @@ fn cpu_and_sim_give_the_same_metrics_on_a_tiny_config() {
     let mut logs = Vec::new();
     for device in ["cpu", "sim"] {
         let run = tmp(&format!("sim-{device}"));
-        let (ok, out) = moodgrad(&[
-            "train",
-            "--data",
-            s(&cache),
-            "--config",
-            "tiny",
-            "--out",
-            s(&run),
-            "--epochs",
-            "2",
-            "--device",
-            device,
-        ]);
+        let (ok, out) = moodgrad(&train_args(&cache, "tiny", &run, "2", device));
         assert!(ok, "{device}: {out}");
         logs.push(val_losses(&run));
     }
@@ -312,19 +294,7 @@ fn a_frozen_hugging_face_encoder_is_encoded_once_and_its_vectors_cached() {
     let mut outs = Vec::new();
     for k in 0..2 {
         let run = tmp(&format!("frozen-run{k}"));
-        let (ok, out) = moodgrad(&[
-            "train",
-            "--data",
-            s(&data),
-            "--config",
-            s(&cfg),
-            "--out",
-            s(&run),
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-        ]);
+        let (ok, out) = moodgrad(&train_args(&data, s(&cfg), &run, "1", "cpu"));
         assert!(ok, "{out}");
         assert!(out.contains("(frozen, cls vectors, cached)"), "{out}");
         // The head reads 8 audio + 384 lyrics features; the frozen encoder is not in the weights.
