@@ -121,14 +121,15 @@ pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>>
         mels.push(mel);
     }
     let mut store = ParamStore::new(be);
-    let lyrics = if cfg.model.modality == Modality::Audio {
-        Box::new(crate::train::lyrics::NoLyrics) as Box<dyn crate::train::lyrics::LyricsSide<B>>
+    // `build` gives audio-only models no lyrics side; only the others read their lyric files.
+    let texts = if cfg.model.modality == Modality::Audio {
+        Vec::new()
     } else {
-        let texts = lyrics_encoder::read_texts(&songs, &mut |w| eprintln!("{w}"))?;
-        let files = run.encoder_files();
-        let places = LyricsPlaces { cache: None, encoder_files: &files, learn: false };
-        lyrics_encoder::build(&cfg, &mut store, texts, &[], &places, &mut |w| eprintln!("{w}"))?
+        lyrics_encoder::read_texts(&songs, &mut |w| eprintln!("{w}"))?
     };
+    let files = run.encoder_files();
+    let places = LyricsPlaces { cache: None, encoder_files: &files, learn: false };
+    let lyrics = lyrics_encoder::build(&cfg, &mut store, texts, &[], &places, &mut |w| eprintln!("{w}"))?;
     let mut s = Session::new(cfg.clone(), store, lyrics, 1)?;
     s.load_weights(&run.best())?;
     let mut out = Vec::with_capacity(songs.len());

@@ -10,7 +10,7 @@ use crate::train::config::{Config, LyricsMode, Modality};
 use crate::train::dataset::{self, SongRecord, TrainData};
 use crate::train::fit::{FitSummary, fit};
 use crate::train::infer::predict;
-use crate::train::lyrics::{LyricsSide, NoLyrics};
+use crate::train::lyrics::LyricsSide;
 use crate::train::lyrics_encoder::{self, LyricsPlaces};
 use crate::train::outputs::write_report;
 use crate::train::report::TrainingSummary;
@@ -110,10 +110,9 @@ pub fn lyrics_side<B: Backend>(
     places: &LyricsPlaces,
     say: &mut dyn FnMut(&str),
 ) -> Result<Box<dyn LyricsSide<B>>> {
-    if cfg.model.modality == Modality::Audio {
-        return Ok(Box::new(NoLyrics));
-    }
-    let texts = lyrics_encoder::read_texts(&data.songs, say)?;
+    // `build` gives audio-only models no lyrics side; only the others read their lyric files.
+    let texts =
+        if cfg.model.modality == Modality::Audio { Vec::new() } else { lyrics_encoder::read_texts(&data.songs, say)? };
     lyrics_encoder::build(cfg, store, texts, &data.splits.train, places, say)
 }
 
