@@ -6,7 +6,8 @@
 
 // Batch mean and biased variance of each channel, then invstd = 1/sqrt(var + eps) and the
 // momentum update of the running statistics (running_var with the unbiased variance, M/(M−1),
-// or the biased one when M = 1, as PyTorch).
+// or the biased one when M = 1, as PyTorch). `bias_shift` (nullable, [c]) is a constant the caller
+// removed from x, the fused VGG unit's folded conv bias: the running mean tracks x + bias_shift.
 //
 // One pass over x, still free of cancellation: each thread accumulates Σ(x − s) and Σ(x − s)² in
 // double around its own first element s (a shift inside its own data, so the cancellation in
@@ -16,8 +17,9 @@
 // M2 = Σ_t [M2_t + m_t·(mean_t − mean)²], whose terms are all non-negative. Reading x once halves
 // the memory traffic of the CPU's two passes at equal accuracy.
 extern "C" __global__ void bn_stats(const float* __restrict__ x, float* __restrict__ mean, float* __restrict__ invstd,
-                                    float* __restrict__ running_mean, float* __restrict__ running_var, int n, int c,
-                                    int hw, float momentum, float eps) {
+                                    float* __restrict__ running_mean, float* __restrict__ running_var,
+                                    const float* __restrict__ bias_shift, int n, int c, int hw, float momentum,
+                                    float eps) {
     __shared__ double scratch[mg::kMaxWarps];
     const double M = (double)n * (double)hw;
     for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
@@ -51,7 +53,8 @@ extern "C" __global__ void bn_stats(const float* __restrict__ x, float* __restri
             invstd[ch] = (float)(1.0 / sqrt(var + (double)eps));
             const double mom = (double)momentum;
             const double unbiased = M > 1.0 ? var * M / (M - 1.0) : var;
-            if (running_mean) running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * bmean);
+            const double tracked = bmean + (bias_shift ? (double)bias_shift[ch] : 0.0);
+            if (running_mean) running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * tracked);
             if (running_var) running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * unbiased);
         }
     }

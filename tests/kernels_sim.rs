@@ -778,7 +778,19 @@ fn batchnorm_train_eval_backward() {
             "bn_stats",
             grid1(c),
             BLOCK,
-            &[p(&x), pm(&mut mean), pm(&mut is), pm(&mut grm), pm(&mut grv), i(n), i(c), i(hw), A::F(mom), A::F(eps)],
+            &[
+                p(&x),
+                pm(&mut mean),
+                pm(&mut is),
+                pm(&mut grm),
+                pm(&mut grv),
+                A::P(std::ptr::null_mut()),
+                i(n),
+                i(c),
+                i(hw),
+                A::F(mom),
+                A::F(eps),
+            ],
         );
         let what = format!("n={n} c={c} hw={hw}");
         // Double statistics rounded once: 2u plus double-order noise, relative to Σ|x| / M.

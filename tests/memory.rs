@@ -60,20 +60,24 @@ fn conv_geom(c_in: usize, c: usize, h: usize, w: usize) -> ConvGeom {
 }
 
 /// What the backward of each op of the tower reads, in bytes, beyond the weights and the batch
-/// (which are shared, not copied): per block the conv output (BatchNorm's input, f32), the ReLU
-/// mask (1 byte per element) and the pool's window positions (1 byte per pooled element); each
-/// later conv's input (the previous pool's output, f32); the SE block's input (f32).
-fn saved_bound() -> usize {
+/// (which are shared, not copied). Fused units (the default): per block the conv output z (f32)
+/// and nothing else (the ReLU mask and the pool's arg-max are recomputed from z), plus each later
+/// unit's input (the previous block's pooled output, f32); the folded SE + pool saves no map.
+/// Unfused: also the ReLU mask (1 byte per element) and the pool's window positions (1 byte per
+/// pooled element); the last block's extra 4 bytes per element are headroom left from when the
+/// SE block saved its input.
+fn saved_bound(fused: bool) -> usize {
     let bs = blocks();
     let mut bytes = 0;
     for (i, &(_, c, h, w)) in bs.iter().enumerate() {
         let e = N * c * h * w;
-        bytes += 4 * e + e;
-        if i + 1 < bs.len() {
-            let pooled = N * c * (h / 2) * (w / 2);
-            bytes += pooled + 4 * pooled;
-        } else {
-            bytes += 4 * e;
+        bytes += 4 * e;
+        let pooled = N * c * (h / 2) * (w / 2);
+        match (fused, i + 1 < bs.len()) {
+            (true, true) => bytes += 4 * pooled,
+            (true, false) => {}
+            (false, true) => bytes += e + pooled + 4 * pooled,
+            (false, false) => bytes += e + 4 * e,
         }
     }
     bytes + SMALL
@@ -89,7 +93,14 @@ fn max_workspace() -> usize {
 
 #[test]
 fn a_training_step_keeps_what_backward_reads_and_frees_it_as_backward_runs() {
-    let (net, mut store, batch) = setup();
+    for fused in [true, false] {
+        training_step_memory(fused);
+    }
+}
+
+fn training_step_memory(fused: bool) {
+    let (mut net, mut store, batch) = setup();
+    net.set_fused_units(fused);
     let be = store.backend.clone();
     let params: usize = store.param_ids().iter().map(|&id| 4 * store.value(id).numel()).sum();
     let live0 = be.memory().live_bytes;
@@ -102,12 +113,16 @@ fn a_training_step_keeps_what_backward_reads_and_frees_it_as_backward_runs() {
     let loss = ops::mse_loss(&mut tape, &out.pred, &t).unwrap();
     drop(out);
     let saved = be.memory().live_bytes - live0;
-    let bound = saved_bound();
+    let bound = saved_bound(fused);
     // The old tape kept every intermediate: per block the conv, BN and ReLU outputs in f32, the
     // pool's output and its u32 arg-max (a quarter of the elements each), and the SE output.
     let kept_everything: usize = blocks().iter().map(|&(_, c, h, w)| (12 + 2) * N * c * h * w).sum::<usize>()
         + 4 * N * CHANNELS[3] * blocks()[3].2 * blocks()[3].3;
-    assert!(saved <= bound, "the tape holds {saved} B after the forward; the ops' backwards read at most {bound} B");
+    assert!(
+        saved <= bound,
+        "fused {fused}: the tape holds {saved} B after the forward; the ops' backwards read at most {bound} B"
+    );
+    eprintln!("fused units {fused}: {saved} B saved after the forward (bound {bound} B)");
     assert!(
         saved * 100 < 55 * kept_everything,
         "{saved} B saved: not much below keeping everything ({kept_everything} B)"

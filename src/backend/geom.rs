@@ -190,6 +190,51 @@ impl ChannelGeom {
     }
 }
 
+/// The fused VGG unit's BatchNorm → ReLU → optional 2×2/2 max-pool over a conv output z of
+/// [n, c, h, w] (floor mode: an odd last row or column is dropped by the pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnitGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pool: bool,
+}
+
+impl UnitGeom {
+    pub fn out_h(&self) -> usize {
+        if self.pool { self.h / 2 } else { self.h }
+    }
+    pub fn out_w(&self) -> usize {
+        if self.pool { self.w / 2 } else { self.w }
+    }
+    /// Elements of z (and of its gradient).
+    pub fn input_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+    pub fn output_len(&self) -> usize {
+        self.n * self.c * self.out_h() * self.out_w()
+    }
+    /// The BatchNorm view of z.
+    pub fn channels(&self) -> ChannelGeom {
+        ChannelGeom { n: self.n, c: self.c, hw: self.h * self.w }
+    }
+    /// Checks z, the unit's output (or its gradient) and the per-channel tensors.
+    pub fn check(&self, op: &'static str, z: usize, out: usize, channels: &[(&str, usize)]) -> Result<()> {
+        if self.pool && (self.h < 2 || self.w < 2) {
+            return Err(Error::shape(
+                op,
+                format!("{self:?}: a {}x{} map is too small for the 2x2 pool", self.h, self.w),
+            ));
+        }
+        check_lens(op, &[("z", z, self.input_len()), ("output", out, self.output_len())])?;
+        self.channels().check(op, &[], &[], channels)
+    }
+    pub fn check_i32(&self, op: &'static str) -> Result<()> {
+        self.channels().check_i32(op)
+    }
+}
+
 /// BatchNorm's two constants (PyTorch's defaults are 0.1 and 1e-5).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BnParams {

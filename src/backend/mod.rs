@@ -15,7 +15,7 @@ pub mod memory;
 pub mod sim;
 
 pub use geom::{
-    BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom,
+    BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom, UnitGeom,
 };
 pub use geom_seq::{BmmGeom, EmbedGeom, HeadsGeom, LayerNormGeom, NarrowGeom, SoftmaxGeom};
 pub use memory::MemStats;
@@ -194,6 +194,69 @@ pub trait Norm: Memory {
     ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
 }
 
+/// The per-channel normalisation a fused VGG unit applies to its conv output z:
+/// a = (z − mean)·(invstd·γ) + β.
+pub struct UnitAffine<'a, B: Memory + ?Sized> {
+    pub mean: &'a B::Buf,
+    pub invstd: &'a B::Buf,
+    pub gamma: &'a B::Buf,
+    pub beta: &'a B::Buf,
+}
+
+impl<B: Memory + ?Sized> UnitAffine<'_, B> {
+    /// (name, length) of each per-channel tensor, for geometry checks.
+    pub fn lens(&self) -> [(&'static str, usize); 4] {
+        [
+            ("mean", self.mean.len()),
+            ("invstd", self.invstd.len()),
+            ("gamma", self.gamma.len()),
+            ("beta", self.beta.len()),
+        ]
+    }
+}
+
+/// The fused VGG unit's passes around a bias-free 3×3 convolution (issue 10): BatchNorm →
+/// ReLU → optional 2×2 max-pool in one pass forward, one routing pass and one normalisation pass
+/// backward. Nothing but z is saved: the ReLU mask and the pool's arg-max are recomputed from z.
+pub trait Unit: Memory {
+    /// Batch mean and 1/sqrt(biased variance + eps) of z per channel, and the momentum update of
+    /// the running statistics as for z + bias (the conv bias the unit folds away: the running
+    /// mean PyTorch keeps includes it; the variance does not see it).
+    #[allow(clippy::too_many_arguments)]
+    fn unit_batch_stats(
+        &self,
+        z: &Self::Buf,
+        bias: Option<&Self::Buf>,
+        running_mean: &mut Self::Buf,
+        running_var: &mut Self::Buf,
+        g: &ChannelGeom,
+        p: &BnParams,
+    ) -> Result<(Self::Buf, Self::Buf)>;
+    /// Evaluation: mean = running_mean − bias, invstd = 1/sqrt(running_var + eps).
+    fn unit_running_stats(
+        &self,
+        bias: Option<&Self::Buf>,
+        running_mean: &Self::Buf,
+        running_var: &Self::Buf,
+        c: usize,
+        eps: f64,
+    ) -> Result<(Self::Buf, Self::Buf)>;
+    /// y = maxpool2x2(relu(a)) (or relu(a) without the pool). Ties go to the window's first
+    /// maximum, as PyTorch's max-pool.
+    fn unit_forward(&self, z: &Self::Buf, a: &UnitAffine<'_, Self>, g: &UnitGeom) -> Result<Self::Buf>;
+    /// Returns (dz, dγ, dβ) for the output gradient dy. `batch_stats`: mean and invstd are the
+    /// batch's (training), so dz carries BatchNorm's mean and variance terms; otherwise they are
+    /// constants (evaluation) and dz = da·γ·invstd.
+    fn unit_backward(
+        &self,
+        dy: &Self::Buf,
+        z: &Self::Buf,
+        a: &UnitAffine<'_, Self>,
+        g: &UnitGeom,
+        batch_stats: bool,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+}
+
 /// Max-pool, global average pool, per-channel scaling and the SE block's fused passes.
 pub trait Pool: Memory {
     /// Returns (y, the position of each window's maximum inside the window, row-major, as a
@@ -336,7 +399,20 @@ pub trait LayerNorm: Memory {
 
 /// A compute device: every op family.
 pub trait Backend:
-    Memory + Pointwise + Reduce + Dense + Conv + Norm + Pool + Spectro + Loss + Optim + Attention + Sequence + LayerNorm
+    Memory
+    + Pointwise
+    + Reduce
+    + Dense
+    + Conv
+    + Norm
+    + Unit
+    + Pool
+    + Spectro
+    + Loss
+    + Optim
+    + Attention
+    + Sequence
+    + LayerNorm
 {
 }
 
@@ -347,6 +423,7 @@ impl<T> Backend for T where
         + Dense
         + Conv
         + Norm
+        + Unit
         + Pool
         + Spectro
         + Loss
@@ -366,6 +443,6 @@ pub(crate) fn same_len(op: &'static str, a: usize, b: usize) -> Result<()> {
 pub mod prelude {
     pub use super::{
         Attention, Backend, Conv, Dense, DeviceBuffer, LayerNorm, Loss, Memory, Norm, Optim, Pointwise, Pool, Reduce,
-        Sequence, Spectro,
+        Sequence, Spectro, Unit,
     };
 }

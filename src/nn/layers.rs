@@ -97,6 +97,29 @@ impl BatchNorm2d {
     }
 }
 
+/// Conv2d → BatchNorm2d → ReLU (→ 2×2 max-pool) as the one fused op `ops::vgg_unit`, over the
+/// two layers' own parameters (the same state_dict entries as the unfused chain).
+pub fn vgg_unit_forward<B: Backend>(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    pool: bool,
+    tape: &mut Tape<B>,
+    store: &mut ParamStore<B>,
+    x: &Var<B>,
+    train: bool,
+) -> Result<Var<B>> {
+    let weight = tape.param(store, conv.weight);
+    let bias = conv.bias.map(|b| tape.param(store, b));
+    let (gamma, beta) = (tape.param(store, bn.weight), tape.param(store, bn.bias));
+    if train {
+        store.bump_counter(bn.num_batches_tracked);
+    }
+    let (running_mean, running_var) = store.two_mut(bn.running_mean, bn.running_var);
+    let state = BatchNormState { running_mean, running_var, momentum: bn.momentum, eps: bn.eps };
+    let vars = ops::UnitVars { weight: &weight, bias: bias.as_ref(), gamma: &gamma, beta: &beta };
+    ops::vgg_unit(tape, x, vars, state, (conv.stride, conv.pad), train, pool)
+}
+
 pub struct Linear {
     pub weight: ParamId,
     pub bias: Option<ParamId>,

@@ -6,7 +6,7 @@
 //! (legacy), then `classifier_head.{1,4}` over concat(audio 64, lyrics T).
 
 use super::attention::{FeatureAttention, SqueezeExcite};
-use super::layers::{BatchNorm2d, Conv2d, Linear};
+use super::layers::{self, BatchNorm2d, Conv2d, Linear};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::ops;
@@ -120,6 +120,8 @@ struct AudioTower {
     /// A final SE block and the global average pool run as one op (`ops::squeeze_excite_pool`);
     /// off: the two ops one after the other (for checks).
     fuse_se_pool: bool,
+    /// Each Conv → BN → ReLU (→ max-pool) runs as one op (`ops::vgg_unit`); off: four ops.
+    fuse_units: bool,
 }
 
 /// What one forward pass produces.
@@ -138,6 +140,15 @@ impl SeedNet {
     pub fn set_fused_se_pool(&mut self, on: bool) {
         if let Some(a) = self.audio.as_mut() {
             a.fuse_se_pool = on;
+        }
+    }
+
+    /// Whether each conv → BatchNorm → ReLU (→ max-pool) unit runs as one op (the default) or
+    /// as the four ops of the seed's module list (for checks); the results agree up to rounding,
+    /// except that the fused op gives the conv biases their exact training gradient, 0.
+    pub fn set_fused_units(&mut self, on: bool) {
+        if let Some(a) = self.audio.as_mut() {
+            a.fuse_units = on;
         }
     }
 
@@ -270,7 +281,7 @@ impl AudioTower {
                 fc2: Linear::new(store, rng, "audio_tower.fc2", h, o, true)?,
             },
         };
-        Ok(AudioTower { features, head, fuse_se_pool: true })
+        Ok(AudioTower { features, head, fuse_se_pool: true, fuse_units: true })
     }
 
     fn forward<B: Backend>(
@@ -297,14 +308,24 @@ impl AudioTower {
         };
         let body = &self.features[..self.features.len() - fold.is_some() as usize];
         let mut x = audio.clone();
-        for f in body {
-            x = match f {
+        let mut i = 0;
+        while i < body.len() {
+            if self.fuse_units
+                && let [Feature::Conv(c), Feature::Bn(bn), Feature::Relu, rest @ ..] = &body[i..]
+            {
+                let pool = matches!(rest.first(), Some(Feature::Pool));
+                x = layers::vgg_unit_forward(c, bn, pool, tape, store, &x, train)?;
+                i += 3 + pool as usize;
+                continue;
+            }
+            x = match &body[i] {
                 Feature::Conv(c) => c.forward(tape, store, &x)?,
                 Feature::Bn(bn) => bn.forward(tape, store, &x, train)?,
                 Feature::Relu => ops::relu(tape, &x)?,
                 Feature::Pool => ops::maxpool2d(tape, &x, 2, 2)?,
                 Feature::Se(se) => se.forward(tape, store, &x)?,
             };
+            i += 1;
         }
         let pooled = match fold {
             Some(se) => se.forward_pooled(tape, store, &x)?,

@@ -14,25 +14,9 @@ pub fn conv2d<B: Backend>(
     stride: usize,
     pad: usize,
 ) -> Result<Var<B>> {
-    let (n, c_in, h, wd) = nchw("conv2d", x.shape())?;
-    let (c_out, wc, kh, kw) = nchw("conv2d weight", w.shape())?;
-    if wc != c_in {
-        return Err(Error::shape(
-            "conv2d",
-            format!("input has {c_in} channels but the weight expects {wc} (weight {:?})", w.shape()),
-        ));
-    }
-    if stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
-        return Err(Error::shape("conv2d", format!("{h}x{wd} input too small for a {kh}x{kw} kernel")));
-    }
-    if let Some(b) = bias
-        && b.shape() != [c_out]
-    {
-        return Err(Error::shape("conv2d", format!("bias shape {:?}, expected [{c_out}]", b.shape())));
-    }
-    let g = ConvGeom { n, c_in, h, w: wd, c_out, kh, kw, stride, pad };
+    let g = conv_geom("conv2d", x, w, bias, stride, pad)?;
     let y = tape.backend.conv2d_forward(x.buf(), w.buf(), bias.map(|b| b.buf()), &g)?;
-    let y = Tensor::new(vec![n, c_out, g.out_h(), g.out_w()], y)?;
+    let y = Tensor::new(vec![g.n, g.c_out, g.out_h(), g.out_w()], y)?;
     let (need_x, need_w, need_b) = (x.tracked(), w.tracked(), bias.is_some_and(|b| b.tracked()));
     // The input gradient reads the weight; the weight gradient reads the input.
     let saved_w = need_x.then(|| w.buf().clone());
@@ -49,4 +33,32 @@ pub fn conv2d<B: Backend>(
         }
         Ok(grads)
     }))
+}
+
+/// The convolution's geometry from its operands' shapes, or a shape error naming `op`.
+pub(crate) fn conv_geom<B: Backend>(
+    op: &'static str,
+    x: &Var<B>,
+    w: &Var<B>,
+    bias: Option<&Var<B>>,
+    stride: usize,
+    pad: usize,
+) -> Result<ConvGeom> {
+    let (n, c_in, h, wd) = nchw(op, x.shape())?;
+    let (c_out, wc, kh, kw) = nchw(op, w.shape())?;
+    if wc != c_in {
+        return Err(Error::shape(
+            op,
+            format!("input has {c_in} channels but the weight expects {wc} (weight {:?})", w.shape()),
+        ));
+    }
+    if stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
+        return Err(Error::shape(op, format!("{h}x{wd} input too small for a {kh}x{kw} kernel")));
+    }
+    if let Some(b) = bias
+        && b.shape() != [c_out]
+    {
+        return Err(Error::shape(op, format!("bias shape {:?}, expected [{c_out}]", b.shape())));
+    }
+    Ok(ConvGeom { n, c_in, h, w: wd, c_out, kh, kw, stride, pad })
 }

@@ -17,6 +17,7 @@ mod se;
 mod se_pool;
 mod sequence;
 mod spectro;
+mod vgg_unit;
 
 pub use activation::{gelu, gelu_tanh, relu, sigmoid, tanh, unary};
 pub use attention::{AttnDropout, attention, bmm, masked_softmax, merge_heads, split_heads};
@@ -31,6 +32,7 @@ pub use se::squeeze_excite;
 pub use se_pool::squeeze_excite_pool;
 pub use sequence::{embedding, group_by_id, narrow};
 pub use spectro::{mel_project, power_to_db};
+pub use vgg_unit::{UnitVars, vgg_unit};
 
 use crate::error::{Error, Result};
 

@@ -18,6 +18,7 @@ mod pointwise;
 mod pool;
 mod sequence;
 mod spectro;
+mod unit;
 mod winograd;
 mod winograd_transform;
 

@@ -6,13 +6,8 @@ use crate::error::Result;
 use crate::float::Float;
 use rayon::prelude::*;
 
-/// Per-channel Σ f(channel, plane) over the n planes of each channel.
-fn per_channel<T: Float>(x: &[T], n: usize, c: usize, hw: usize, f: impl Fn(usize, &[T]) -> f64 + Sync) -> Vec<f64> {
-    (0..c).into_par_iter().map(|ch| (0..n).map(|i| f(ch, &x[(i * c + ch) * hw..(i * c + ch + 1) * hw])).sum()).collect()
-}
-
 /// y = (x - mean[c]) · scale[c] + shift[c] elementwise, parallel over planes.
-fn affine<T: Float>(x: &[T], c: usize, hw: usize, mean: &[T], scale: &[T], shift: &[T]) -> Vec<T> {
+pub(super) fn affine<T: Float>(x: &[T], c: usize, hw: usize, mean: &[T], scale: &[T], shift: &[T]) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
     y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(p, (yp, xp))| {
         let ch = p % c;
@@ -22,6 +17,70 @@ fn affine<T: Float>(x: &[T], c: usize, hw: usize, mean: &[T], scale: &[T], shift
         }
     });
     y
+}
+
+/// Σ(v − s) and Σ(v − s)² over a plane in f64, in eight independent lanes so the loop
+/// vectorises (a single accumulator is a serial dependency chain).
+fn shifted_sums<T: Float>(plane: &[T], s: f64) -> (f64, f64) {
+    let (mut a1, mut a2) = ([0.0f64; 8], [0.0f64; 8]);
+    let mut chunks = plane.chunks_exact(8);
+    for ch in &mut chunks {
+        for l in 0..8 {
+            let d = ch[l].to_f64() - s;
+            a1[l] += d;
+            a2[l] += d * d;
+        }
+    }
+    let (mut s1, mut s2): (f64, f64) = (a1.iter().sum(), a2.iter().sum());
+    for v in chunks.remainder() {
+        let d = v.to_f64() - s;
+        s1 += d;
+        s2 += d * d;
+    }
+    (s1, s2)
+}
+
+/// Batch mean and invstd per channel, and the momentum update of the running statistics
+/// (running_var with the unbiased variance, as PyTorch). `bias_shift` is a per-channel constant
+/// the caller removed from x (the fused unit's conv bias): the running mean tracks x + shift.
+///
+/// One pass in f64, shifted by the channel's first element: the variance Σ(x−s)²/M − (Σ(x−s)/M)²
+/// cancels only by (mean − s)²/var in units of 2^-53, negligible for f32 data (24-bit).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_stats<T: Float>(
+    x: &[T],
+    bias_shift: Option<&[T]>,
+    running_mean: &mut [T],
+    running_var: &mut [T],
+    n: usize,
+    c: usize,
+    hw: usize,
+    momentum: f64,
+    eps: f64,
+) -> (Vec<T>, Vec<T>) {
+    let count = (n * hw) as f64;
+    let moments: Vec<(f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let s = x[ch * hw].to_f64();
+            let (s1, s2) = (0..n).fold((0.0, 0.0), |(a, b), i| {
+                let (p1, p2) = shifted_sums(&x[(i * c + ch) * hw..(i * c + ch + 1) * hw], s);
+                (a + p1, b + p2)
+            });
+            let d = s1 / count;
+            (s + d, (s2 / count - d * d).max(0.0))
+        })
+        .collect();
+    let mean = moments.iter().map(|m| T::from_f64(m.0)).collect();
+    let invstd = moments.iter().map(|m| T::from_f64(1.0 / (m.1 + eps).sqrt())).collect();
+    for (ch, &(m, var_biased)) in moments.iter().enumerate() {
+        let unbiased = if count > 1.0 { var_biased * count / (count - 1.0) } else { var_biased };
+        let shift = bias_shift.map_or(0.0, |b| b[ch].to_f64());
+        let (rm, rv) = (running_mean[ch].to_f64(), running_var[ch].to_f64());
+        running_mean[ch] = T::from_f64((1.0 - momentum) * rm + momentum * (m + shift));
+        running_var[ch] = T::from_f64((1.0 - momentum) * rv + momentum * unbiased);
+    }
+    (mean, invstd)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -37,25 +96,7 @@ pub fn forward_train<T: Float>(
     momentum: f64,
     eps: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let count = (n * hw) as f64;
-    let sums = per_channel(x, n, c, hw, |_, p| p.iter().map(|v| v.to_f64()).sum());
-    let mean64: Vec<f64> = sums.iter().map(|s| s / count).collect();
-    // Two passes (mean, then squared deviations) so the variance has no cancellation.
-    let sq = per_channel(x, n, c, hw, |ch, p| {
-        let m = mean64[ch];
-        p.iter().map(|v| (v.to_f64() - m).powi(2)).sum()
-    });
-    let var_biased: Vec<f64> = sq.iter().map(|s| s / count).collect();
-    let mean: Vec<T> = mean64.iter().map(|&m| T::from_f64(m)).collect();
-    let invstd: Vec<T> = var_biased.iter().map(|&v| T::from_f64(1.0 / (v + eps).sqrt())).collect();
-    for ch in 0..c {
-        // PyTorch updates running_var with the unbiased variance.
-        let unbiased = if count > 1.0 { var_biased[ch] * count / (count - 1.0) } else { var_biased[ch] };
-        let rm = running_mean[ch].to_f64();
-        let rv = running_var[ch].to_f64();
-        running_mean[ch] = T::from_f64((1.0 - momentum) * rm + momentum * mean64[ch]);
-        running_var[ch] = T::from_f64((1.0 - momentum) * rv + momentum * unbiased);
-    }
+    let (mean, invstd) = batch_stats(x, None, running_mean, running_var, n, c, hw, momentum, eps);
     let scale: Vec<T> = (0..c).map(|ch| invstd[ch] * gamma[ch]).collect();
     let y = affine(x, c, hw, &mean, &scale, beta);
     (y, mean, invstd)

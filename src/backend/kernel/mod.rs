@@ -17,6 +17,7 @@ mod pool;
 mod sequence;
 pub mod sim;
 mod spectro;
+mod unit;
 
 pub use allocator::{Pool, PoolCounts, block_size};
 pub use device::{Arg, DevBuf, RawDevice};

@@ -1,6 +1,6 @@
 //! BatchNorm: kernels/norm.cu.
 
-use super::{B1, DevBuf, KernelBackend, ew, f, i, p};
+use super::{Arg, B1, DevBuf, KernelBackend, ew, f, i, p};
 use crate::backend::{BnParams, ChannelGeom, Norm};
 use crate::error::Result;
 
@@ -28,7 +28,19 @@ impl Norm for KernelBackend {
         running_var.make_unique()?;
         let (n, c, hw) = (i(g.n)?, i(g.c)?, i(g.hw)?);
         let (mean, invstd, y) = (self.buf(g.c)?, self.buf(g.c)?, self.buf(g.len())?);
-        let args = [p(x), p(&mean), p(&invstd), p(running_mean), p(running_var), n, c, hw, f(bp.momentum), f(bp.eps)];
+        let args = [
+            p(x),
+            p(&mean),
+            p(&invstd),
+            p(running_mean),
+            p(running_var),
+            Arg::Ptr(0),
+            n,
+            c,
+            hw,
+            f(bp.momentum),
+            f(bp.eps),
+        ];
         self.launch("bn_stats", [g.c as u32, 1, 1], B1, 0, &args)?;
         let args = [p(x), p(gamma), p(beta), p(&mean), p(&invstd), p(&y), n, c, hw];
         self.launch("bn_apply", ew(g.len()), B1, 0, &args)?;

@@ -1,0 +1,105 @@
+//! The fused VGG unit: kernels/unit.cu, with norm.cu's statistics and backward reductions.
+
+use super::{Arg, B1, DevBuf, KernelBackend, ew, f, i, p};
+use crate::backend::{BnParams, ChannelGeom, Unit, UnitAffine, UnitGeom};
+use crate::error::Result;
+
+fn opt(b: Option<&DevBuf>) -> Arg {
+    b.map_or(Arg::Ptr(0), p)
+}
+
+impl Unit for KernelBackend {
+    fn unit_batch_stats(
+        &self,
+        z: &DevBuf,
+        bias: Option<&DevBuf>,
+        running_mean: &mut DevBuf,
+        running_var: &mut DevBuf,
+        g: &ChannelGeom,
+        bp: &BnParams,
+    ) -> Result<(DevBuf, DevBuf)> {
+        let op = "unit_batch_stats";
+        let mut channels = vec![("running_mean", running_mean.len()), ("running_var", running_var.len())];
+        channels.extend(bias.map(|b| ("bias", b.len())));
+        g.check(op, &[("z", z.len())], &[], &channels)?;
+        g.check_i32(op)?;
+        running_mean.make_unique()?;
+        running_var.make_unique()?;
+        let (mean, invstd) = (self.buf(g.c)?, self.buf(g.c)?);
+        let args = [
+            p(z),
+            p(&mean),
+            p(&invstd),
+            p(running_mean),
+            p(running_var),
+            opt(bias),
+            i(g.n)?,
+            i(g.c)?,
+            i(g.hw)?,
+            f(bp.momentum),
+            f(bp.eps),
+        ];
+        self.launch("bn_stats", [g.c as u32, 1, 1], B1, 0, &args)?;
+        Ok((mean, invstd))
+    }
+    fn unit_running_stats(
+        &self,
+        bias: Option<&DevBuf>,
+        running_mean: &DevBuf,
+        running_var: &DevBuf,
+        c: usize,
+        eps: f64,
+    ) -> Result<(DevBuf, DevBuf)> {
+        let g = ChannelGeom { n: 1, c, hw: 1 };
+        let mut channels = vec![("running_mean", running_mean.len()), ("running_var", running_var.len())];
+        channels.extend(bias.map(|b| ("bias", b.len())));
+        g.check("unit_running_stats", &[], &[], &channels)?;
+        let (mean, invstd) = (self.buf(c)?, self.buf(c)?);
+        let args = [opt(bias), p(running_mean), p(running_var), p(&mean), p(&invstd), i(c)?, f(eps)];
+        self.launch("unit_running_stats", ew(c), B1, 0, &args)?;
+        Ok((mean, invstd))
+    }
+    fn unit_forward(&self, z: &DevBuf, a: &UnitAffine<'_, Self>, g: &UnitGeom) -> Result<DevBuf> {
+        g.check("unit_forward", z.len(), g.output_len(), &a.lens())?;
+        g.check_i32("unit_forward")?;
+        let y = self.buf(g.output_len())?;
+        let args = [p(z), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), p(&y)];
+        self.launch("unit_forward", ew(g.output_len()), B1, 0, &[&args[..], &dims(g)?].concat())?;
+        Ok(y)
+    }
+    fn unit_backward(
+        &self,
+        dy: &DevBuf,
+        z: &DevBuf,
+        a: &UnitAffine<'_, Self>,
+        g: &UnitGeom,
+        batch_stats: bool,
+    ) -> Result<(DevBuf, DevBuf, DevBuf)> {
+        g.check("unit_backward", z.len(), dy.len(), &a.lens())?;
+        g.check_i32("unit_backward")?;
+        let da = self.buf(g.input_len())?;
+        let args = [p(dy), p(z), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), p(&da)];
+        let cells = if g.pool { g.n * g.c * g.h.div_ceil(2) * g.w.div_ceil(2) } else { g.input_len() };
+        self.launch("unit_route", ew(cells), B1, 0, &[&args[..], &dims(g)?].concat())?;
+        let cg = g.channels();
+        let (n, c, hw) = (i(cg.n)?, i(cg.c)?, i(cg.hw)?);
+        let (dgamma, dbeta, dz) = (self.buf(g.c)?, self.buf(g.c)?, self.buf(g.input_len())?);
+        let args = [p(&da), p(z), p(a.mean), p(a.invstd), p(&dgamma), p(&dbeta), n, c, hw];
+        self.launch("bn_backward_reduce", [g.c as u32, 1, 1], B1, 0, &args)?;
+        if batch_stats {
+            let args = [p(&da), p(z), p(a.gamma), p(a.mean), p(a.invstd), p(&dgamma), p(&dbeta), p(&dz), n, c, hw];
+            self.launch("bn_backward_apply", ew(g.input_len()), B1, 0, &args)?;
+        } else {
+            // Constant statistics: dz = da·(invstd·γ), bn_apply with a zero mean and shift.
+            let zero = self.zeroed(g.c)?;
+            let args = [p(&da), p(a.gamma), p(&zero), p(&zero), p(a.invstd), p(&dz), n, c, hw];
+            self.launch("bn_apply", ew(g.input_len()), B1, 0, &args)?;
+        }
+        Ok((dz, dgamma, dbeta))
+    }
+}
+
+/// The trailing `int n, int c, int h, int w, int pool` of unit_forward and unit_route.
+fn dims(g: &UnitGeom) -> Result<[Arg; 5]> {
+    Ok([i(g.n)?, i(g.c)?, i(g.h)?, i(g.w)?, i(g.pool as usize)?])
+}
