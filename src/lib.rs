@@ -10,6 +10,7 @@ pub mod rng;
 pub use error::{Error, Result};
 pub mod checkpoint;
 pub mod cli;
+pub mod cputime;
 pub mod data;
 pub mod device;
 pub mod gradcheck;

@@ -196,14 +196,14 @@ pub trait Norm: Memory {
 
 /// The per-channel normalisation a fused VGG unit applies to its conv output z:
 /// a = (z − mean)·(invstd·γ) + β.
-pub struct UnitAffine<'a, B: Memory + ?Sized> {
+pub struct UnitAffine<'a, B: Memory> {
     pub mean: &'a B::Buf,
     pub invstd: &'a B::Buf,
     pub gamma: &'a B::Buf,
     pub beta: &'a B::Buf,
 }
 
-impl<B: Memory + ?Sized> UnitAffine<'_, B> {
+impl<B: Memory> UnitAffine<'_, B> {
     /// (name, length) of each per-channel tensor, for geometry checks.
     pub fn lens(&self) -> [(&'static str, usize); 4] {
         [

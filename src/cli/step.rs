@@ -68,6 +68,18 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
             t0 - last,
             r.peak_bytes as f64 / (1 << 20) as f64
         );
+        // CPU ÷ wall per phase: how many cores were busy (on a kernel device the host only
+        // queues launches, so these say little there).
+        let p = &r.phases;
+        println!(
+            "          forward {:.3} s (cpu/wall {:.2})  backward {:.3} s ({:.2})  optimizer {:.3} s ({:.2})",
+            p.forward.wall_s,
+            p.forward.busy_cores(),
+            p.backward.wall_s,
+            p.backward.busy_cores(),
+            p.optimizer.wall_s,
+            p.optimizer.busy_cores()
+        );
         last = t0;
         losses.push(r.loss as f32);
         norms.push(r.grad_norm as f32);

@@ -14,6 +14,7 @@ use super::run_dir::RunDir;
 use super::session::Session;
 use crate::backend::Backend;
 use crate::checkpoint;
+use crate::cputime::{PhaseTime, process_cpu_seconds, timed};
 use crate::error::{Error, Result};
 use crate::io;
 use crate::optim::{Interval, clip_coefficient, grad_norm};
@@ -87,9 +88,17 @@ pub fn fit<B: Backend>(
         let pb = bar(plan.len() as u64, epoch, epochs);
         let (mut acc, mut loss_sum, mut norms) = (MetricsAcc::default(), 0.0, Vec::new());
         let mut train_secs = 0.0;
-        for (k, b) in super::loader::Prefetch::new(songs.clone(), plan.clone()).enumerate() {
+        // Time blocked on the loader thread (data loading that did not overlap compute), and
+        // CPU ÷ wall over the steps (both cores busy?).
+        let (mut data_wait, mut steps_cpu) = (0.0, PhaseTime::default());
+        let mut loader = super::loader::Prefetch::new(songs.clone(), plan.clone()).enumerate();
+        loop {
+            let (next, wait) = timed(|| loader.next());
+            data_wait += wait.wall_s;
+            let Some((k, b)) = next else { break };
             let b = b?;
             let ts = Instant::now();
+            let c0 = process_cpu_seconds();
             let seed = s.rng.next_u64();
             s.store.zero_grad();
             let mut tape = Tape::new(s.store.backend.clone());
@@ -118,7 +127,13 @@ pub fn fit<B: Backend>(
             if s.sched.interval == Interval::Step {
                 s.sched.step(&mut s.opt);
             }
-            train_secs += ts.elapsed().as_secs_f64();
+            let step_wall = ts.elapsed().as_secs_f64();
+            train_secs += step_wall;
+            let step_cpu = match (c0, process_cpu_seconds()) {
+                (Some(a), Some(b)) => b - a,
+                _ => f64::NAN,
+            };
+            steps_cpu.add(PhaseTime { wall_s: step_wall, cpu_s: step_cpu });
             let truth: Vec<f64> = b.target.iter().map(|&x| x as f64).collect();
             let labels: Vec<_> = b.songs.iter().map(|&i| songs[i].quadrant).collect();
             acc.push_batch(&truth, &pred, &labels)?;
@@ -157,6 +172,8 @@ pub fn fit<B: Backend>(
             lr,
             samples_per_s: acc.n() as f64 / train_secs.max(1e-9),
             seconds: t0.elapsed().as_secs_f64(),
+            data_wait_s: data_wait,
+            train_cpu_per_wall: steps_cpu.busy_cores(),
             best: verdict.improved,
         };
         log.append(&rec)?;

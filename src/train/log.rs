@@ -51,6 +51,14 @@ pub struct EpochRecord {
     pub samples_per_s: f64,
     /// Wall time of the whole epoch (training and validation).
     pub seconds: f64,
+    /// Seconds the training steps waited for the loader thread (loading that did not overlap
+    /// compute); 0 in logs written before it was recorded.
+    #[serde(default)]
+    pub data_wait_s: f64,
+    /// Process CPU time ÷ wall time over the training steps: about the number of busy cores
+    /// (NaN where CPU time is unavailable; on a GPU it mostly measures the launching thread).
+    #[serde(default, deserialize_with = "f64_or_null")]
+    pub train_cpu_per_wall: f64,
     /// Whether this epoch set a new best validation loss.
     pub best: bool,
 }

@@ -22,6 +22,7 @@ pub mod schedule;
 pub mod session;
 
 use crate::backend::Backend;
+use crate::cputime::{PhaseTime, timed};
 use crate::error::{Error, Result};
 use crate::nn::SeedNet;
 use crate::ops;
@@ -70,6 +71,17 @@ pub struct StepReport {
     pub grad_norm: f64,
     /// The most bytes the backend held at once during the step (buffers and workspaces).
     pub peak_bytes: usize,
+    /// Wall and CPU time of the forward (to the loss), the backward and the optimiser (gradient
+    /// norm, clipping, Adam). A kernel backend queues work asynchronously, so its phases are only
+    /// meaningful after a synchronise, which `train_step` does not add.
+    pub phases: StepPhases,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepPhases {
+    pub forward: PhaseTime,
+    pub backward: PhaseTime,
+    pub optimizer: PhaseTime,
 }
 
 /// Forward + backward (gradients left in `store`, replacing old ones); returns the loss.
@@ -132,9 +144,19 @@ pub fn train_step<B: Backend>(
     seed: u64,
 ) -> Result<StepReport> {
     store.backend.reset_peak();
-    let loss = forward_backward(net, store, batch, true, seed)?;
-    let norm = grad_norm(store)?;
-    let scale = clip.map_or(1.0, |c| clip_coefficient(norm, c));
-    opt.step(store, scale)?;
-    Ok(StepReport { loss, grad_norm: norm, peak_bytes: store.backend.memory().peak_bytes })
+    store.zero_grad();
+    let mut tape = Tape::new(store.backend.clone());
+    let (fwd, forward) = timed(|| record_loss(&mut tape, net, store, batch, true, seed));
+    let (loss, lv) = fwd?;
+    let (bwd, backward) = timed(|| tape.backward(&loss, store));
+    bwd?;
+    drop(loss);
+    let (norm, optimizer) = timed(|| -> Result<f64> {
+        let norm = grad_norm(store)?;
+        let scale = clip.map_or(1.0, |c| clip_coefficient(norm, c));
+        opt.step(store, scale)?;
+        Ok(norm)
+    });
+    let phases = StepPhases { forward, backward, optimizer };
+    Ok(StepReport { loss: lv, grad_norm: norm?, peak_bytes: store.backend.memory().peak_bytes, phases })
 }

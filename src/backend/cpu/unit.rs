@@ -146,7 +146,7 @@ pub fn backward<T: Float>(
         let (m, is, gm) = (a.mean[ch].to_f64(), a.invstd[ch].to_f64(), a.gamma[ch].to_f64());
         if !batch_stats {
             let scale = a.invstd[ch] * a.gamma[ch];
-            dp.iter_mut().for_each(|d| *d = *d * scale);
+            dp.iter_mut().for_each(|d| *d *= scale);
             return;
         }
         // dz = γ·invstd/M · (M·da − Σda − x̂·Σ(da·x̂)), in f64 as the unfused BatchNorm backward:
