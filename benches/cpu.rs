@@ -1,5 +1,5 @@
 //! CPU benchmarks: the four VGG conv shapes, the conv algorithms per production shape and pass,
-//! the SE block, one full MODEL_3 training step.
+//! the fused VGG unit against the unfused ops, the SE block, full MODEL_3 and MODEL_4 training steps.
 //! tools/perf_report.py puts these beside tools/bench_torch_cpu.py's PyTorch figures.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -8,6 +8,7 @@ use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::cpu::conv::{self as cpu_conv, ConvAlgo, Pass};
 use moodgrad::backend::prelude::*;
 use moodgrad::nn::attention::SqueezeExcite;
+use moodgrad::nn::layers::{BatchNorm2d, Conv2d, vgg_unit_forward};
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
 use moodgrad::ops;
 use moodgrad::optim::{Adam, AdamConfig};
@@ -25,12 +26,17 @@ fn randn(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32).collect()
 }
 
-/// (name, c_in, c_out, h, w): the VGG convs of a 1×128×1292 spectrogram.
-const VGG: [(&str, usize, usize, usize, usize); 4] = [
+/// (name, c_in, c_out, h, w): the VGG convs of a 1×128×1292 spectrogram, MODEL_3's four and
+/// MODEL_4's second conv of each block.
+const VGG: [(&str, usize, usize, usize, usize); 8] = [
     ("block1_1to64_128x1292", 1, 64, 128, 1292),
     ("block2_64to128_64x646", 64, 128, 64, 646),
     ("block3_128to256_32x323", 128, 256, 32, 323),
     ("block4_256to512_16x161", 256, 512, 16, 161),
+    ("m4_64to64_128x1292", 64, 64, 128, 1292),
+    ("m4_128to128_64x646", 128, 128, 64, 646),
+    ("m4_256to256_32x323", 256, 256, 32, 323),
+    ("m4_512to512_16x161", 512, 512, 16, 161),
 ];
 
 fn conv(c: &mut Criterion) {
@@ -107,6 +113,49 @@ fn conv_algos(c: &mut Criterion) {
     g.finish();
 }
 
+/// MODEL_3's four VGG units (conv → BN → ReLU → max-pool, the last without the pool), forward
+/// and backward through the tape in training mode at batch 1: the fused op and the four ops
+/// (bench ids `vgg_unit/<fused|unfused>/<block>`).
+fn vgg_unit(c: &mut Criterion) {
+    let be = B::new();
+    let mut rng = Rng::new(5);
+    let mut g = c.benchmark_group("vgg_unit");
+    g.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    for (k, (name, ci, co, h, w)) in VGG[..4].iter().copied().enumerate() {
+        let pool = k < 3;
+        let mut store = ParamStore::new(be.clone());
+        let conv = Conv2d::new(&mut store, &mut rng, "conv", ci, co, 3, 1, 1).unwrap();
+        let bn = BatchNorm2d::new(&mut store, "bn", co).unwrap();
+        let x = Tensor::new(vec![1, ci, h, w], be.upload(&randn(&mut rng, ci * h * w)).unwrap()).unwrap();
+        let out = co * if pool { (h / 2) * (w / 2) } else { h * w };
+        let r = Tensor::new(vec![1, out], be.upload(&randn(&mut rng, out)).unwrap()).unwrap();
+        for fused in [true, false] {
+            let id = format!("{}/{name}", if fused { "fused" } else { "unfused" });
+            g.bench_function(id, |bch| {
+                bch.iter(|| {
+                    let mut tape = Tape::new(be.clone());
+                    // The input needs a gradient (as every unit's but the first in the model).
+                    let xv = tape.input(x.clone(), true);
+                    let y = if fused {
+                        vgg_unit_forward(&conv, &bn, pool, &mut tape, &mut store, &xv, true).unwrap()
+                    } else {
+                        let z = conv.forward(&mut tape, &store, &xv).unwrap();
+                        let z = bn.forward(&mut tape, &mut store, &z, true).unwrap();
+                        let z = ops::relu(&mut tape, &z).unwrap();
+                        if pool { ops::maxpool2d(&mut tape, &z, 2, 2).unwrap() } else { z }
+                    };
+                    let y = ops::reshape(&mut tape, &y, &[1, out]).unwrap();
+                    let rv = tape.input(r.clone(), false);
+                    let s = ops::linear(&mut tape, &y, &rv, None).unwrap();
+                    store.zero_grad();
+                    black_box(tape.backward(&s, &mut store).unwrap().get(&xv).map(|g| g[0]))
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn se_block(c: &mut Criterion) {
     let be = B::new();
     let mut rng = Rng::new(2);
@@ -129,6 +178,20 @@ fn se_block(c: &mut Criterion) {
             black_box(tape.backward(&s, &mut store).unwrap().get(&xv).map(|g| g[0]))
         })
     });
+    // As in the SE models: SE then the global average pool, folded into one op.
+    let rp = Tensor::new(vec![1, 512], be.upload(&randn(&mut rng, 512)).unwrap()).unwrap();
+    g.bench_function("fwd_bwd_pooled_1x512x16x161", |bch| {
+        bch.iter(|| {
+            let mut tape = Tape::new(be.clone());
+            let xv = tape.input(x.clone(), true);
+            let y = se.forward_pooled(&mut tape, &store, &xv).unwrap();
+            let y = ops::reshape(&mut tape, &y, &[1, 512]).unwrap();
+            let rv = tape.input(rp.clone(), false);
+            let s = ops::linear(&mut tape, &y, &rv, None).unwrap();
+            store.zero_grad();
+            black_box(tape.backward(&s, &mut store).unwrap().get(&xv).map(|g| g[0]))
+        })
+    });
     g.finish();
 }
 
@@ -136,26 +199,27 @@ fn train(c: &mut Criterion) {
     let be = B::new();
     let mut g = c.benchmark_group("train_step");
     g.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
-    let model = "model3";
-    let mut rng = Rng::new(3);
-    let mut store = ParamStore::new(be.clone());
-    let net = SeedNet::new(ModelConfig::preset(model, AttentionKind::Se).unwrap(), &mut store, &mut rng).unwrap();
-    let up = |shape: &[usize], v: Vec<f32>| Tensor::new(shape, be.upload(&v).unwrap()).unwrap();
-    let batch = Batch {
-        audio: up(&[2, 1, 128, 1292], randn(&mut rng, 2 * 128 * 1292)),
-        lyrics: up(&[2, 768], randn(&mut rng, 2 * 768)),
-        target: up(&[2, 2], vec![0.2, 0.7, 0.6, 0.4]),
-    };
-    let mut opt = Adam::new(AdamConfig::default());
-    let mut s = 0u64;
-    g.bench_function(format!("{model}_batch2_128x1292"), |bch| {
-        bch.iter(|| {
-            s += 1;
-            black_box(train_step(&net, &mut store, &mut opt, &batch, Some(1.0), s).unwrap())
-        })
-    });
+    for model in ["model3", "model4"] {
+        let mut rng = Rng::new(3);
+        let mut store = ParamStore::new(be.clone());
+        let net = SeedNet::new(ModelConfig::preset(model, AttentionKind::Se).unwrap(), &mut store, &mut rng).unwrap();
+        let up = |shape: &[usize], v: Vec<f32>| Tensor::new(shape, be.upload(&v).unwrap()).unwrap();
+        let batch = Batch {
+            audio: up(&[2, 1, 128, 1292], randn(&mut rng, 2 * 128 * 1292)),
+            lyrics: up(&[2, 768], randn(&mut rng, 2 * 768)),
+            target: up(&[2, 2], vec![0.2, 0.7, 0.6, 0.4]),
+        };
+        let mut opt = Adam::new(AdamConfig::default());
+        let mut s = 0u64;
+        g.bench_function(format!("{model}_batch2_128x1292"), |bch| {
+            bch.iter(|| {
+                s += 1;
+                black_box(train_step(&net, &mut store, &mut opt, &batch, Some(1.0), s).unwrap())
+            })
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, conv, conv_algos, se_block, train);
+criterion_group!(benches, conv, conv_algos, vgg_unit, se_block, train);
 criterion_main!(benches);

@@ -8,10 +8,14 @@ torch.set_num_threads(os.cpu_count()) (override with --threads):
                grad + bias grad, from a fixed random upstream gradient), batch 1, for the
                four VGG shapes of a 1x128x1292 input:
                  1->64 @128x1292, 64->128 @64x646, 128->256 @32x323, 256->512 @16x161.
+               Also MODEL_4's second convs: 64->64 @128x1292, 128->128 @64x646,
+               256->256 @32x323, 512->512 @16x161.
                FLOP count: 2*N*Cout*H*W*Cin*9 per forward, x3 for forward+backward;
                gflops = that / time.
+  vgg_unit     Conv2d -> BatchNorm2d -> ReLU (-> MaxPool2d(2,2)) forward+backward, train
+               mode, batch 1, MODEL_3's four blocks (the last without the pool).
   se_block     SEAttention(512, r=16) forward+backward at 1x512x16x161 (input grad + the
-               two excitation weight grads).
+               two excitation weight grads); and SE followed by the global average pool.
   train_step   one full training step of Seed(model3|model4, "se"), default channels
                (64,128,256,512), lyrics_dim 768, batch 2, audio 2x1x128x1292, model.train()
                with dropout 0.5: zero_grad, forward, MSELoss, backward,
@@ -47,6 +51,10 @@ CONV_SHAPES = [  # (name, cin, cout, h, w)
     ("block2", 64, 128, 64, 646),
     ("block3", 128, 256, 32, 323),
     ("block4", 256, 512, 16, 161),
+    ("m4_64to64", 64, 64, 128, 1292),
+    ("m4_128to128", 128, 128, 64, 646),
+    ("m4_256to256", 256, 256, 32, 323),
+    ("m4_512to512", 512, 512, 16, 161),
 ]
 
 
@@ -142,6 +150,32 @@ def bench_conv(runs, warmup):
     return out
 
 
+def bench_unit(runs, warmup):
+    """Conv2d(3x3, pad 1) -> BatchNorm2d -> ReLU (-> MaxPool2d(2, 2)), train mode, batch 1,
+    forward + backward (input grad and every parameter grad), MODEL_3's four blocks (the
+    last without the pool): the chain moodgrad's fused `vgg_unit` op replaces."""
+    out = []
+    for k, (name, cin, cout, h, w) in enumerate(CONV_SHAPES[:4]):
+        torch.manual_seed(0)
+        pool = k < 3
+        layers = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+        unit = nn.Sequential(*(layers + ([nn.MaxPool2d(2, 2)] if pool else [])))
+        unit.train()
+        x = torch.randn(1, cin, h, w, requires_grad=True)
+        gy = torch.randn_like(unit(x).detach())
+
+        def fwd_bwd():
+            x.grad = None
+            for p in unit.parameters():
+                p.grad = None
+            unit(x).backward(gy)
+
+        ms, info = timeit(fwd_bwd, warmup, runs)
+        out.append(dict(name=name, cin=cin, cout=cout, h=h, w=w, pool=pool, fwd_bwd_ms=ms, timing=info))
+        print(f"unit {name} conv+bn+relu{'+pool' if pool else ''} fwd+bwd: {ms:.2f} ms", file=sys.stderr)
+    return out
+
+
 def bench_se(runs, warmup):
     torch.manual_seed(0)
     se = SEAttention(512, 16)
@@ -155,8 +189,19 @@ def bench_se(runs, warmup):
         se(x).backward(gy)
 
     ms, info = timeit(fwd_bwd, warmup, runs)
-    print(f"SE block 1x512x16x161 fwd+bwd: {ms:.3f} ms", file=sys.stderr)
-    return dict(shape=[1, 512, 16, 161], r=16, fwd_bwd_ms=ms, timing=info)
+    gp = torch.randn(1, 512)
+
+    def pooled_fwd_bwd():
+        # As in the SE models: SE, then AdaptiveAvgPool2d(1).
+        x.grad = None
+        for p in se.parameters():
+            p.grad = None
+        se(x).mean(dim=(2, 3)).backward(gp)
+
+    pms, pinfo = timeit(pooled_fwd_bwd, warmup, runs)
+    print(f"SE block 1x512x16x161 fwd+bwd: {ms:.3f} ms; SE + global pool: {pms:.3f} ms", file=sys.stderr)
+    return dict(shape=[1, 512, 16, 161], r=16, fwd_bwd_ms=ms, timing=info, pooled_fwd_bwd_ms=pms,
+                pooled_timing=pinfo)
 
 
 def bench_step(model_kind, runs, warmup, batch=2, h=128, w=1292, lyrics_dim=768):
@@ -203,6 +248,7 @@ def main(argv=None):
         flop_convention="conv fwd = 2*N*Cout*H*W*Cin*9; fwd+bwd = 3x fwd",
     )
     res["conv2d_3x3"] = bench_conv(args.repeats, args.warmup)
+    res["vgg_unit"] = bench_unit(args.repeats, args.warmup)
     res["se_block"] = bench_se(max(args.repeats, 20), args.warmup)
     if not args.skip_steps:
         step_runs = args.step_repeats
@@ -212,7 +258,8 @@ def main(argv=None):
         }
     res["total_bench_s"] = time.time() - t0
     infos = [c["fwd_timing"] for c in res["conv2d_3x3"]] + [c["fwd_bwd_timing"] for c in res["conv2d_3x3"]]
-    infos.append(res["se_block"]["timing"])
+    infos += [u["timing"] for u in res["vgg_unit"]]
+    infos += [res["se_block"]["timing"], res["se_block"]["pooled_timing"]]
     infos += [v["timing"] for v in res.get("train_step", {}).values()]
     res["all_clean"] = all(i["clean"] for i in infos)
     res["other_processes_cpu_s_while_timing"] = round(sum(i["other_cpu_s"] for i in infos), 3)
