@@ -22,6 +22,10 @@ use std::time::Duration;
 
 type B = Cpu<f32>;
 
+/// As the moodgrad binary: large buffers on transparent huge pages.
+#[global_allocator]
+static ALLOC: moodgrad::hugepages::HugePageAlloc = moodgrad::hugepages::HugePageAlloc;
+
 fn randn(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32).collect()
 }

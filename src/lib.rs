@@ -14,6 +14,7 @@ pub mod cputime;
 pub mod data;
 pub mod device;
 pub mod gradcheck;
+pub mod hugepages;
 pub mod io;
 pub mod nn;
 pub mod ops;

@@ -6,6 +6,10 @@ use moodgrad::optim::AdamConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Large buffers on transparent huge pages (see moodgrad::hugepages).
+#[global_allocator]
+static ALLOC: moodgrad::hugepages::HugePageAlloc = moodgrad::hugepages::HugePageAlloc;
+
 /// moodgrad: trains bimodal (audio + lyrics) music-emotion models without libtorch.
 #[derive(Parser)]
 #[command(version, about)]

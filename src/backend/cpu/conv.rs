@@ -235,20 +235,7 @@ pub(super) fn arena<T: Float>(len: usize) -> Vec<T> {
 /// the fault path's locks). A hint only: the contents and size are unchanged.
 pub(super) fn zeroed<T: Float>(len: usize) -> Vec<T> {
     let mut v = vec![T::ZERO; len];
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        unsafe extern "C" {
-            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-        }
-        let (p, n) = (v.as_mut_ptr() as usize, len * size_of::<T>());
-        let (lo, hi) = (p.next_multiple_of(HUGE), (p + n) & !(HUGE - 1));
-        if n >= 2 * HUGE && hi > lo {
-            // SAFETY: [lo, hi) is page-aligned and inside v's allocation; MADV_HUGEPAGE (14)
-            // changes no contents. A failure (THP off) leaves ordinary pages.
-            unsafe { madvise(lo as *mut std::ffi::c_void, hi - lo, 14) };
-        }
-    }
+    crate::hugepages::advise(v.as_mut_ptr() as *mut u8, len * size_of::<T>());
     v
 }
 

@@ -68,9 +68,16 @@ pub fn forward<T: Float>(z: &[T], a: &UnitAffine<'_, super::Cpu<T>>, g: &UnitGeo
             }
             return;
         }
+        // After ReLU nothing is NaN, so the window's maximum does not depend on which of tied
+        // values wins: a branch-free max the compiler vectorises (the arg-max, which does
+        // depend on it, is the backward's business).
+        let max = |a: T, b: T| if a > b { a } else { b };
         for (oy, row) in yp.chunks_exact_mut(ow).enumerate() {
-            for (ox, o) in row.iter_mut().enumerate() {
-                *o = window_max(window(zp, g.w, oy, ox).map(|v| act.relu(v))).0;
+            let r0 = &zp[2 * oy * g.w..2 * oy * g.w + 2 * ow];
+            let r1 = &zp[(2 * oy + 1) * g.w..(2 * oy + 1) * g.w + 2 * ow];
+            for ((o, a), b) in row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                let top = max(act.relu(a[0]), act.relu(a[1]));
+                *o = max(top, max(act.relu(b[0]), act.relu(b[1])));
             }
         }
     });
@@ -103,16 +110,26 @@ fn route<T: Float>(
                 }
                 return (sd, sdx);
             }
-            // Positions outside every window (an odd last row or column) get no gradient.
-            dp.fill(T::ZERO);
+            // Every position of every window is written (dy at the arg-max, 0 elsewhere), so
+            // only those outside every window (an odd last row or column) need zeroing.
+            if g.h % 2 == 1 {
+                dp[(g.h - 1) * g.w..].fill(T::ZERO);
+            }
             for oy in 0..g.out_h() {
+                if g.w % 2 == 1 {
+                    dp[2 * oy * g.w + g.w - 1] = T::ZERO;
+                    dp[(2 * oy + 1) * g.w + g.w - 1] = T::ZERO;
+                }
                 for ox in 0..ow {
                     let zw = window(zp, g.w, oy, ox);
                     let (best, at) = window_max(zw.map(|v| act.relu(v)));
                     // ReLU's mask at the arg-max: its output is > 0 exactly when the input is.
+                    let d = if best > T::ZERO { dyp[oy * ow + ox] } else { T::ZERO };
+                    let (r0, r1) = (2 * oy * g.w + 2 * ox, (2 * oy + 1) * g.w + 2 * ox);
+                    for (k, at_k) in [r0, r0 + 1, r1, r1 + 1].into_iter().enumerate() {
+                        dp[at_k] = if k == at { d } else { T::ZERO };
+                    }
                     if best > T::ZERO {
-                        let d = dyp[oy * ow + ox];
-                        dp[(2 * oy + at / 2) * g.w + 2 * ox + at % 2] = d;
                         let dv = d.to_f64();
                         sd += dv;
                         sdx += dv * (zw[at].to_f64() - m);
@@ -149,13 +166,15 @@ pub fn backward<T: Float>(
             dp.iter_mut().for_each(|d| *d *= scale);
             return;
         }
-        // dz = γ·invstd/M · (M·da − Σda − x̂·Σ(da·x̂)), in f64 as the unfused BatchNorm backward:
-        // M·da and Σda nearly cancel when da is nearly constant over the channel.
+        // dz = γ·invstd/M · (M·da − Σda − x̂·Σ(da·x̂)), in f64 as the unfused BatchNorm backward
+        // (M·da and Σda nearly cancel when da is nearly constant over the channel), expanded to
+        // dz = c1·da + c0 + cz·z so the loop is two multiply-adds per element.
         let (sd, sdx) = (sums[ch].0, dgamma[ch].to_f64());
         let k = gm * is / count;
+        let (c1, cz) = (k * count, -k * sdx * is);
+        let c0 = -k * sd - cz * m;
         for (d, &zv) in dp.iter_mut().zip(zp) {
-            let xhat = (zv.to_f64() - m) * is;
-            *d = T::from_f64(k * (count * d.to_f64() - sd - xhat * sdx));
+            *d = T::from_f64(c1 * d.to_f64() + c0 + cz * zv.to_f64());
         }
     });
     (dz, dgamma, dbeta)
