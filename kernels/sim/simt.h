@@ -43,6 +43,28 @@ struct dim3 {
     constexpr operator uint3() const { return uint3{x, y, z}; }
 };
 
+// CUDA's vector types with CUDA's alignment (8 bytes for the 2-wide, 16 for the 4-wide ones), so
+// `*reinterpret_cast<const float4*>(p + i)` is the same 16-byte access as on the GPU. Kernels are
+// compiled with -fsanitize=alignment: a misaligned access (p + i not a multiple of 16 bytes)
+// fails the launch naming the file, line and address, as the GPU faults ("misaligned address")
+// where x86 would silently load.
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(8) int2 {
+    int x, y;
+};
+struct alignas(16) int4 {
+    int x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+inline int2 make_int2(int x, int y) { return int2{x, y}; }
+inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
+
 namespace sim {
 
 // The part of a fiber a kernel sees. The runtime's fiber record begins with it.

@@ -11,4 +11,6 @@
 
 pub mod ffi;
 
-pub use ffi::{Param, Scalar, kernel_names, launch, params, signature};
+pub use ffi::{
+    Param, Scalar, kernel_names, launch, params, reset_schedule, schedule_seed, set_schedule_seed, signature,
+};
