@@ -168,3 +168,67 @@ fn vector_types_have_cuda_alignment() {
         assert_eq!(sum[k], 2 * k as i32);
     }
 }
+
+/// The cost table of kernels/sim/README.md, in thread order and shuffled (run with
+/// `cargo test --release --test simt_strict -- --ignored --nocapture cost`, with and without
+/// MOODGRAD_SIM_THREADS=1). Timing only: nothing to assert on a shared machine.
+#[test]
+#[ignore = "a benchmark: prints the README's cost table"]
+fn cost_table() {
+    use std::time::Instant;
+    let best = |f: &mut dyn FnMut()| -> f64 {
+        (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let n = 4usize << 20;
+    let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+    let mut y = vec![0f32; n];
+    let (m, k) = (512usize, 512usize);
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.25).collect();
+    let mut c = vec![0f32; m * m];
+    let (xp, yp, ap, cp) = (x.as_ptr(), y.as_mut_ptr(), a.as_ptr(), c.as_mut_ptr());
+    for seed in [None, Some(1u64)] {
+        ffi::set_schedule_seed(seed);
+        let axpy = |grid: u32| {
+            let args = Args::default().i32(n as i32).i32(2.0f32.to_bits() as i32).ptr(xp).ptr(yp);
+            launch("st_axpy", grid, 256, 0, args).unwrap();
+        };
+        let ew = best(&mut || axpy(4096));
+        let one = best(&mut || axpy((n as u32).div_ceil(256)));
+        let gemm = best(&mut || {
+            let args = Args::default().ptr(ap).ptr(ap).ptr(cp).i32(m as i32).i32(m as i32).i32(k as i32);
+            let mut slots = args.0;
+            let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+            // SAFETY: A and B are 512×512, C is 512×512.
+            unsafe { ffi::launch("st_gemm_tiled", [8, 8, 1], [256, 1, 1], 0, &mut ptrs) }.unwrap();
+        });
+        let reverse = best(&mut || {
+            let args = Args::default().ptr(xp).ptr(yp).i32(n as i32);
+            launch("st_block_reverse", (n as u32).div_ceil(256), 256, 0, args).unwrap();
+        });
+        let small = |blocks: u32| {
+            best(&mut || {
+                for _ in 0..100 {
+                    launch("st_axpy", blocks, 256, 0, Args::default().i32(256).i32(0).ptr(xp).ptr(yp)).unwrap();
+                }
+            }) / 100.0
+        };
+        let (l1, l4) = (small(1), small(4));
+        eprintln!(
+            "schedule {seed:?}: axpy EW {:.1} ms, axpy 1/thread {:.1} ms, gemm {:.1} ms, reverse {:.1} ms, \
+             launch 1 block {:.1} us, 4 blocks {:.1} us",
+            ew * 1e3,
+            one * 1e3,
+            gemm * 1e3,
+            reverse * 1e3,
+            l1 * 1e6,
+            l4 * 1e6
+        );
+    }
+    ffi::reset_schedule();
+}
