@@ -2,7 +2,8 @@
 //
 // kernels/*.cu include "common.cuh", which includes this header when not under nvcc. Each block's
 // threads run as fibers on one OS thread (kernels/sim/simt.cpp); a fiber runs until it reaches
-// __syncthreads, a warp collective or its end. Blocks are spread over a pool of OS threads.
+// __syncthreads, a warp collective or its end, and the ready fibers resume in a seeded shuffled
+// order (MOODGRAD_SIM_SHUFFLE). Blocks are spread over a pool of OS threads.
 //
 // Only what is declared here exists for a kernel: anything else (sinf, printf, __syncthreads_or,
 // atomicSub, __constant__, ...) fails to compile, so a kernel never silently differs from CUDA.
@@ -143,9 +144,9 @@ inline void __threadfence() noexcept {
 }
 
 // ---- warp collectives ---------------------------------------------------------------------
-// Every lane named in `mask` must call the same collective (lanes that do not exist in a partial
-// last warp are left out of the mask automatically). A lane reading from a lane that does not
-// exist or is outside `mask` gets its own value back.
+// Every lane named in `mask` must call the same collective, and every lane named must exist: a
+// full mask in the partial last warp of a block whose size is not a multiple of 32 fails the
+// launch (CUDA leaves it undefined). A lane reading from a lane outside `mask` gets its own value.
 
 #define SIM_SHUFFLES(T)                                                                           \
     inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = warpSize) {                \
