@@ -114,7 +114,7 @@ fn a_full_mask_in_a_partial_warp_is_an_error() {
     for part in ["kernel st_full_mask_partial_warp", "of warp 1", "__ballot_sync", "mask 0xffffffff", "0xffff0000"] {
         assert!(e.contains(part), "`{part}` missing from: {e}");
     }
-    assert!(e.contains("warp 1 has only lanes 0x0000ffff") && e.contains("block (48,1,1) has 48 threads"), "{e}");
+    assert!(e.contains("warp 1 has only lanes 0x0000ffff") && e.contains("blockDim (48,1,1) = 48 threads"), "{e}");
     assert!(e.contains("block (0,0,0)") || e.contains("block (1,0,0)"), "{e}");
 }
 

@@ -679,7 +679,7 @@ unsigned long long Runner::warp_collective(WarpOp op, unsigned mask, unsigned lo
     if (mask & ~w.existing) {
         const dim3 b = detail::t_block.block_dim;
         fail_on_fiber(format("%s of %s (lane %u of warp %u) called %s with mask 0x%08x, which names lanes "
-                             "0x%08x that do not exist: block (%u,%u,%u) has %u threads, so warp %u has only "
+                             "0x%08x that do not exist: blockDim (%u,%u,%u) = %u threads, so warp %u has only "
                              "lanes 0x%08x. Pass the mask of the existing lanes (e.g. __activemask(), or "
                              "(1u << lanes) - 1 for the last warp) - a GPU leaves this undefined",
                              thread_name(f).c_str(), block_name().c_str(), f.lane, f.warp, name, mask,
