@@ -72,6 +72,11 @@ fn build_sim() {
         // No silent a*b+c fusion: host results must not depend on the compiler's mood. (nvcc does
         // fuse by default; kernels that need identical bits on both write fmaf explicitly.)
         .flag("-ffp-contract=off")
+        // A misaligned dereference (e.g. a float4 load from an address that is not a multiple of
+        // 16) fails the launch as the GPU faults, instead of working as x86 loads do: the checks
+        // call kernels/sim/simt.cpp's __ubsan_handle_type_mismatch_v1_abort (no libubsan).
+        .flag("-fsanitize=alignment")
+        .flag("-fno-sanitize-recover=alignment")
         .warnings(true)
         .extra_warnings(true)
         .warnings_into_errors(env::var("MOODGRAD_SIM_WERROR").is_ok_and(|v| v == "1"));

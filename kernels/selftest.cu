@@ -53,15 +53,24 @@ extern "C" __global__ void st_dynamic_shared_f64(double* __restrict__ y) {
 
 // ---- warp collectives ---------------------------------------------------------------------
 
+// The lanes of the calling thread's warp that exist: 0xffffffff in a full warp, the low
+// (threads left) bits in the partial last warp of a block whose size is not a multiple of 32.
+// What a CUDA kernel passes instead of a full mask when its block may end in a partial warp.
+__device__ inline unsigned st_existing_lanes() {
+    const unsigned tl = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+    const unsigned left = blockDim.x * blockDim.y * blockDim.z - (tl & ~31u);
+    return left >= 32 ? 0xffffffffu : (1u << left) - 1;
+}
+
 // out[i] = the shuffled value for thread i. kind: 0 __shfl_sync (source lane (lane*5 + arg) for
 // lane = threadIdx.x % 32, reduced mod width by the intrinsic), 1 up, 2 down, 3 xor (arg = delta
 // or lane mask). type: 0 float, 1 double, 2 int, 3 unsigned, 4 long long, 5 unsigned long long.
-// mask: full, or __activemask() when use_active. 1-D blocks.
+// mask: the warp's existing lanes (st_existing_lanes), or __activemask() when use_active. 1-D blocks.
 extern "C" __global__ void st_shuffle(int kind, int type, int use_active, const long long* __restrict__ in,
                                       long long* __restrict__ out, int arg, int width) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     const int lane = threadIdx.x % 32;
-    const unsigned mask = use_active ? __activemask() : 0xffffffffu;
+    const unsigned mask = use_active ? __activemask() : st_existing_lanes();
     const int a = kind == 0 ? lane * 5 + arg : arg;
     const long long v = in[i];
     long long r = 0;
@@ -89,11 +98,12 @@ extern "C" __global__ void st_shuffle(int kind, int type, int use_active, const 
     out[i] = r;
 }
 
-// Votes over pred[i]; also the mask the thread used. 1-D blocks.
+// Votes over pred[i] with the existing lanes or __activemask() as mask; also the mask the thread
+// used. 1-D blocks.
 extern "C" __global__ void st_vote(int use_active, const int* __restrict__ pred, unsigned* __restrict__ ballot,
                                    int* __restrict__ any, int* __restrict__ all, unsigned* __restrict__ used_mask) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    const unsigned mask = use_active ? __activemask() : 0xffffffffu;
+    const unsigned mask = use_active ? __activemask() : st_existing_lanes();
     const int p = pred[i];
     ballot[i] = __ballot_sync(mask, p);
     any[i] = __any_sync(mask, p);
@@ -221,7 +231,7 @@ extern "C" __global__ void st_index3d(unsigned* __restrict__ coords, unsigned* _
     c[3] = blockIdx.x;
     c[4] = blockIdx.y;
     c[5] = blockIdx.z;
-    c[6] = __ballot_sync(0xffffffffu, tl % 3 == 0);
+    c[6] = __ballot_sync(st_existing_lanes(), tl % 3 == 0);
     c[7] = __activemask();
     if (g == 0) {
         dims[0] = blockDim.x;
@@ -334,7 +344,65 @@ extern "C" __global__ void st_big_stack(unsigned* __restrict__ out) {
     out[i] = s;
 }
 
+// ---- schedule-order bugs ------------------------------------------------------------------
+
+// Thread 0 produces a per-block scale in dynamic shared memory that every thread consumes:
+// y[i] = x[i] * (blockIdx.x + 1). `with_sync` = 0 leaves out the __syncthreads between producer
+// and consumer: in thread order thread 0 always runs first and the result is right; in any other
+// order a consumer reads the unwritten (0xFF-poisoned, NaN) slot. A real GPU has the same race.
+extern "C" __global__ void st_broadcast_race(const float* __restrict__ x, float* __restrict__ y, int n,
+                                             int with_sync) {
+    DYNAMIC_SHARED(float, scale);
+    if (threadIdx.x == 0) scale[0] = (float)(blockIdx.x + 1);
+    if (with_sync) __syncthreads();
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i] * scale[0];
+}
+
+// Each block appends its index to order[] through an atomic ticket: order[k] = the k-th block to
+// claim a ticket. Shows the block claim order (a permutation of 0..gridDim.x-1).
+extern "C" __global__ void st_block_claims(unsigned* __restrict__ ticket, unsigned* __restrict__ order) {
+    if (threadIdx.x == 0) order[atomicAdd(ticket, 1u)] = blockIdx.x;
+}
+
+// ---- vector types -------------------------------------------------------------------------
+
+// y[offset + 4k .. 4k+3] = x[offset + 4k .. 4k+3] as float4 loads and stores, k < n4 (grid-stride).
+// offset = 0 on 16-byte-aligned buffers is the common vectorised copy; offset = 1 is misaligned
+// (the GPU faults with "misaligned address"), which the layer must report.
+extern "C" __global__ void st_copy_float4(const float* __restrict__ x, float* __restrict__ y, int n4, int offset) {
+    for (int k = blockIdx.x * blockDim.x + threadIdx.x; k < n4; k += gridDim.x * blockDim.x) {
+        const float4 v = *reinterpret_cast<const float4*>(x + offset + 4 * k);
+        *reinterpret_cast<float4*>(y + offset + 4 * k) = make_float4(v.x, v.y, v.z, v.w);
+    }
+}
+
+// The other vector types: out2[k] = (k, 2k) as float2, out_i4[k] = (k, -k, 2k, 3) as int4, read
+// back through an int2 view of its low half: sum[k] = k + -k + 2k = 2k. align[0..3] =
+// alignof(float2, float4, int2, int4).
+extern "C" __global__ void st_vector_types(float2* __restrict__ out2, int4* __restrict__ out_i4,
+                                           int* __restrict__ sum, unsigned* __restrict__ align, int n) {
+    const int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k == 0) {
+        align[0] = alignof(float2);
+        align[1] = alignof(float4);
+        align[2] = alignof(int2);
+        align[3] = alignof(int4);
+    }
+    if (k >= n) return;
+    out2[k] = make_float2((float)k, 2.0f * k);
+    out_i4[k] = make_int4(k, -k, 2 * k, 3);
+    const int2 lo = *reinterpret_cast<const int2*>(&out_i4[k]);
+    sum[k] = lo.x + lo.y + out_i4[k].z;
+}
+
 // ---- failure modes (CUDA's undefined behaviour; the layer must report, not hang) ----------
+
+// A full-mask ballot in every warp, also the partial last one of a block whose size is not a
+// multiple of 32 (lanes that do not exist are named in the mask).
+extern "C" __global__ void st_full_mask_partial_warp(unsigned* y) {
+    y[threadIdx.x] = __ballot_sync(0xffffffffu, 1);
+}
 
 // Only even threads reach the barrier.
 extern "C" __global__ void st_divergent_sync(float* y) {
@@ -406,6 +474,11 @@ SIM_EXPORT(st_gemm_naive)
 SIM_EXPORT(st_axpy)
 SIM_EXPORT(st_math)
 SIM_EXPORT(st_big_stack)
+SIM_EXPORT(st_broadcast_race)
+SIM_EXPORT(st_block_claims)
+SIM_EXPORT(st_copy_float4)
+SIM_EXPORT(st_vector_types)
+SIM_EXPORT(st_full_mask_partial_warp)
 SIM_EXPORT(st_divergent_sync)
 SIM_EXPORT(st_split_sync)
 SIM_EXPORT(st_early_exit_sync)

@@ -54,6 +54,97 @@ unsigned env_unsigned(const char* name, unsigned fallback, unsigned lo, unsigned
     return (unsigned)x;
 }
 
+// ---- the schedule: thread order or a seeded shuffle ---------------------------------------
+
+struct Schedule {
+    bool shuffle;
+    uint64_t seed;
+};
+
+// The process default: MOODGRAD_SIM_SHUFFLE=<u64 seed> (decimal or 0x-hex), `off` for thread
+// order, unset for the built-in seed (shuffling is on by default, so tests see order bugs).
+constexpr uint64_t kDefaultSeed = 0x5eed5eed5eed5eedull;
+
+Schedule default_schedule() {
+    static const Schedule d = [] {
+        const char* v = std::getenv("MOODGRAD_SIM_SHUFFLE");
+        if (!v || !*v) return Schedule{true, kDefaultSeed};
+        if (std::strcmp(v, "off") == 0) return Schedule{false, 0};
+        char* end = nullptr;
+        const unsigned long long x = std::strtoull(v, &end, 0);
+        if (*end != '\0') {
+            std::fprintf(stderr, "moodgrad sim: ignoring MOODGRAD_SIM_SHUFFLE=%s (expected a u64 seed or `off`)\n", v);
+            return Schedule{true, kDefaultSeed};
+        }
+        return Schedule{true, (uint64_t)x};
+    }();
+    return d;
+}
+
+// The launching thread's override (moodgrad_sim_set_schedule): 0 = the process default,
+// 1 = thread order, 2 = shuffled with t_override_seed.
+thread_local int t_override = 0;
+thread_local uint64_t t_override_seed = 0;
+
+Schedule current_schedule() {
+    if (t_override == 1) return Schedule{false, 0};
+    if (t_override == 2) return Schedule{true, t_override_seed};
+    return default_schedule();
+}
+
+inline uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t hash_name(const char* s) {
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+    for (; *s; ++s) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+// A seeded bijection of [0, n): which block the k-th claim runs. An invertible mix of the
+// smallest power-of-two range holding n (odd multiply, xor-shift, add: each a bijection mod
+// 2^bits), cycle-walked back into [0, n).
+struct BlockOrder {
+    uint64_t n = 1, mask = 0;
+    unsigned half = 1;
+    uint64_t mul[3] = {1, 1, 1}, add[3] = {0, 0, 0};
+    bool identity = true;
+
+    BlockOrder() = default;
+    BlockOrder(uint64_t count, uint64_t seed) : n(count) {
+        if (count < 2) return;
+        identity = false;
+        unsigned bits = 1;
+        while (bits < 64 && (uint64_t(1) << bits) < count) ++bits;
+        mask = bits == 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1;
+        half = (bits + 1) / 2;
+        for (int r = 0; r < 3; ++r) {
+            seed = splitmix64(seed);
+            mul[r] = seed | 1;
+            seed = splitmix64(seed);
+            add[r] = seed;
+        }
+    }
+    uint64_t mix(uint64_t x) const {
+        for (int r = 0; r < 3; ++r) {
+            x = (x * mul[r]) & mask;
+            x ^= x >> half;
+            x = (x + add[r]) & mask;
+        }
+        return x;
+    }
+    uint64_t operator()(uint64_t k) const {
+        if (identity) return k;
+        uint64_t x = mix(k);
+        while (x >= n) x = mix(x);
+        return x;
+    }
+};
+
 size_t page_size() {
     static const size_t p = (size_t)sysconf(_SC_PAGESIZE);
     return p;
@@ -255,6 +346,8 @@ struct Job {
     dim3 grid, block;
     unsigned shared_bytes;
     uint64_t total;
+    Schedule schedule{false, 0};
+    BlockOrder order;  // claim k runs block order(k)
     std::atomic<uint64_t> next{0};
     std::atomic<bool> failed{false};
     std::mutex error_mu;
@@ -314,6 +407,9 @@ public:
         __builtin_unreachable();
     }
     void run_entry() const { job_->entry(job_->closure); }
+    [[noreturn]] void fail_misaligned(const std::string& what) {
+        fail_on_fiber(format("%s in %s of %s", what.c_str(), thread_name(*current_).c_str(), block_name().c_str()));
+    }
 
 private:
     void push(unsigned i) {
@@ -322,6 +418,22 @@ private:
         if (tail >= n_) tail -= n_;
         queue_[tail] = i;
         ++count_;
+    }
+    // The next fiber to resume: the ring's head in thread order, else a seeded pick among the
+    // ready fibers (swapped to the head), so code that relies on thread order between barriers
+    // or collectives sees other orders.
+    unsigned pop() {
+        if (shuffle_ && count_ > 1) {
+            rng_ = splitmix64(rng_);
+            const unsigned j = (unsigned)(((rng_ >> 32) * (uint64_t)count_) >> 32);
+            unsigned at = head_ + j;
+            if (at >= n_) at -= n_;
+            std::swap(queue_[head_], queue_[at]);
+        }
+        const unsigned i = queue_[head_];
+        if (++head_ == n_) head_ = 0;
+        --count_;
+        return i;
     }
     [[noreturn]] void fail_on_fiber(std::string message);
     void fail(std::string message) {
@@ -357,6 +469,8 @@ private:
     std::vector<Warp> warps_;
     std::vector<unsigned> queue_;  // ring of ready fibers; each fiber is queued at most once
     unsigned head_ = 0, count_ = 0;
+    bool shuffle_ = false;
+    uint64_t rng_ = 0;
     Context scheduler_;
     Fiber* current_ = nullptr;
     std::vector<Stack> free_stacks_;
@@ -380,6 +494,17 @@ Runner& runner() {
         t_runner = owner.get();
     }
     return *t_runner;
+}
+
+// A misaligned access reported by the sanitizer hook: fails the running fiber's launch like any
+// other kernel error; outside a kernel (cannot happen: only kernel code dereferences user
+// pointers) it aborts.
+[[noreturn]] void misaligned_on_fiber(const std::string& what) {
+    if (!t_runner || !detail::t_thread) {
+        std::fprintf(stderr, "moodgrad sim: %s (outside a kernel)\n", what.c_str());
+        std::abort();
+    }
+    t_runner->fail_misaligned(what);
 }
 
 [[noreturn]] void fiber_main(Fiber* f) {
@@ -433,11 +558,11 @@ bool Runner::run_block(Job& job, uint64_t index) {
         fibers_[i].state = State::Fresh;
         queue_[i] = i;
     }
+    shuffle_ = job.schedule.shuffle;
+    if (shuffle_) rng_ = splitmix64(job.schedule.seed ^ hash_name(job.name) ^ splitmix64(index));
 
     while (count_ > 0 && !failed_) {
-        const unsigned i = queue_[head_];
-        if (++head_ == n_) head_ = 0;
-        --count_;
+        const unsigned i = pop();
         Fiber& f = fibers_[i];
         if (f.state == State::Fresh) {
             f.stack = take_stack();
@@ -464,7 +589,13 @@ bool Runner::run_block(Job& job, uint64_t index) {
         f.state = State::Fresh;
     }
     if (failed_) {
-        job.fail(format("kernel %s: %s", job.name, error_.c_str()));
+        const std::string seed = job.schedule.shuffle
+                                     ? format(" [schedule seed 0x%016llx: MOODGRAD_SIM_SHUFFLE=0x%016llx repeats it, "
+                                              "=off runs thread order]",
+                                              (unsigned long long)job.schedule.seed,
+                                              (unsigned long long)job.schedule.seed)
+                                     : std::string(" [thread-order schedule]");
+        job.fail(format("kernel %s: %s%s", job.name, error_.c_str(), seed.c_str()));
         return false;
     }
     return true;
@@ -545,7 +676,16 @@ unsigned long long Runner::warp_collective(WarpOp op, unsigned mask, unsigned lo
         fail_on_fiber(format("%s of %s called %s with width %d (must be a power of two, 1 to 32)",
                              thread_name(f).c_str(), block_name().c_str(), name, width));
     }
-    const unsigned group = mask & w.existing;
+    if (mask & ~w.existing) {
+        const dim3 b = detail::t_block.block_dim;
+        fail_on_fiber(format("%s of %s (lane %u of warp %u) called %s with mask 0x%08x, which names lanes "
+                             "0x%08x that do not exist: blockDim (%u,%u,%u) = %u threads, so warp %u has only "
+                             "lanes 0x%08x. Pass the mask of the existing lanes (e.g. __activemask(), or "
+                             "(1u << lanes) - 1 for the last warp) - a GPU leaves this undefined",
+                             thread_name(f).c_str(), block_name().c_str(), f.lane, f.warp, name, mask,
+                             mask & ~w.existing, b.x, b.y, b.z, n_, f.warp, w.existing));
+    }
+    const unsigned group = mask;
     if (group & w.exited) {
         fail_on_fiber(format("%s of %s (lane %u of warp %u) called %s with mask 0x%08x, but lanes 0x%08x of "
                              "that mask have exited",
@@ -686,7 +826,7 @@ void work(Job& job) {
     uint64_t b;
     while ((b = job.next.fetch_add(1, std::memory_order_relaxed)) < job.total) {
         if (job.failed.load(std::memory_order_relaxed)) continue;  // skip the rest after an error
-        r.run_block(job, b);
+        r.run_block(job, job.order(b));
     }
 }
 
@@ -804,6 +944,8 @@ int run_grid(const char* name, const unsigned* grid, const unsigned* block, unsi
     job.block = b;
     job.shared_bytes = shared_bytes;
     job.total = uint64_t(g.x) * g.y * g.z;
+    job.schedule = current_schedule();
+    if (job.schedule.shuffle) job.order = BlockOrder(job.total, splitmix64(job.schedule.seed ^ hash_name(name)));
     if (job.total == 1 || pool_threads() == 1) {
         work(job);
     } else {
@@ -814,6 +956,66 @@ int run_grid(const char* name, const unsigned* grid, const unsigned* block, unsi
 }
 
 }  // namespace sim
+
+// ---- misaligned accesses ------------------------------------------------------------------
+// build.rs compiles with -fsanitize=alignment -fno-sanitize-recover=alignment: every pointer
+// dereference checks the type's alignment and calls the handler below on a misaligned address
+// (no libubsan: these definitions are the whole runtime). The layouts are GCC's/compiler-rt's
+// "v1" type-mismatch data.
+namespace {
+struct UbsanLocation {
+    const char* file;
+    unsigned line, column;
+};
+struct UbsanType {
+    unsigned short kind, info;
+    char name[1];
+};
+struct UbsanMismatch {
+    UbsanLocation loc;
+    const UbsanType* type;
+    unsigned char log_alignment, check_kind;
+};
+const char* check_kind_name(unsigned k) {
+    static const char* const names[] = {"load of",      "store to",         "reference binding to",
+                                        "member access within", "member call on", "constructor call on",
+                                        "downcast of",  "downcast of",      "upcast of",
+                                        "cast to virtual base of", "_Nonnull binding to", "dynamic operation on"};
+    return k < sizeof names / sizeof names[0] ? names[k] : "access to";
+}
+[[noreturn]] void misaligned(void* raw, uintptr_t ptr) {
+    const UbsanMismatch* d = static_cast<const UbsanMismatch*>(raw);
+    const unsigned long align = 1ul << d->log_alignment;
+    const std::string what =
+        sim::format("misaligned %s address 0x%llx for type %s, which needs %lu-byte alignment (address %% %lu = %llu), "
+                    "at %s:%u:%u",
+                    ptr ? check_kind_name(d->check_kind) : "null-pointer", (unsigned long long)ptr,
+                    d->type ? d->type->name : "?", align, align, (unsigned long long)(ptr % align),
+                    sim::short_file(d->loc.file ? d->loc.file : "?"), d->loc.line, d->loc.column);
+    sim::misaligned_on_fiber(what);
+}
+}  // namespace
+
+extern "C" void __ubsan_handle_type_mismatch_v1_abort(void* data, uintptr_t ptr) {
+    misaligned(data, ptr);
+}
+extern "C" void __ubsan_handle_type_mismatch_v1(void* data, uintptr_t ptr) {
+    misaligned(data, ptr);
+}
+
+// The calling thread's schedule for its next launches: mode 0 = the process default
+// (MOODGRAD_SIM_SHUFFLE), 1 = thread order, 2 = shuffled with `seed`.
+extern "C" void moodgrad_sim_set_schedule(int mode, unsigned long long seed) {
+    sim::t_override = mode;
+    sim::t_override_seed = seed;
+}
+
+// The calling thread's effective schedule: returns 1 and sets *seed when shuffled, else 0.
+extern "C" int moodgrad_sim_schedule(unsigned long long* seed) {
+    const sim::Schedule s = sim::current_schedule();
+    if (seed) *seed = s.shuffle ? s.seed : 0;
+    return s.shuffle ? 1 : 0;
+}
 
 extern "C" const char* moodgrad_sim_last_error() {
     return sim::t_last_error.c_str();

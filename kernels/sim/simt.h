@@ -2,7 +2,8 @@
 //
 // kernels/*.cu include "common.cuh", which includes this header when not under nvcc. Each block's
 // threads run as fibers on one OS thread (kernels/sim/simt.cpp); a fiber runs until it reaches
-// __syncthreads, a warp collective or its end. Blocks are spread over a pool of OS threads.
+// __syncthreads, a warp collective or its end, and the ready fibers resume in a seeded shuffled
+// order (MOODGRAD_SIM_SHUFFLE). Blocks are spread over a pool of OS threads.
 //
 // Only what is declared here exists for a kernel: anything else (sinf, printf, __syncthreads_or,
 // atomicSub, __constant__, ...) fails to compile, so a kernel never silently differs from CUDA.
@@ -42,6 +43,28 @@ struct dim3 {
     constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
     constexpr operator uint3() const { return uint3{x, y, z}; }
 };
+
+// CUDA's vector types with CUDA's alignment (8 bytes for the 2-wide, 16 for the 4-wide ones), so
+// `*reinterpret_cast<const float4*>(p + i)` is the same 16-byte access as on the GPU. Kernels are
+// compiled with -fsanitize=alignment: a misaligned access (p + i not a multiple of 16 bytes)
+// fails the launch naming the file, line and address, as the GPU faults ("misaligned address")
+// where x86 would silently load.
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(8) int2 {
+    int x, y;
+};
+struct alignas(16) int4 {
+    int x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+inline int2 make_int2(int x, int y) { return int2{x, y}; }
+inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
 
 namespace sim {
 
@@ -121,9 +144,9 @@ inline void __threadfence() noexcept {
 }
 
 // ---- warp collectives ---------------------------------------------------------------------
-// Every lane named in `mask` must call the same collective (lanes that do not exist in a partial
-// last warp are left out of the mask automatically). A lane reading from a lane that does not
-// exist or is outside `mask` gets its own value back.
+// Every lane named in `mask` must call the same collective, and every lane named must exist: a
+// full mask in the partial last warp of a block whose size is not a multiple of 32 fails the
+// launch (CUDA leaves it undefined). A lane reading from a lane outside `mask` gets its own value.
 
 #define SIM_SHUFFLES(T)                                                                           \
     inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = warpSize) {                \

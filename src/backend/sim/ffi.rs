@@ -22,6 +22,33 @@ unsafe extern "C" {
     static moodgrad_sim_kernels: [RawKernel; 0];
     static moodgrad_sim_kernel_count: u32;
     fn moodgrad_sim_last_error() -> *const c_char;
+    fn moodgrad_sim_set_schedule(mode: c_int, seed: u64);
+    fn moodgrad_sim_schedule(seed: *mut u64) -> c_int;
+}
+
+/// Sets the fiber and block schedule of this thread's next launches: `Some(seed)` resumes each
+/// block's ready fibers, and claims the grid's blocks, in an order drawn from `seed`
+/// (deterministic given the seed); `None` runs thread order and blocks in index order. Without a
+/// call the process default applies: `MOODGRAD_SIM_SHUFFLE=<u64>` (decimal or 0x-hex), `=off`
+/// for thread order, unset for a built-in seed (shuffled). Launches from other threads are not
+/// affected.
+pub fn set_schedule_seed(seed: Option<u64>) {
+    // SAFETY: sets two thread-local variables of the runtime; no pointers are passed.
+    unsafe { moodgrad_sim_set_schedule(if seed.is_some() { 2 } else { 1 }, seed.unwrap_or(0)) }
+}
+
+/// Returns this thread's launches to the process default schedule (see [`set_schedule_seed`]).
+pub fn reset_schedule() {
+    // SAFETY: as in set_schedule_seed.
+    unsafe { moodgrad_sim_set_schedule(0, 0) }
+}
+
+/// The schedule this thread's next launch uses: `Some(seed)` when shuffled, `None` in thread order.
+pub fn schedule_seed() -> Option<u64> {
+    let mut seed = 0u64;
+    // SAFETY: the runtime writes one u64 through the pointer, which is valid for the call.
+    let shuffled = unsafe { moodgrad_sim_schedule(&mut seed) };
+    (shuffled != 0).then_some(seed)
 }
 
 /// A kernel parameter's scalar type (the pointee for pointers).
