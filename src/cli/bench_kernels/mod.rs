@@ -251,7 +251,7 @@ impl Report<'_> {
     fn table(&self, records: &[Record]) {
         let (h, w) = self.plan.input;
         println!(
-            "{}: fp32, batch {}, input {h}x{w}, median of {} runs; copy bandwidth {:.1} GB/s ({} MiB, read + write{})",
+            "{}: fp32, batch {}, input {h}x{w}, median of {} run(s); copy bandwidth {:.1} GB/s ({} MiB, read + write{})",
             self.device,
             self.plan.batch,
             self.plan.runs,
