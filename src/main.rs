@@ -206,6 +206,8 @@ enum BenchCmd {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Per-kernel medians and GB/s or TFLOP/s on a device (copy, SE, conv, BN, unit, step).
+    Kernels(cli::bench_kernels::KernelsArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -269,6 +271,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Preprocess { files, legacy, device } } => {
             cli::bench::preprocess(files, legacy, device.map(|d| d.parse()).transpose()?)
         }
+        Cmd::Bench { what: BenchCmd::Kernels(a) } => cli::bench_kernels::run(&a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `moodgrad` command line: each subcommand in its own file.
 
 pub mod bench;
+pub mod bench_kernels;
 pub mod compare;
 pub mod demo;
 pub mod encode;
