@@ -7,6 +7,6 @@ PY=${TORCH_PY:-$HOME/.venvs/torch/bin/python}
 # Every group but the per-algorithm conv sweep (conv2d_algos, several minutes more; ALGOS=1 adds it).
 FILTER='^(conv2d_fwd_bwd|vgg_unit|se_block|train_step)/'
 [ "${ALGOS:-0}" = 1 ] && FILTER='.'
-cargo bench --bench cpu -- "$FILTER"
+cargo bench --bench cpu -- --noplot "$FILTER"
 "$PY" tools/bench_torch_cpu.py --out target/torch_cpu.json > /dev/null
 python3 tools/perf_report.py target/torch_cpu.json

@@ -44,8 +44,8 @@ def main():
     for bench, u in zip([b for b, _ in CONV[:4]], t["vgg_unit"]):
         pool = "+pool" if u["pool"] else ""
         label = f"VGG unit conv+BN+ReLU{pool} {u['cin']}→{u['cout']} @ {u['h']}×{u['w']} fwd+bwd"
-        fused = median_ms(crit, "vgg_unit", f"fused/{bench}")
-        unfused = median_ms(crit, "vgg_unit", f"unfused/{bench}")
+        fused = median_ms(crit, "vgg_unit", f"fused_{bench}")
+        unfused = median_ms(crit, "vgg_unit", f"unfused_{bench}")
         rows.append((label, fused, u["fwd_bwd_ms"], f"unfused ops {unfused:.1f} ms ({unfused / fused:.2f}× the fused)"))
     rows.append(("SE block fwd+bwd 1×512×16×161", median_ms(crit, "se_block", "fwd_bwd_1x512x16x161"),
                  t["se_block"]["fwd_bwd_ms"], ""))
