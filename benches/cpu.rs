@@ -132,7 +132,8 @@ fn vgg_unit(c: &mut Criterion) {
         let bn = BatchNorm2d::new(&mut store, "bn", co).unwrap();
         let x = Tensor::new(vec![1, ci, h, w], be.upload(&randn(&mut rng, ci * h * w)).unwrap()).unwrap();
         let out = co * if pool { (h / 2) * (w / 2) } else { h * w };
-        let r = Tensor::new(vec![1, out], be.upload(&randn(&mut rng, out)).unwrap()).unwrap();
+        // A fixed upstream gradient, as tools/bench_torch_cpu.py's `unit(x).backward(gy)`.
+        let gy = be.upload(&randn(&mut rng, out)).unwrap();
         for fused in [true, false] {
             let id = format!("{}/{name}", if fused { "fused" } else { "unfused" });
             g.bench_function(id, |bch| {
@@ -148,11 +149,8 @@ fn vgg_unit(c: &mut Criterion) {
                         let z = ops::relu(&mut tape, &z).unwrap();
                         if pool { ops::maxpool2d(&mut tape, &z, 2, 2).unwrap() } else { z }
                     };
-                    let y = ops::reshape(&mut tape, &y, &[1, out]).unwrap();
-                    let rv = tape.input(r.clone(), false);
-                    let s = ops::linear(&mut tape, &y, &rv, None).unwrap();
                     store.zero_grad();
-                    black_box(tape.backward(&s, &mut store).unwrap().get(&xv).map(|g| g[0]))
+                    black_box(tape.backward_from(&y, gy.clone(), &mut store).unwrap().get(&xv).map(|g| g[0]))
                 })
             });
         }
@@ -167,7 +165,8 @@ fn se_block(c: &mut Criterion) {
     let se = SqueezeExcite::new(&mut store, &mut rng, "se", 512, 16).unwrap();
     let shape = [1, 512, 16, 161];
     let x = Tensor::new(shape.to_vec(), be.upload(&randn(&mut rng, 512 * 16 * 161)).unwrap()).unwrap();
-    let r = Tensor::new(vec![1, 512 * 16 * 161], be.upload(&randn(&mut rng, 512 * 16 * 161)).unwrap()).unwrap();
+    // A fixed upstream gradient, as tools/bench_torch_cpu.py's `se(x).backward(gy)`.
+    let gy = be.upload(&randn(&mut rng, 512 * 16 * 161)).unwrap();
     let mut g = c.benchmark_group("se_block");
     g.sample_size(20);
     g.bench_function("fwd_bwd_1x512x16x161", |bch| {
@@ -175,25 +174,19 @@ fn se_block(c: &mut Criterion) {
             let mut tape = Tape::new(be.clone());
             let xv = tape.input(x.clone(), true);
             let y = se.forward(&mut tape, &store, &xv).unwrap();
-            let y = ops::reshape(&mut tape, &y, &[1, 512 * 16 * 161]).unwrap();
-            let rv = tape.input(r.clone(), false);
-            let s = ops::linear(&mut tape, &y, &rv, None).unwrap();
             store.zero_grad();
-            black_box(tape.backward(&s, &mut store).unwrap().get(&xv).map(|g| g[0]))
+            black_box(tape.backward_from(&y, gy.clone(), &mut store).unwrap().get(&xv).map(|g| g[0]))
         })
     });
     // As in the SE models: SE then the global average pool, folded into one op.
-    let rp = Tensor::new(vec![1, 512], be.upload(&randn(&mut rng, 512)).unwrap()).unwrap();
+    let gp = be.upload(&randn(&mut rng, 512)).unwrap();
     g.bench_function("fwd_bwd_pooled_1x512x16x161", |bch| {
         bch.iter(|| {
             let mut tape = Tape::new(be.clone());
             let xv = tape.input(x.clone(), true);
             let y = se.forward_pooled(&mut tape, &store, &xv).unwrap();
-            let y = ops::reshape(&mut tape, &y, &[1, 512]).unwrap();
-            let rv = tape.input(rp.clone(), false);
-            let s = ops::linear(&mut tape, &y, &rv, None).unwrap();
             store.zero_grad();
-            black_box(tape.backward(&s, &mut store).unwrap().get(&xv).map(|g| g[0]))
+            black_box(tape.backward_from(&y, gp.clone(), &mut store).unwrap().get(&xv).map(|g| g[0]))
         })
     });
     g.finish();
