@@ -219,20 +219,31 @@ impl UnitGeom {
     pub fn channels(&self) -> ChannelGeom {
         ChannelGeom { n: self.n, c: self.c, hw: self.h * self.w }
     }
-    /// Checks z, the unit's output (or its gradient) and the per-channel tensors.
-    pub fn check(&self, op: &'static str, z: usize, out: usize, channels: &[(&str, usize)]) -> Result<()> {
+    /// Checks z, the output gradient (backward only) and the per-channel tensors.
+    pub fn check(&self, op: &'static str, z: usize, dy: Option<usize>, channels: &[(&str, usize)]) -> Result<()> {
         if self.pool && (self.h < 2 || self.w < 2) {
             return Err(Error::shape(
                 op,
                 format!("{self:?}: a {}x{} map is too small for the 2x2 pool", self.h, self.w),
             ));
         }
-        check_lens(op, &[("z", z, self.input_len()), ("output", out, self.output_len())])?;
+        check_lens(op, &[("z", z, self.input_len())])?;
+        if let Some(dy) = dy {
+            check_lens(op, &[("dy", dy, self.output_len())])?;
+        }
         self.channels().check(op, &[], &[], channels)
     }
     pub fn check_i32(&self, op: &'static str) -> Result<()> {
         self.channels().check_i32(op)
     }
+}
+
+/// (name, length) of BatchNorm's running statistics and of the conv bias a fused unit folds
+/// into them, for a per-channel check.
+pub fn running_stat_lens(running_mean: usize, running_var: usize, bias: Option<usize>) -> Vec<(&'static str, usize)> {
+    let mut lens = vec![("running_mean", running_mean), ("running_var", running_var)];
+    lens.extend(bias.map(|b| ("bias", b)));
+    lens
 }
 
 /// BatchNorm's two constants (PyTorch's defaults are 0.1 and 1e-5).

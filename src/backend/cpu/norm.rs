@@ -46,18 +46,15 @@ fn shifted_sums<T: Float>(plane: &[T], s: f64) -> (f64, f64) {
 ///
 /// One pass in f64, shifted by the channel's first element: the variance Σ(x−s)²/M − (Σ(x−s)/M)²
 /// cancels only by (mean − s)²/var in units of 2^-53, negligible for f32 data (24-bit).
-#[allow(clippy::too_many_arguments)]
 pub fn batch_stats<T: Float>(
     x: &[T],
     bias_shift: Option<&[T]>,
     running_mean: &mut [T],
     running_var: &mut [T],
-    n: usize,
-    c: usize,
-    hw: usize,
-    momentum: f64,
-    eps: f64,
+    g: &ChannelGeom,
+    p: &BnParams,
 ) -> (Vec<T>, Vec<T>) {
+    let (n, c, hw, momentum) = (g.n, g.c, g.hw, p.momentum);
     let count = (n * hw) as f64;
     let moments: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
@@ -72,7 +69,7 @@ pub fn batch_stats<T: Float>(
         })
         .collect();
     let mean = moments.iter().map(|m| T::from_f64(m.0)).collect();
-    let invstd = moments.iter().map(|m| T::from_f64(1.0 / (m.1 + eps).sqrt())).collect();
+    let invstd = moments.iter().map(|m| T::from_f64(1.0 / (m.1 + p.eps).sqrt())).collect();
     for (ch, &(m, var_biased)) in moments.iter().enumerate() {
         let unbiased = if count > 1.0 { var_biased * count / (count - 1.0) } else { var_biased };
         let shift = bias_shift.map_or(0.0, |b| b[ch].to_f64());
@@ -96,7 +93,8 @@ pub fn forward_train<T: Float>(
     momentum: f64,
     eps: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let (mean, invstd) = batch_stats(x, None, running_mean, running_var, n, c, hw, momentum, eps);
+    let (g, p) = (ChannelGeom { n, c, hw }, BnParams { momentum, eps });
+    let (mean, invstd) = batch_stats(x, None, running_mean, running_var, &g, &p);
     let scale: Vec<T> = (0..c).map(|ch| invstd[ch] * gamma[ch]).collect();
     let y = affine(x, c, hw, &mean, &scale, beta);
     (y, mean, invstd)

@@ -6,6 +6,7 @@
 
 use super::HostBuf;
 use super::norm::batch_stats;
+use crate::backend::geom::running_stat_lens;
 use crate::backend::{BnParams, ChannelGeom, UnitAffine, UnitGeom};
 use crate::error::Result;
 use crate::float::Float;
@@ -191,11 +192,10 @@ impl<T: Float> crate::backend::Unit for super::Cpu<T> {
         p: &BnParams,
     ) -> Result<(HostBuf<T>, HostBuf<T>)> {
         let op = "unit_batch_stats";
-        let mut channels = vec![("running_mean", running_mean.len()), ("running_var", running_var.len())];
-        channels.extend(bias.map(|b| ("bias", b.len())));
+        let channels = running_stat_lens(running_mean.len(), running_var.len(), bias.map(|b| b.len()));
         g.check(op, &[("z", z.len())], &[], &channels)?;
         let (rm, rv) = (running_mean.make_mut(), running_var.make_mut());
-        let (mean, invstd) = batch_stats(z, bias.map(|b| &b[..]), rm, rv, g.n, g.c, g.hw, p.momentum, p.eps);
+        let (mean, invstd) = batch_stats(z, bias.map(|b| &b[..]), rm, rv, g, p);
         Ok((self.wrap(mean), self.wrap(invstd)))
     }
     fn unit_running_stats(
@@ -207,15 +207,14 @@ impl<T: Float> crate::backend::Unit for super::Cpu<T> {
         eps: f64,
     ) -> Result<(HostBuf<T>, HostBuf<T>)> {
         let g = ChannelGeom { n: 1, c, hw: 1 };
-        let mut channels = vec![("running_mean", running_mean.len()), ("running_var", running_var.len())];
-        channels.extend(bias.map(|b| ("bias", b.len())));
+        let channels = running_stat_lens(running_mean.len(), running_var.len(), bias.map(|b| b.len()));
         g.check("unit_running_stats", &[], &[], &channels)?;
         let mean = (0..c).map(|ch| running_mean[ch] - bias.map_or(T::ZERO, |b| b[ch])).collect();
         let invstd = running_var.iter().map(|&v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect();
         Ok((self.wrap(mean), self.wrap(invstd)))
     }
     fn unit_forward(&self, z: &HostBuf<T>, a: &UnitAffine<'_, Self>, g: &UnitGeom) -> Result<HostBuf<T>> {
-        g.check("unit_forward", z.len(), g.output_len(), &a.lens())?;
+        g.check("unit_forward", z.len(), None, &a.lens())?;
         Ok(self.wrap(forward(z, a, g)))
     }
     fn unit_backward(
@@ -226,7 +225,7 @@ impl<T: Float> crate::backend::Unit for super::Cpu<T> {
         g: &UnitGeom,
         batch_stats: bool,
     ) -> Result<(HostBuf<T>, HostBuf<T>, HostBuf<T>)> {
-        g.check("unit_backward", z.len(), dy.len(), &a.lens())?;
+        g.check("unit_backward", z.len(), Some(dy.len()), &a.lens())?;
         let (dz, dg, db) = backward(dy, z, a, g, batch_stats);
         Ok((self.wrap(dz), self.wrap(dg), self.wrap(db)))
     }

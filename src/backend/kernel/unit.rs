@@ -1,6 +1,7 @@
 //! The fused VGG unit: kernels/unit.cu, with norm.cu's statistics and backward reductions.
 
 use super::{Arg, B1, DevBuf, KernelBackend, ew, f, i, p};
+use crate::backend::geom::running_stat_lens;
 use crate::backend::{BnParams, ChannelGeom, Unit, UnitAffine, UnitGeom};
 use crate::error::Result;
 
@@ -19,8 +20,7 @@ impl Unit for KernelBackend {
         bp: &BnParams,
     ) -> Result<(DevBuf, DevBuf)> {
         let op = "unit_batch_stats";
-        let mut channels = vec![("running_mean", running_mean.len()), ("running_var", running_var.len())];
-        channels.extend(bias.map(|b| ("bias", b.len())));
+        let channels = running_stat_lens(running_mean.len(), running_var.len(), bias.map(|b| b.len()));
         g.check(op, &[("z", z.len())], &[], &channels)?;
         g.check_i32(op)?;
         running_mean.make_unique()?;
@@ -51,8 +51,7 @@ impl Unit for KernelBackend {
         eps: f64,
     ) -> Result<(DevBuf, DevBuf)> {
         let g = ChannelGeom { n: 1, c, hw: 1 };
-        let mut channels = vec![("running_mean", running_mean.len()), ("running_var", running_var.len())];
-        channels.extend(bias.map(|b| ("bias", b.len())));
+        let channels = running_stat_lens(running_mean.len(), running_var.len(), bias.map(|b| b.len()));
         g.check("unit_running_stats", &[], &[], &channels)?;
         let (mean, invstd) = (self.buf(c)?, self.buf(c)?);
         let args = [opt(bias), p(running_mean), p(running_var), p(&mean), p(&invstd), i(c)?, f(eps)];
@@ -60,7 +59,7 @@ impl Unit for KernelBackend {
         Ok((mean, invstd))
     }
     fn unit_forward(&self, z: &DevBuf, a: &UnitAffine<'_, Self>, g: &UnitGeom) -> Result<DevBuf> {
-        g.check("unit_forward", z.len(), g.output_len(), &a.lens())?;
+        g.check("unit_forward", z.len(), None, &a.lens())?;
         g.check_i32("unit_forward")?;
         let y = self.buf(g.output_len())?;
         let args = [p(z), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), p(&y)];
@@ -75,7 +74,7 @@ impl Unit for KernelBackend {
         g: &UnitGeom,
         batch_stats: bool,
     ) -> Result<(DevBuf, DevBuf, DevBuf)> {
-        g.check("unit_backward", z.len(), dy.len(), &a.lens())?;
+        g.check("unit_backward", z.len(), Some(dy.len()), &a.lens())?;
         g.check_i32("unit_backward")?;
         let da = self.buf(g.input_len())?;
         let args = [p(dy), p(z), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), p(&da)];
