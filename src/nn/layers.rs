@@ -86,14 +86,24 @@ impl BatchNorm2d {
         x: &Var<B>,
         train: bool,
     ) -> Result<Var<B>> {
-        let gamma = tape.param(store, self.weight);
-        let beta = tape.param(store, self.bias);
+        let (gamma, beta, state) = self.enter(tape, store, train);
+        ops::batchnorm2d(tape, x, &gamma, &beta, state, train)
+    }
+
+    /// γ and β on the tape and the running statistics to normalise with (or update), with
+    /// `num_batches_tracked` counted in training: what every op over this layer's state needs.
+    fn enter<'s, B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        store: &'s mut ParamStore<B>,
+        train: bool,
+    ) -> (Var<B>, Var<B>, BatchNormState<'s, B>) {
+        let (gamma, beta) = (tape.param(store, self.weight), tape.param(store, self.bias));
         if train {
             store.bump_counter(self.num_batches_tracked);
         }
         let (running_mean, running_var) = store.two_mut(self.running_mean, self.running_var);
-        let state = BatchNormState { running_mean, running_var, momentum: self.momentum, eps: self.eps };
-        ops::batchnorm2d(tape, x, &gamma, &beta, state, train)
+        (gamma, beta, BatchNormState { running_mean, running_var, momentum: self.momentum, eps: self.eps })
     }
 }
 
@@ -110,12 +120,7 @@ pub fn vgg_unit_forward<B: Backend>(
 ) -> Result<Var<B>> {
     let weight = tape.param(store, conv.weight);
     let bias = conv.bias.map(|b| tape.param(store, b));
-    let (gamma, beta) = (tape.param(store, bn.weight), tape.param(store, bn.bias));
-    if train {
-        store.bump_counter(bn.num_batches_tracked);
-    }
-    let (running_mean, running_var) = store.two_mut(bn.running_mean, bn.running_var);
-    let state = BatchNormState { running_mean, running_var, momentum: bn.momentum, eps: bn.eps };
+    let (gamma, beta, state) = bn.enter(tape, store, train);
     let vars = ops::UnitVars { weight: &weight, bias: bias.as_ref(), gamma: &gamma, beta: &beta };
     ops::vgg_unit(tape, x, vars, state, (conv.stride, conv.pad), train, pool)
 }
