@@ -37,14 +37,29 @@ impl PhaseTime {
     }
 }
 
+/// Wall and CPU time since `start`, for a phase that cannot be one closure (early returns).
+pub struct Stopwatch {
+    t0: Instant,
+    c0: Option<f64>,
+}
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        Stopwatch { c0: process_cpu_seconds(), t0: Instant::now() }
+    }
+    pub fn elapsed(&self) -> PhaseTime {
+        let wall_s = self.t0.elapsed().as_secs_f64();
+        let cpu_s = match (self.c0, process_cpu_seconds()) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
+        PhaseTime { wall_s, cpu_s }
+    }
+}
+
 /// Runs `f`, returning its result and how long it took.
 pub fn timed<R>(f: impl FnOnce() -> R) -> (R, PhaseTime) {
-    let (c0, t0) = (process_cpu_seconds(), Instant::now());
+    let sw = Stopwatch::start();
     let r = f();
-    let wall_s = t0.elapsed().as_secs_f64();
-    let cpu_s = match (c0, process_cpu_seconds()) {
-        (Some(a), Some(b)) => b - a,
-        _ => f64::NAN,
-    };
-    (r, PhaseTime { wall_s, cpu_s })
+    (r, sw.elapsed())
 }

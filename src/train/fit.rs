@@ -14,7 +14,7 @@ use super::run_dir::RunDir;
 use super::session::Session;
 use crate::backend::Backend;
 use crate::checkpoint;
-use crate::cputime::{PhaseTime, process_cpu_seconds, timed};
+use crate::cputime::{PhaseTime, Stopwatch, timed};
 use crate::error::{Error, Result};
 use crate::io;
 use crate::optim::{Interval, clip_coefficient, grad_norm};
@@ -87,18 +87,16 @@ pub fn fit<B: Backend>(
         let plan = super::loader::batches(&order, bs);
         let pb = bar(plan.len() as u64, epoch, epochs);
         let (mut acc, mut loss_sum, mut norms) = (MetricsAcc::default(), 0.0, Vec::new());
-        let mut train_secs = 0.0;
         // Time blocked on the loader thread (data loading that did not overlap compute), and
-        // CPU ÷ wall over the steps (both cores busy?).
-        let (mut data_wait, mut steps_cpu) = (0.0, PhaseTime::default());
+        // the steps' wall and CPU time (both cores busy?).
+        let (mut data_wait, mut steps) = (0.0, PhaseTime::default());
         let mut loader = super::loader::Prefetch::new(songs.clone(), plan.clone()).enumerate();
         loop {
             let (next, wait) = timed(|| loader.next());
             data_wait += wait.wall_s;
             let Some((k, b)) = next else { break };
             let b = b?;
-            let ts = Instant::now();
-            let c0 = process_cpu_seconds();
+            let sw = Stopwatch::start();
             let seed = s.rng.next_u64();
             s.store.zero_grad();
             let mut tape = Tape::new(s.store.backend.clone());
@@ -127,13 +125,7 @@ pub fn fit<B: Backend>(
             if s.sched.interval == Interval::Step {
                 s.sched.step(&mut s.opt);
             }
-            let step_wall = ts.elapsed().as_secs_f64();
-            train_secs += step_wall;
-            let step_cpu = match (c0, process_cpu_seconds()) {
-                (Some(a), Some(b)) => b - a,
-                _ => f64::NAN,
-            };
-            steps_cpu.add(PhaseTime { wall_s: step_wall, cpu_s: step_cpu });
+            steps.add(sw.elapsed());
             let truth: Vec<f64> = b.target.iter().map(|&x| x as f64).collect();
             let labels: Vec<_> = b.songs.iter().map(|&i| songs[i].quadrant).collect();
             acc.push_batch(&truth, &pred, &labels)?;
@@ -143,7 +135,7 @@ pub fn fit<B: Backend>(
             pb.set_message(format!(
                 "loss {:.4}  {:.1} samples/s",
                 loss_sum / norms.len() as f64,
-                acc.n() as f64 / train_secs
+                acc.n() as f64 / steps.wall_s
             ));
         }
         pb.finish_and_clear();
@@ -170,10 +162,10 @@ pub fn fit<B: Backend>(
             grad_norm_mean: norms.iter().sum::<f64>() / n_steps,
             grad_norm_max: norms.iter().copied().fold(0.0, f64::max),
             lr,
-            samples_per_s: acc.n() as f64 / train_secs.max(1e-9),
+            samples_per_s: acc.n() as f64 / steps.wall_s.max(1e-9),
             seconds: t0.elapsed().as_secs_f64(),
             data_wait_s: data_wait,
-            train_cpu_per_wall: steps_cpu.busy_cores(),
+            train_cpu_per_wall: steps.busy_cores(),
             best: verdict.improved,
         };
         log.append(&rec)?;
