@@ -2,17 +2,16 @@
 //! f64 finite differences, equality with the two unfused ops, and the fused and unfused models
 //! giving the same loss and gradients.
 
-use moodgrad::backend::cpu::Cpu;
+mod model_common;
+
+use model_common::{C64, loss_and_grads, small_config};
 use moodgrad::gradcheck::check_op;
-use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
+use moodgrad::nn::AttentionKind;
 use moodgrad::ops;
 use moodgrad::params::ParamStore;
 use moodgrad::rng::Rng;
 use moodgrad::tape::Tape;
 use moodgrad::tensor::Tensor;
-use moodgrad::train::{Batch, forward_backward};
-
-type C64 = Cpu<f64>;
 
 /// Central differences with h = 1e-6 in f64 (as tests/ops_gradcheck.rs): truncation and
 /// rounding ~1e-9 relative; a wrong gradient is off by O(1).
@@ -80,45 +79,20 @@ fn close_at(what: &str, got: &[f64], want: &[f64], tol: f64, floor: f64) {
     assert!(err <= tol, "{what}: max difference {err:.2e} of the largest magnitude (tolerance {tol:.0e})");
 }
 
-fn batch(be: &C64, n: usize, h: usize, w: usize, t: usize) -> Batch<C64> {
-    let mut r = Rng::new(11);
-    Batch {
-        audio: randn(be, &mut r, &[n, 1, h, w]),
-        lyrics: randn(be, &mut r, &[n, t]),
-        target: Tensor::from_f64(be, &[n, 2], &(0..n * 2).map(|_| r.uniform()).collect::<Vec<_>>()).unwrap(),
-    }
-}
-
 #[test]
 fn fused_and_unfused_models_give_the_same_loss_and_gradients() {
     for model in ["model3", "model4"] {
-        let mut cfg = ModelConfig::preset(model, AttentionKind::Se).unwrap();
-        cfg.channels = vec![4, 8, 16];
-        cfg.se_reduction = 4;
-        cfg.lyrics_dim = 5;
-        let run = |fused: bool| {
-            let be = C64::new();
-            let mut store = ParamStore::new(be.clone());
-            let mut net = SeedNet::new(cfg.clone(), &mut store, &mut Rng::new(3)).unwrap();
-            net.set_fused_se_pool(fused);
-            let loss = forward_backward(&net, &mut store, &batch(&be, 3, 12, 20, 5), true, 0).unwrap();
-            let grads: Vec<(String, Vec<f64>)> = store
-                .param_ids()
-                .into_iter()
-                .map(|id| (store.name(id).to_string(), store.grad(id).unwrap().to_vec()))
-                .collect();
-            (loss, grads)
-        };
-        let (l0, g0) = run(false);
-        let (l1, g1) = run(true);
+        let cfg = small_config(model, AttentionKind::Se);
+        let (l0, g0) = loss_and_grads(&cfg, 20, |net| net.set_fused_se_pool(false));
+        let (l1, g1) = loss_and_grads(&cfg, 20, |net| net.set_fused_se_pool(true));
         // Same rounding argument as above, through the whole network in f64. Each tensor is
         // judged against its largest entry, floored at 1e-4 of the network's largest: the conv
         // biases BatchNorm cancels have a true gradient of exactly 0, computed as ~1e-17 noise.
         close(&format!("{model} loss"), &[l1], &[l0], 1e-12);
         assert_eq!(g0.len(), g1.len());
-        let top = g0.iter().flat_map(|(_, g)| g.iter()).fold(0f64, |m, v| m.max(v.abs()));
-        for ((name, a), (_, b)) in g1.iter().zip(&g0) {
-            close_at(&format!("{model} {name}"), a, b, 1e-10, 1e-4 * top);
+        let top = g0.iter().flat_map(|p| p.grad.iter()).fold(0f64, |m, v| m.max(v.abs()));
+        for (a, b) in g1.iter().zip(&g0) {
+            close_at(&format!("{model} {}", a.name), &a.grad, &b.grad, 1e-10, 1e-4 * top);
         }
     }
 }

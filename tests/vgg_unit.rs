@@ -2,22 +2,22 @@
 //! 10): f64 finite differences, PyTorch goldens, equality with the unfused four-op chain, the
 //! kernel backend (sim) against the CPU, and the fused and unfused models' gradients.
 
+mod model_common;
+
+use model_common::{C64, loss_and_grads, small_config};
 use moodgrad::backend::Backend;
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::kernel::KernelBackend;
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::gradcheck::check_op;
 use moodgrad::io::{self, TensorFile};
-use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
+use moodgrad::nn::AttentionKind;
 use moodgrad::ops::{self, BatchNormState, UnitVars};
 use moodgrad::params::ParamStore;
 use moodgrad::rng::Rng;
 use moodgrad::tape::Tape;
 use moodgrad::tensor::Tensor;
-use moodgrad::train::{Batch, forward_backward};
 use std::path::Path;
-
-type C64 = Cpu<f64>;
 
 #[derive(Clone, Copy, Debug)]
 struct Case {
@@ -278,59 +278,27 @@ fn a_map_too_small_for_the_pool_is_refused() {
     assert!(e.to_string().contains("vgg_unit") && e.to_string().contains("too small"), "{e}");
 }
 
-fn batch(be: &C64, n: usize, h: usize, w: usize, t: usize) -> Batch<C64> {
-    let mut r = Rng::new(11);
-    let mut randn = |shape: &[usize]| {
-        let k = shape.iter().product();
-        Tensor::from_f64(be, shape, &(0..k).map(|_| r.normal()).collect::<Vec<_>>()).unwrap()
-    };
-    let (audio, lyrics) = (randn(&[n, 1, h, w]), randn(&[n, t]));
-    let target = Tensor::from_f64(be, &[n, 2], &(0..n * 2).map(|i| (i as f64 * 0.37).fract()).collect::<Vec<_>>());
-    Batch { audio, lyrics, target: target.unwrap() }
-}
-
 #[test]
 fn fused_and_unfused_models_give_the_same_loss_and_gradients() {
     for (model, attention) in
         [("model3", AttentionKind::Se), ("model4", AttentionKind::Se), ("model3", AttentionKind::Legacy)]
     {
-        let mut cfg = ModelConfig::preset(model, attention).unwrap();
-        cfg.channels = vec![4, 8, 16];
-        cfg.se_reduction = 4;
-        cfg.lyrics_dim = 5;
-        let run = |fused: bool| {
-            let be = C64::new();
-            let mut store = ParamStore::new(be.clone());
-            let mut net = SeedNet::new(cfg.clone(), &mut store, &mut Rng::new(3)).unwrap();
-            net.set_fused_units(fused);
-            let loss = forward_backward(&net, &mut store, &batch(&be, 3, 12, 21, 5), true, 0).unwrap();
-            // (name, gradient, whether it is a conv bias: a `.bias` beside a 4-D weight)
-            let entries: Vec<(String, Vec<f64>, bool)> = store
-                .param_ids()
-                .into_iter()
-                .map(|id| {
-                    let name = store.name(id).to_string();
-                    let weight = name.strip_suffix(".bias").and_then(|p| store.find(&format!("{p}.weight")));
-                    let conv_bias = weight.is_some_and(|w| store.value(w).shape().len() == 4);
-                    (name, store.grad(id).unwrap().to_vec(), conv_bias)
-                })
-                .collect();
-            (loss, entries)
-        };
-        let (l0, g0) = run(false);
-        let (l1, g1) = run(true);
+        let cfg = small_config(model, attention);
+        let (l0, g0) = loss_and_grads(&cfg, 21, |net| net.set_fused_units(false));
+        let (l1, g1) = loss_and_grads(&cfg, 21, |net| net.set_fused_units(true));
         // f64 through the whole network, other summation orders: ~1e-15. Conv biases: exactly 0
         // fused, ~1e-17 noise unfused (their true gradient is 0): judged against 1e-4 of the
         // largest gradient.
         assert!((l1 - l0).abs() <= 1e-12 * l0.abs(), "{model} {attention:?}: loss {l1} vs {l0}");
-        let top = g0.iter().flat_map(|(_, g, _)| g.iter()).fold(0f64, |m, v| m.max(v.abs()));
+        let top = g0.iter().flat_map(|p| p.grad.iter()).fold(0f64, |m, v| m.max(v.abs()));
         let mut conv_biases = 0;
-        for ((name, a, conv_bias), (_, b, _)) in g1.iter().zip(&g0) {
-            let e = err(a, b, 1e-4 * top);
-            assert!(e < 1e-10, "{model} {attention:?}: {name}: {e:.2e}");
-            if *conv_bias {
+        for (a, b) in g1.iter().zip(&g0) {
+            let e = err(&a.grad, &b.grad, 1e-4 * top);
+            assert!(e < 1e-10, "{model} {attention:?}: {}: {e:.2e}", a.name);
+            if a.conv_bias {
                 conv_biases += 1;
-                assert!(a.iter().all(|&v| v == 0.0), "{model}: {name}: fused gradient {a:?}, expected exactly 0");
+                let g = &a.grad;
+                assert!(g.iter().all(|&v| v == 0.0), "{model}: {}: fused gradient {g:?}, expected exactly 0", a.name);
             }
         }
         assert_eq!(conv_biases, 3 * cfg.convs_per_block, "{model}: every conv bias seen");
