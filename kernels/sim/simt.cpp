@@ -39,7 +39,11 @@ using detail::WarpOp;
 // ---- configuration ------------------------------------------------------------------------
 
 constexpr unsigned kMaxBlockThreads = 1024;
-constexpr unsigned kMaxSharedBytes = 48 * 1024;
+// Dynamic shared memory: 48 KiB per block unless the kernel opted in to more
+// (moodgrad_sim_set_max_dynamic_shared, cuFuncSetAttribute's MAX_DYNAMIC_SHARED_SIZE_BYTES), up
+// to sm_90's 227 KiB per block.
+constexpr unsigned kDefaultSharedBytes = 48 * 1024;
+constexpr unsigned kMaxSharedBytes = 227 * 1024;
 constexpr unsigned kWarp = 32;
 
 unsigned env_unsigned(const char* name, unsigned fallback, unsigned lo, unsigned hi) {
@@ -329,6 +333,22 @@ struct Fiber {
     // The pending __activemask() call site.
     const char* site_file = "";
     unsigned site_line = 0, site_column = 0;
+    // cp.async copies issued and not yet completed by a cp.async.wait_group; `groups` counts the
+    // commits so far, so an uncommitted copy has group == groups.
+    struct Copy {
+        void* dst;
+        const void* src;
+        unsigned bytes, src_bytes, group;
+    };
+    std::vector<Copy> copies;
+    unsigned groups = 0;
+};
+
+// One lane's operands of mma.sync (posted through the warp collective as a pointer).
+struct MmaLane {
+    float* d;
+    const unsigned* a;
+    const unsigned* b;
 };
 
 struct Warp {
@@ -370,6 +390,7 @@ const char* op_name(WarpOp op) {
         case WarpOp::Ballot: return "__ballot_sync";
         case WarpOp::Any: return "__any_sync";
         case WarpOp::All: return "__all_sync";
+        case WarpOp::Mma: return "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
     }
     return "?";
 }
@@ -399,6 +420,10 @@ public:
                                        int bytes);
     unsigned activemask(const char* file, unsigned line, unsigned column);
     void* dynamic_shared() const { return shared_; }
+    void mma_tf32(float* d, const unsigned* a, const unsigned* b);
+    void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes);
+    void cp_async_commit() { ++current_->groups; }
+    void cp_async_wait(unsigned pending);
 
     // The fiber's kernel body finished.
     [[noreturn]] void exit_fiber(Fiber* f) {
@@ -454,6 +479,11 @@ private:
     }
     void on_exit(Fiber& f);
     bool try_complete_active(Warp& w, const Fiber* caller);
+    void complete_mma(const Warp& w);
+    static void land(const Fiber::Copy& c) {
+        if (c.src_bytes) std::memcpy(c.dst, c.src, c.src_bytes);
+        if (c.src_bytes < c.bytes) std::memset(static_cast<unsigned char*>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+    }
     void describe_deadlock();
     Stack take_stack() {
         if (free_stacks_.empty()) return map_stack();
@@ -556,6 +586,8 @@ bool Runner::run_block(Job& job, uint64_t index) {
     count_ = n_;
     for (unsigned i = 0; i < n_; ++i) {
         fibers_[i].state = State::Fresh;
+        fibers_[i].copies.clear();
+        fibers_[i].groups = 0;
         queue_[i] = i;
     }
     shuffle_ = job.schedule.shuffle;
@@ -602,6 +634,9 @@ bool Runner::run_block(Job& job, uint64_t index) {
 }
 
 void Runner::on_exit(Fiber& f) {
+    // Copies still in flight land (a GPU thread's cp.async completes even if it never waits).
+    for (const Fiber::Copy& c : f.copies) land(c);
+    f.copies.clear();
     free_stacks_.push_back(f.stack);  // LIFO: the next fresh fiber reuses this (cache-hot) stack
     --live_;
     ++exited_;
@@ -716,7 +751,9 @@ unsigned long long Runner::warp_collective(WarpOp op, unsigned mask, unsigned lo
     }
 
     // The last lane of the group has arrived: compute every lane's result, wake the others.
-    if (op >= WarpOp::Ballot) {
+    if (op == WarpOp::Mma) {
+        complete_mma(w);
+    } else if (op >= WarpOp::Ballot) {
         unsigned ballot = 0;
         for (unsigned bits = group; bits; bits &= bits - 1) {
             const unsigned l = __builtin_ctz(bits);
@@ -754,6 +791,99 @@ unsigned long long Runner::warp_collective(WarpOp op, unsigned mask, unsigned lo
     w.waiting &= ~group;
     for (unsigned bits = group & ~bit; bits; bits &= bits - 1) push(w.base + __builtin_ctz(bits));
     return f.result;
+}
+
+// mma.sync m16n8k8 TF32 with PTX's fragment layouts (lane l, groupID g = l / 4, t = l % 4):
+//   A 16×8 (row-major): a[i] = A[g + 8·(i % 2)][t + 4·(i / 2)]
+//   B 8×8 (column-major): b[i] = B[t + 4·i][g]
+//   C/D 16×8: d[i] = D[g + 8·(i / 2)][2t + i % 2]
+// Each product of two TF32 values is exact in float and in double; the 8 products and C are
+// summed in double and rounded once. The hardware's internal accumulation order and width are
+// not specified (FP32-or-better); tests against a CPU reference allow for summation order.
+void Runner::mma_tf32(float* d, const unsigned* a, const unsigned* b) {
+    Fiber& f = *current_;
+    const Warp& w = warps_[f.warp];
+    if (w.existing != 0xffffffffu) {
+        fail_on_fiber(format("%s of %s called %s in warp %u, which has only lanes 0x%08x: mma.sync needs all "
+                             "32 lanes of a full warp",
+                             thread_name(f).c_str(), block_name().c_str(), op_name(WarpOp::Mma), f.warp, w.existing));
+    }
+    MmaLane lane{d, a, b};
+    unsigned long long bits = 0;
+    static_assert(sizeof(MmaLane*) <= sizeof bits);
+    const MmaLane* p = &lane;
+    std::memcpy(&bits, &p, sizeof p);
+    (void)warp_collective(WarpOp::Mma, 0xffffffffu, bits, 0, 32, 8);
+}
+
+void Runner::complete_mma(const Warp& w) {
+    const MmaLane* lanes[32];
+    for (unsigned l = 0; l < 32; ++l) {
+        std::memcpy(&lanes[l], &fibers_[w.base + l].value, sizeof lanes[l]);
+        for (int i = 0; i < 6; ++i) {
+            const unsigned v = i < 4 ? lanes[l]->a[i] : lanes[l]->b[i - 4];
+            if (v & 0x1fffu) {
+                fail_on_fiber(format("%s in warp %u of %s: lane %u passes %s operand %c[%d] = 0x%08x, which is not a "
+                                     "tf32 value (low 13 bits set): round it with cvt.rna.tf32.f32 (mg::to_tf32)",
+                                     op_name(WarpOp::Mma), (unsigned)(w.base / kWarp), block_name().c_str(), l,
+                                     i < 4 ? "an A" : "a B", i < 4 ? 'a' : 'b', i < 4 ? i : i - 4, v));
+            }
+        }
+    }
+    auto A = [&](unsigned row, unsigned k) {
+        return __builtin_bit_cast(float, lanes[(row % 8) * 4 + k % 4]->a[row / 8 + 2 * (k / 4)]);
+    };
+    auto B = [&](unsigned k, unsigned col) { return __builtin_bit_cast(float, lanes[col * 4 + k % 4]->b[k / 4]); };
+    float out[32][4];
+    for (unsigned l = 0; l < 32; ++l) {
+        const unsigned g = l / 4, t = l % 4;
+        for (unsigned i = 0; i < 4; ++i) {
+            const unsigned row = g + 8 * (i / 2), col = 2 * t + i % 2;
+            double s = (double)lanes[l]->d[i];
+            for (unsigned k = 0; k < 8; ++k) s += (double)A(row, k) * (double)B(k, col);
+            out[l][i] = (float)s;
+        }
+    }
+    // Written after every lane's inputs were read (a lane's d may alias nothing else, but C of
+    // one lane is read only by that lane; A and B are read by all).
+    for (unsigned l = 0; l < 32; ++l)
+        for (unsigned i = 0; i < 4; ++i) lanes[l]->d[i] = out[l][i];
+}
+
+void Runner::cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
+    Fiber& f = *current_;
+    const uintptr_t d = reinterpret_cast<uintptr_t>(dst), s = reinterpret_cast<uintptr_t>(src);
+    if ((bytes != 4 && bytes != 8 && bytes != 16) || src_bytes > bytes)
+        fail_on_fiber(format("cp.async in %s of %s: copy of %u bytes reading %u (the size must be 4, 8 or 16 and the "
+                             "source size at most the size)",
+                             thread_name(f).c_str(), block_name().c_str(), bytes, src_bytes));
+    if (d % bytes != 0 || (src_bytes > 0 && s % bytes != 0))
+        fail_on_fiber(format("cp.async in %s of %s: misaligned %u-byte copy from 0x%llx to 0x%llx (both addresses "
+                             "must be multiples of the size)",
+                             thread_name(f).c_str(), block_name().c_str(), bytes, (unsigned long long)s,
+                             (unsigned long long)d));
+    const unsigned char* sh = shared_;
+    if (d >= reinterpret_cast<uintptr_t>(sh) && d + bytes > reinterpret_cast<uintptr_t>(sh + job_->shared_bytes) &&
+        d < reinterpret_cast<uintptr_t>(sh + kMaxSharedBytes))
+        fail_on_fiber(format("cp.async in %s of %s: destination 0x%llx runs past the %u bytes of dynamic shared "
+                             "memory of this launch",
+                             thread_name(f).c_str(), block_name().c_str(), (unsigned long long)d, job_->shared_bytes));
+    f.copies.push_back(Fiber::Copy{dst, src, bytes, src_bytes, f.groups});
+}
+
+void Runner::cp_async_wait(unsigned pending) {
+    Fiber& f = *current_;
+    // Groups 0 .. groups-1 are committed; all but the newest `pending` of them complete.
+    const unsigned done = f.groups > pending ? f.groups - pending : 0;
+    size_t keep = 0;
+    for (size_t i = 0; i < f.copies.size(); ++i) {
+        if (f.copies[i].group < done) {
+            land(f.copies[i]);
+        } else {
+            f.copies[keep++] = f.copies[i];
+        }
+    }
+    f.copies.resize(keep);
 }
 
 unsigned Runner::activemask(const char* file, unsigned line, unsigned column) {
@@ -893,6 +1023,17 @@ int set_error(std::string message) {
     return 1;
 }
 
+// Per-kernel dynamic shared memory maxima set by the launcher (the CUfunction attribute).
+std::mutex g_shared_mu;
+std::vector<std::pair<std::string, unsigned>> g_shared_max;
+
+unsigned max_dynamic_shared(const char* name) {
+    std::lock_guard<std::mutex> g(g_shared_mu);
+    for (const auto& [k, v] : g_shared_max)
+        if (k == name) return v;
+    return kDefaultSharedBytes;
+}
+
 }  // namespace
 
 // ---- entry points -------------------------------------------------------------------------
@@ -910,6 +1051,18 @@ unsigned activemask(const char* file, unsigned line, unsigned column) {
 }
 void* dynamic_shared() {
     return t_runner->dynamic_shared();
+}
+void mma_tf32_m16n8k8(float* d, const unsigned* a, const unsigned* b) {
+    t_runner->mma_tf32(d, a, b);
+}
+void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
+    t_runner->cp_async(dst, src, bytes, src_bytes);
+}
+void cp_async_commit() {
+    t_runner->cp_async_commit();
+}
+void cp_async_wait(unsigned pending) {
+    t_runner->cp_async_wait(pending);
 }
 }  // namespace detail
 
@@ -930,9 +1083,15 @@ int run_grid(const char* name, const unsigned* grid, const unsigned* block, unsi
         return set_error(format("kernel %s: block (%u,%u,%u) is invalid: %llu threads (each dimension at least 1; "
                                 "at most 1024, 1024, 64 and %u threads in all)",
                                 name, b.x, b.y, b.z, (unsigned long long)threads, kMaxBlockThreads));
-    if (shared_bytes > kMaxSharedBytes)
-        return set_error(format("kernel %s: %u bytes of dynamic shared memory requested; the limit is %u",
-                                name, shared_bytes, kMaxSharedBytes));
+    if (shared_bytes > kDefaultSharedBytes) {
+        const unsigned allowed = max_dynamic_shared(name);
+        if (shared_bytes > allowed)
+            return set_error(format("kernel %s: %u bytes of dynamic shared memory requested; the limit is %u "
+                                    "(48 KiB without the opt-in: set the kernel's maximum first, "
+                                    "cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) on a "
+                                    "GPU, moodgrad_sim_set_max_dynamic_shared here; at most %u on sm_90)",
+                                    name, shared_bytes, allowed, kMaxSharedBytes));
+    }
     if (detail::t_thread != nullptr)
         return set_error(format("kernel %s: launched from inside a kernel", name));
 
@@ -1015,6 +1174,25 @@ extern "C" int moodgrad_sim_schedule(unsigned long long* seed) {
     const sim::Schedule s = sim::current_schedule();
     if (seed) *seed = s.shuffle ? s.seed : 0;
     return s.shuffle ? 1 : 0;
+}
+
+// cuFuncSetAttribute(kernel, MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes): launches of `name` may then
+// ask for up to `bytes` of dynamic shared memory. 0, or 1 (message in moodgrad_sim_last_error)
+// when `bytes` exceeds sm_90's 227 KiB per block.
+extern "C" int moodgrad_sim_set_max_dynamic_shared(const char* name, unsigned bytes) {
+    if (bytes > sim::kMaxSharedBytes)
+        return sim::set_error(sim::format("kernel %s: %u bytes of dynamic shared memory exceed the %u a block may "
+                                          "have on sm_90",
+                                          name, bytes, sim::kMaxSharedBytes));
+    std::lock_guard<std::mutex> g(sim::g_shared_mu);
+    for (auto& [k, v] : sim::g_shared_max) {
+        if (k == name) {
+            v = bytes;
+            return 0;
+        }
+    }
+    sim::g_shared_max.emplace_back(name, bytes);
+    return 0;
 }
 
 extern "C" const char* moodgrad_sim_last_error() {

@@ -93,7 +93,7 @@ inline int warp_size() noexcept {
     return 32;
 }
 
-enum class WarpOp : int { Shfl = 0, Up = 1, Down = 2, Xor = 3, Sync = 4, Ballot = 5, Any = 6, All = 7 };
+enum class WarpOp : int { Shfl = 0, Up = 1, Down = 2, Xor = 3, Sync = 4, Ballot = 5, Any = 6, All = 7, Mma = 8 };
 
 // The runtime's entry points (simt.cpp). Each may suspend the calling fiber.
 void syncthreads(const char* file, unsigned line, unsigned column);
@@ -142,6 +142,30 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 inline void __threadfence() noexcept {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
+
+// ---- tensor cores and asynchronous copies (sm_80+) ------------------------------------------
+// What kernels/mma.cuh's wrappers call when not under nvcc (under nvcc they are inline PTX):
+// `cvt.rna.tf32.f32`, `mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32` with PTX's fragment
+// layouts, and `cp.async` with commit and wait groups. Kernels use the mg:: wrappers, never these.
+namespace sim::detail {
+// cvt.rna.tf32.f32: round to 10 mantissa bits, nearest, ties away from zero; the result is a
+// 32-bit pattern with the low 13 bits clear (NaN becomes 0x7fffffff).
+inline unsigned cvt_rna_tf32(float x) noexcept {
+    const unsigned u = __builtin_bit_cast(unsigned, x);
+    if ((u & 0x7f800000u) == 0x7f800000u) return (u & 0x007fffffu) ? 0x7fffffffu : u;
+    return (u + 0x1000u) & 0xffffe000u;
+}
+// d = A·B + d for the warp's 16×8×8 tile. A warp collective: all 32 lanes of a full warp must
+// call it together (mma.sync.aligned); operands must be in tf32 form (low 13 bits clear).
+void mma_tf32_m16n8k8(float* d, const unsigned* a, const unsigned* b);
+// cp.async of `bytes` (4, 8 or 16) from global `src` to shared `dst`, reading `src_bytes` of
+// them and zero-filling the rest. The copy lands only when a later cp_async_wait covers its
+// group: until then `dst` keeps whatever it held (0xFF bytes in fresh dynamic shared memory).
+void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes);
+void cp_async_commit();
+// Completes every committed group but the newest `pending` ones (cp.async.wait_group).
+void cp_async_wait(unsigned pending);
+}  // namespace sim::detail
 
 // ---- warp collectives ---------------------------------------------------------------------
 // Every lane named in `mask` must call the same collective, and every lane named must exist: a

@@ -24,6 +24,21 @@ unsafe extern "C" {
     fn moodgrad_sim_last_error() -> *const c_char;
     fn moodgrad_sim_set_schedule(mode: c_int, seed: u64);
     fn moodgrad_sim_schedule(seed: *mut u64) -> c_int;
+    fn moodgrad_sim_set_max_dynamic_shared(name: *const c_char, bytes: u32) -> c_int;
+}
+
+/// What `cuFuncSetAttribute(kernel, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)` does
+/// on a GPU: later launches of `kernel` may ask for up to `bytes` of dynamic shared memory (48 KiB
+/// without it; at most sm_90's 227 KiB per block). Process-wide, like the CUfunction attribute.
+pub fn set_max_dynamic_shared(kernel: &str, bytes: u32) -> Result<()> {
+    registry().get(kernel).ok_or_else(|| unknown(kernel))?;
+    let name = std::ffi::CString::new(kernel).map_err(|_| Error::Device(format!("kernel name {kernel:?} has a NUL")))?;
+    // SAFETY: a NUL-terminated string valid for the call; the runtime copies it.
+    if unsafe { moodgrad_sim_set_max_dynamic_shared(name.as_ptr(), bytes) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: as in `launch`: a NUL-terminated thread-local string, copied at once.
+    Err(Error::Device(unsafe { CStr::from_ptr(moodgrad_sim_last_error()) }.to_string_lossy().into_owned()))
 }
 
 /// Sets the fiber and block schedule of this thread's next launches: `Some(seed)` resumes each
