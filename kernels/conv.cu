@@ -32,6 +32,7 @@
 // exactly one tile).
 #include "common.cuh"
 #include "device.cuh"
+#include "conv_index.cuh"
 
 namespace {
 
@@ -75,40 +76,6 @@ __device__ inline void mma_step(const float (*As)[LDA], const float (*Bs)[LDB], 
         }
     }
 }
-
-// A mixed-radix counter (hi, mid, lo) with radices (·, R, S) advanced by a fixed step with carry:
-// it tracks the decomposition r = hi·R·S + mid·S + lo of an index as r grows by BK, replacing
-// two divisions per step. `hi` is kept pre-multiplied by `hi_stride`.
-struct Radix3 {
-    int hi, mid, lo;     // hi is hi·hi_stride
-    int dhi, dmid, dlo;  // the step, decomposed; dhi pre-multiplied
-    int R, S, hi_stride;
-    __device__ inline void init(int r, int R_, int S_, int hi_stride_, int step) {
-        R = R_;
-        S = S_;
-        hi_stride = hi_stride_;
-        const int RS = R * S;
-        hi = (r / RS) * hi_stride;
-        mid = (r % RS) / S;
-        lo = r % S;
-        dhi = (step / RS) * hi_stride;
-        dmid = (step / S) % R;
-        dlo = step % S;
-    }
-    __device__ inline void next() {
-        lo += dlo;  // each digit stays below twice its radix, so one conditional carry suffices
-        if (lo >= S) {
-            lo -= S;
-            ++mid;
-        }
-        mid += dmid;
-        if (mid >= R) {
-            mid -= R;
-            hi += hi_stride;
-        }
-        hi += dhi;
-    }
-};
 
 }  // namespace
 
@@ -158,7 +125,7 @@ extern "C" __global__ void conv2d_forward(const float* __restrict__ x, const flo
                 }
             }
             // Row part: this thread's B row r = b_k + BK·step as (c·HW, ki, kj).
-            Radix3 rb;
+            mg::Radix3 rb;
             rb.init(b_k, R, S, HW, BK);
 
             float ra[4], rbv[4];  // the staged next tile
@@ -258,9 +225,9 @@ extern "C" __global__ void conv2d_backward_input(const float* __restrict__ dy, c
                     b_base[j] = img * K * OHW + b_iy[j] * OW + b_ix[j];
                 }
             }
-            Radix3 ra_idx;  // A: reduction index a_k + BK·step as (k·CRS, ki, kj)
+            mg::Radix3 ra_idx;  // A: reduction index a_k + BK·step as (k·CRS, ki, kj)
             ra_idx.init(a_k, R, S, CRS, BK);
-            Radix3 rb;      // B: reduction row b_k + BK·step as (k·OHW, ki, kj)
+            mg::Radix3 rb;      // B: reduction row b_k + BK·step as (k·OHW, ki, kj)
             rb.init(b_k, R, S, OHW, BK);
 
             float ra[4], rbv[4];
@@ -380,7 +347,7 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
                     }
                 }
                 // Row part: position p = pbeg + s_k + BK·step as (img, oy, ox).
-                Radix3 pp;
+                mg::Radix3 pp;
                 pp.init(pbeg + s_k, OH, OW, 1, BK);
 
                 float ra[4], rbv[4];
