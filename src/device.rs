@@ -1,10 +1,10 @@
 //! `--device auto|cpu|cuda[:N]|sim`: which backend a command computes on.
 
-use crate::backend::Memory;
+use crate::backend::{Memory, Precision};
 use crate::backend::cpu::Cpu;
 use crate::backend::kernel::cuda::{CudaDevice, device_count};
 use crate::backend::kernel::sim::SimDevice;
-use crate::backend::kernel::{KernelBackend, RawDevice};
+use crate::backend::kernel::KernelBackend;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -42,14 +42,47 @@ pub enum Device {
 }
 
 impl Device {
+    /// The device with its default convolution precision: TF32 on CUDA (PyTorch's
+    /// `cudnn.allow_tf32 = True`), FP32 on the CPU and on sim.
     pub fn open(choice: DeviceChoice) -> Result<Device> {
-        Ok(match choice {
-            DeviceChoice::Cpu => Device::Cpu(Cpu::new()),
-            DeviceChoice::Auto if device_count() == 0 => Device::Cpu(Cpu::new()),
-            DeviceChoice::Auto => Device::Kernels(kernels(Arc::new(CudaDevice::new(0)?))),
-            DeviceChoice::Cuda(n) => Device::Kernels(kernels(Arc::new(CudaDevice::new(n)?))),
-            DeviceChoice::Sim => Device::Kernels(kernels(Arc::new(SimDevice::from_env()?))),
-        })
+        Self::open_with(choice, None)
+    }
+
+    /// The device with `precision` for its convolutions (`None`: the default above). TF32 on the
+    /// CPU is refused: its convolutions have no TF32 path.
+    pub fn open_with(choice: DeviceChoice, precision: Option<Precision>) -> Result<Device> {
+        let cuda = |n: usize| -> Result<Device> {
+            let b = KernelBackend::new(Arc::new(CudaDevice::new(n)?));
+            Ok(Device::Kernels(b.with_conv_precision(precision.unwrap_or(Precision::Tf32))))
+        };
+        let cpu = || -> Result<Device> {
+            if precision == Some(Precision::Tf32) {
+                return Err(Error::Invalid(
+                    "--precision tf32 needs --device cuda (or sim, which emulates the tensor cores): the CPU \
+                     backend computes convolutions in fp32 only"
+                        .into(),
+                ));
+            }
+            Ok(Device::Cpu(Cpu::new()))
+        };
+        match choice {
+            DeviceChoice::Cpu => cpu(),
+            DeviceChoice::Auto if device_count() == 0 => cpu(),
+            DeviceChoice::Auto => cuda(0),
+            DeviceChoice::Cuda(n) => cuda(n),
+            DeviceChoice::Sim => {
+                let b = KernelBackend::new(Arc::new(SimDevice::from_env()?));
+                Ok(Device::Kernels(b.with_conv_precision(precision.unwrap_or(Precision::Fp32))))
+            }
+        }
+    }
+
+    /// The convolution precision this device computes with.
+    pub fn precision(&self) -> Precision {
+        match self {
+            Device::Cpu(_) => Precision::Fp32,
+            Device::Kernels(b) => b.conv_precision(),
+        }
     }
 
     pub fn name(&self) -> String {
@@ -60,9 +93,6 @@ impl Device {
     }
 }
 
-fn kernels(dev: Arc<dyn RawDevice>) -> KernelBackend {
-    KernelBackend::new(dev)
-}
 
 /// Runs a backend-generic computation on whichever backend `dev` is.
 #[macro_export]

@@ -13,7 +13,7 @@ use moodgrad::backend::kernel::KernelBackend;
 use moodgrad::backend::prelude::*;
 use moodgrad::backend::{
     AdamStep, BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom,
-    Unary,
+    Precision, Unary,
 };
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::rng::Rng;
@@ -21,7 +21,8 @@ use moodgrad::rng::Rng;
 fn devices() -> Vec<KernelBackend> {
     let mut out = Vec::new();
     for choice in [DeviceChoice::Sim, DeviceChoice::Cuda(0)] {
-        match Device::open(choice) {
+        // FP32 convolutions, compared with the CPU at FP32 tolerances (CUDA defaults to TF32).
+        match Device::open_with(choice, Some(Precision::Fp32)) {
             Ok(Device::Kernels(b)) => out.push(b),
             Ok(_) => unreachable!(),
             Err(e) => eprintln!("skipped {choice:?}: {e}"),

@@ -12,6 +12,7 @@ pub mod geom;
 pub mod geom_seq;
 pub mod kernel;
 pub mod memory;
+pub mod precision;
 pub mod sim;
 
 pub use geom::{
@@ -19,6 +20,7 @@ pub use geom::{
 };
 pub use geom_seq::{BmmGeom, EmbedGeom, HeadsGeom, LayerNormGeom, NarrowGeom, SoftmaxGeom};
 pub use memory::MemStats;
+pub use precision::Precision;
 
 use crate::error::Result;
 use crate::float::Float;

@@ -1,7 +1,7 @@
 //! Implicit-GEMM convolution and the bias gradient: kernels/conv.cu.
 
 use super::{Arg, B1, DevBuf, KernelBackend, i, p};
-use crate::backend::{ChannelGeom, Conv, ConvGeom};
+use crate::backend::{ChannelGeom, Conv, ConvGeom, Precision};
 use crate::error::Result;
 
 /// Output tile of the implicit-GEMM convolution kernels (rows × columns per block).
@@ -20,6 +20,9 @@ impl Conv for KernelBackend {
     fn conv2d_forward(&self, x: &DevBuf, w: &DevBuf, b: Option<&DevBuf>, g: &ConvGeom) -> Result<DevBuf> {
         g.check_forward(x.len(), w.len(), b.map(|b| b.len()))?;
         g.check_i32("conv2d_forward")?;
+        if self.conv_precision == Precision::Tf32 {
+            return self.conv2d_forward_tf32(x, w, b, g);
+        }
         let y = self.buf(g.output_len())?;
         let cols = g.n * g.out_h() * g.out_w();
         let grid = [cols.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, 1];
@@ -31,6 +34,9 @@ impl Conv for KernelBackend {
     fn conv2d_backward_input(&self, dy: &DevBuf, w: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
         g.check_backward_input(dy.len(), w.len())?;
         g.check_i32("conv2d_backward_input")?;
+        if self.conv_precision == Precision::Tf32 {
+            return self.conv2d_backward_input_tf32(dy, w, g);
+        }
         let dx = self.buf(g.input_len())?;
         let cols = g.n * g.h * g.w;
         let grid = [cols.div_ceil(CONV_TILE) as u32, g.c_in.div_ceil(CONV_TILE) as u32, 1];
@@ -42,6 +48,9 @@ impl Conv for KernelBackend {
     fn conv2d_backward_weight(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
         g.check_backward_weight(dy.len(), x.len())?;
         g.check_i32("conv2d_backward_weight")?;
+        if self.conv_precision == Precision::Tf32 {
+            return self.conv2d_backward_weight_tf32(dy, x, g);
+        }
         let dw = self.zeroed(g.weight_len())?;
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;

@@ -234,6 +234,17 @@ impl RawDevice for CudaDevice {
         self.check(|| format!("kernel {kernel} (grid {grid:?}, block {block:?}, {shared} B shared)"))
     }
 
+    fn set_max_dynamic_shared(&self, kernel: &'static str, bytes: u32) -> Result<()> {
+        self.bind()?;
+        let f = self
+            .functions
+            .get(kernel)
+            .ok_or_else(|| Error::Device(format!("kernel {kernel} is not in the embedded kernels")))?;
+        let bytes = i32::try_from(bytes).map_err(|_| Error::Device(format!("kernel {kernel}: {bytes} B of shared memory")))?;
+        f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)
+            .map_err(|e| drv(&format!("opt-in of {kernel} to {bytes} B of dynamic shared memory"), e))
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.bind()?;
         self.stream

@@ -73,6 +73,9 @@ pub trait RawDevice: Send + Sync + 'static {
         shared: u32,
         args: &[Arg],
     ) -> Result<()>;
+    /// Lets `kernel` launch with up to `bytes` of dynamic shared memory (above the default 48 KiB;
+    /// cuFuncSetAttribute's MAX_DYNAMIC_SHARED_SIZE_BYTES).
+    fn set_max_dynamic_shared(&self, kernel: &'static str, bytes: u32) -> Result<()>;
     /// Row-major f32 C[m, n] = op(A)·op(B); A is [m, k] (or [k, m] if `ta`), B is [k, n] (or [n, k]).
     #[allow(clippy::too_many_arguments)]
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()>;

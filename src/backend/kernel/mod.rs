@@ -5,6 +5,7 @@
 mod allocator;
 mod attention;
 mod conv;
+mod conv_tc;
 pub mod cuda;
 mod dense;
 mod device;
@@ -22,7 +23,7 @@ mod unit;
 pub use allocator::{Pool, PoolCounts, block_size};
 pub use device::{Arg, DevBuf, RawDevice};
 
-use super::{DeviceBuffer, MemStats, Memory};
+use super::{DeviceBuffer, MemStats, Memory, Precision};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -37,6 +38,9 @@ pub struct KernelBackend {
     /// The caching allocator every buffer and scratch table comes from (allocator.rs); it keeps
     /// the memory ledger.
     pool: Arc<Pool>,
+    /// Which convolution kernels run: kernels/conv.cu (FP32) or kernels/conv_tc.cu (TF32 tensor
+    /// cores). FP32 unless set (`Device::open` sets TF32 on CUDA, as PyTorch's default).
+    conv_precision: Precision,
 }
 
 /// A byte buffer (masks, window positions): `len` bytes in a 4-byte-element allocation.
@@ -92,7 +96,17 @@ fn f(x: f64) -> Arg {
 
 impl KernelBackend {
     pub fn new(dev: Arc<dyn RawDevice>) -> Self {
-        KernelBackend { pool: Pool::new(dev.clone()), dev }
+        KernelBackend { pool: Pool::new(dev.clone()), dev, conv_precision: Precision::Fp32 }
+    }
+
+    /// The same backend with its convolutions in `p` (shares the device and the memory pool).
+    pub fn with_conv_precision(mut self, p: Precision) -> Self {
+        self.conv_precision = p;
+        self
+    }
+
+    pub fn conv_precision(&self) -> Precision {
+        self.conv_precision
     }
 
     fn buf(&self, len: usize) -> Result<DevBuf> {

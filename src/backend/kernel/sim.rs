@@ -157,6 +157,10 @@ impl RawDevice for SimDevice {
         with_params(args, |params| unsafe { crate::backend::sim::ffi::launch(kernel, grid, block, shared, params) })
     }
 
+    fn set_max_dynamic_shared(&self, kernel: &'static str, bytes: u32) -> Result<()> {
+        crate::backend::sim::ffi::set_max_dynamic_shared(kernel, bytes)
+    }
+
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()> {
         let (a, b) = (a as *const f32, b as *const f32);
         let am = if ta { Mat::transposed(a, m) } else { Mat::row_major(a, k) };
