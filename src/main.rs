@@ -109,6 +109,10 @@ enum Cmd {
         /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and
+        /// sim (PyTorch's defaults).
+        #[arg(long)]
+        precision: Option<String>,
     },
     /// Turn a MERGE folder into a spectrogram cache (.npy per clip) and the seed's master list.
     Preprocess {
@@ -225,7 +229,22 @@ fn run(cli: Cli) -> Result<()> {
             cfg.lyrics_dim = lyrics_dim;
             cli::gradcheck::run(cfg, cli::parse_dims::<4>(&input)?, seed, samples, device.parse()?)
         }
-        Cmd::Step { model, weights, batch, steps, lr, clip, beta1, beta2, eps, weight_decay, adamw, out, device } => {
+        Cmd::Step {
+            model,
+            weights,
+            batch,
+            steps,
+            lr,
+            clip,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            adamw,
+            out,
+            device,
+            precision,
+        } => {
             let adam = AdamConfig { lr, beta1, beta2, eps, weight_decay, decoupled: adamw };
             cli::step::run(&cli::step::StepArgs {
                 model: &model.model,
@@ -237,6 +256,7 @@ fn run(cli: Cli) -> Result<()> {
                 clip: (clip > 0.0).then_some(clip),
                 out: &out,
                 device: device.parse()?,
+                precision: moodgrad::backend::precision::parse_precision(precision.as_deref())?,
             })
         }
         Cmd::Preprocess { data, out, jobs, legacy, format, tokenizer, max_len } => {

@@ -93,8 +93,8 @@ fn bad_flags_name_the_flag_and_the_choices() {
         (&["--shape", "128"], &["--shape", "HxW"]),
         (&["--shape", "4x64"], &["--shape", "at least 8"]),
         (&["--config", "model5"], &["--config", "model3 or model4"]),
-        (&["--precision", "tf32"], &["tf32", "not implemented yet on this build"]),
-        (&["--precision", "fp16"], &["--precision", "fp32"]),
+        (&["--device", "cpu", "--precision", "tf32"], &["--precision tf32 needs --device cuda"]),
+        (&["--precision", "fp16"], &["--precision", "fp32", "tf32"]),
         (&["--device", "tpu"], &["unknown device", "cpu, cuda"]),
     ];
     for (args, wants) in cases {

@@ -7,7 +7,6 @@
 
 use super::train::train_run;
 use crate::backend::Backend;
-use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::train::baselines::{self, Labelled};
 use crate::train::compare::{ModelRuns, build};
@@ -41,6 +40,10 @@ pub struct CompareArgs {
     pub seeds: usize,
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
+    /// (PyTorch's defaults: cudnn.allow_tf32, GEMMs fp32).
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 /// The fixed config of one model (preset, or the shared file with this model's preset).
@@ -71,7 +74,7 @@ pub fn run(a: &CompareArgs) -> Result<()> {
     if a.seeds == 0 {
         return Err(Error::Invalid("--seeds must be at least 1".into()));
     }
-    let dev = Device::open(a.device.parse::<DeviceChoice>()?)?;
+    let dev = super::open_device(&a.device, a.precision.as_deref())?;
     crate::on_device!(dev, |b| run_on(b.clone(), a))
 }
 

@@ -10,7 +10,6 @@
 
 use super::train::train_run;
 use crate::data::synth::SynthConfig;
-use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::train::config::Config;
 use crate::train::predictions::evaluate;
@@ -34,6 +33,10 @@ pub struct DemoArgs {
     /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
+    /// (PyTorch's defaults: cudnn.allow_tf32, GEMMs fp32).
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 /// The demo's model: the `tiny` preset (blocks of 8 and 16 channels with SE, the built-in lyrics
@@ -54,7 +57,7 @@ pub fn demo_config(epochs: usize, seed: u64) -> Result<Config> {
 }
 
 pub fn run(a: &DemoArgs) -> Result<()> {
-    let dev = Device::open(a.device.parse::<DeviceChoice>()?)?;
+    let dev = super::open_device(&a.device, a.precision.as_deref())?;
     crate::on_device!(dev, |b| run_on(b.clone(), a))
 }
 

@@ -4,7 +4,6 @@
 
 use super::train::lyrics_side;
 use crate::backend::Backend;
-use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
 use crate::train::config::Config;
@@ -39,6 +38,10 @@ pub struct EvaluateArgs {
     pub json: bool,
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
+    /// (PyTorch's defaults: cudnn.allow_tf32, GEMMs fp32).
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 fn split_of(name: &str) -> Result<crate::data::merge::Split> {
@@ -72,7 +75,7 @@ pub fn run(a: &EvaluateArgs) -> Result<()> {
         (Some(_), Some(_)) => return Err(Error::Invalid("give a RUN folder or --weights, not both".into())),
         (None, None) => return Err(Error::Invalid("give a RUN folder (or --weights W --config C --data DIR)".into())),
     };
-    let dev = Device::open(a.device.parse::<DeviceChoice>()?)?;
+    let dev = super::open_device(&a.device, a.precision.as_deref())?;
     let (report, _) = crate::on_device!(dev, |b| evaluate_on(b.clone(), a, &source))?;
     if a.json {
         println!("{}", report.to_json_line());

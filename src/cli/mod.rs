@@ -21,6 +21,13 @@ use crate::nn::{AttentionKind, ModelConfig};
 use std::path::Path;
 
 /// "3x1x40x72" -> [3, 1, 40, 72].
+/// `--device` and `--precision` (None: the device's default) opened, flags checked first.
+pub fn open_device(device: &str, precision: Option<&str>) -> Result<crate::device::Device> {
+    let choice: crate::device::DeviceChoice = device.parse()?;
+    let precision = crate::backend::precision::parse_precision(precision)?;
+    crate::device::Device::open_with(choice, precision)
+}
+
 pub fn parse_dims<const N: usize>(s: &str) -> Result<[usize; N]> {
     let v: Vec<usize> = s
         .split(['x', 'X', ','])

@@ -4,7 +4,6 @@
 
 use crate::audio::PreprocessParams;
 use crate::backend::Backend;
-use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
 use crate::tape::Tape;
@@ -34,6 +33,10 @@ pub struct PredictArgs {
     pub json: bool,
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
+    /// (PyTorch's defaults: cudnn.allow_tf32, GEMMs fp32).
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 /// One song's prediction.
@@ -62,7 +65,7 @@ impl Prediction {
 }
 
 pub fn run(a: &PredictArgs) -> Result<()> {
-    let dev = Device::open(a.device.parse::<DeviceChoice>()?)?;
+    let dev = super::open_device(&a.device, a.precision.as_deref())?;
     let preds = crate::on_device!(dev, |b| predict_on(b.clone(), a))?;
     for p in &preds {
         if let Some(w) = &p.warning {

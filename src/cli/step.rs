@@ -2,7 +2,7 @@
 //! user needs to hold moodgrad against PyTorch (see tools/torch_step.py for the other side).
 
 use super::config_for_weights;
-use crate::backend::Backend;
+use crate::backend::{Backend, Precision};
 use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::io::{self, HostTensor, TensorFile};
@@ -23,11 +23,13 @@ pub struct StepArgs<'a> {
     pub clip: Option<f64>,
     pub out: &'a Path,
     pub device: DeviceChoice,
+    /// The convolutions' math (None: the device's default).
+    pub precision: Option<Precision>,
 }
 
 pub fn run(a: &StepArgs) -> Result<()> {
-    let dev = Device::open(a.device)?;
-    println!("device: {}", dev.name());
+    let dev = Device::open_with(a.device, a.precision)?;
+    println!("device: {} ({} convolutions)", dev.name(), dev.precision());
     crate::on_device!(dev, |b| run_on(b, a))
 }
 

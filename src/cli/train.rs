@@ -3,7 +3,6 @@
 //! the report.
 
 use crate::backend::Backend;
-use crate::device::{Device, DeviceChoice};
 use crate::error::Result;
 use crate::params::ParamStore;
 use crate::train::config::{Config, LyricsMode, Modality};
@@ -47,6 +46,10 @@ pub struct TrainArgs {
     /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
+    /// (PyTorch's defaults: cudnn.allow_tf32, GEMMs fp32).
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 /// The config named by `--config` (with `--resume` and no `--config`, the run's own), with the
@@ -98,7 +101,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     for n in notes {
         println!("note: {n}");
     }
-    let dev = Device::open(a.device.parse::<DeviceChoice>()?)?;
+    let dev = super::open_device(&a.device, a.precision.as_deref())?;
     crate::on_device!(dev, |b| run_on(b.clone(), a, cfg))
 }
 

@@ -25,9 +25,10 @@ pub struct KernelsArgs {
     /// Batch size; default 16 on cuda, 1 on cpu and sim.
     #[arg(long)]
     pub batch: Option<usize>,
-    /// fp32 (tf32 is not implemented yet).
-    #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
+    /// (PyTorch's defaults). Applies to conv, unit and step; the other workloads are fp32.
+    #[arg(long)]
+    pub precision: Option<String>,
     /// The network of `--op step`: model3 or model4 (with SE).
     #[arg(long, default_value = "model3")]
     pub config: String,
@@ -99,15 +100,6 @@ fn parse_config(s: &str) -> Result<&'static str> {
     }
 }
 
-fn check_precision(s: &str) -> Result<()> {
-    match s {
-        "fp32" => Ok(()),
-        "tf32" => Err(Error::Invalid(
-            "--precision tf32: not implemented yet on this build (the kernels are plain FP32); use fp32".into(),
-        )),
-        _ => Err(Error::Invalid(format!("unknown --precision `{s}`: use fp32 (tf32 is future work)"))),
-    }
-}
 
 /// The process's peak resident set so far (Linux getrusage; None where it fails).
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -120,14 +112,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn run(a: &KernelsArgs) -> Result<()> {
     // Flags first, so a typo fails before a device opens.
     let ops = parse_op(&a.op)?;
-    check_precision(&a.precision)?;
+    let precision = crate::backend::precision::parse_precision(a.precision.as_deref())?;
     let config = parse_config(&a.config)?;
     let shape = a.shape.as_deref().map(parse_shape).transpose()?;
     if a.batch == Some(0) || a.runs == Some(0) {
         return Err(Error::Invalid("--batch and --runs must be at least 1".into()));
     }
     let choice: DeviceChoice = a.device.parse()?;
-    let dev = Device::open(choice)?;
+    let dev = Device::open_with(choice, precision)?;
     let (cuda, sim) = (matches!(dev, Device::Kernels(_)) && choice != DeviceChoice::Sim, choice == DeviceChoice::Sim);
     let plan = Plan {
         batch: a.batch.unwrap_or(if cuda { 16 } else { 1 }),
@@ -151,7 +143,7 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
     };
     // The yardstick: ≥ 256 MB on a GPU and the CPU; the host-simulated device is not a speed target.
     let copy_bytes: usize = if sim { 32 << 20 } else { 256 << 20 };
-    let name = dev.name();
+    let (name, precision) = (dev.name(), dev.precision());
     let (copy_gbps, records) = crate::on_device!(dev, |b| measure(&b, &plan, &ops, copy_bytes, !cuda))?;
     let report = Report {
         device: &name,
@@ -161,6 +153,7 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
         copy_bytes,
         plan: &plan,
         peak: a.peak_tflops,
+        precision,
     };
     if a.json {
         println!("{}", report.json(&records));
@@ -201,6 +194,8 @@ struct Report<'a> {
     copy_bytes: usize,
     plan: &'a Plan,
     peak: Option<f64>,
+    /// The convolutions' math.
+    precision: crate::backend::Precision,
 }
 
 impl Report<'_> {
@@ -209,7 +204,10 @@ impl Report<'_> {
         let workloads: Vec<Value> = records
             .iter()
             .map(|r| {
-                let mut o = json!({"op": r.op, "name": r.name, "shape": r.shape, "ms": r.ms, "precision": "fp32"});
+                // Only the convolutions have a TF32 path; the other workloads are FP32 throughout.
+                let precision =
+                    if matches!(r.op, "conv" | "unit" | "step") { self.precision.to_string() } else { "fp32".into() };
+                let mut o = json!({"op": r.op, "name": r.name, "shape": r.shape, "ms": r.ms, "precision": precision});
                 let s = r.ms / 1e3;
                 match r.kind {
                     Kind::Bytes(b) => {
@@ -237,7 +235,7 @@ impl Report<'_> {
         serde_json::to_string_pretty(&json!({
             "tool": format!("moodgrad {}", env!("CARGO_PKG_VERSION")),
             "device": self.device,
-            "precision": "fp32",
+            "precision": self.precision.to_string(),
             "batch": self.plan.batch,
             "input": format!("{h}x{w}"),
             "runs": self.plan.runs,
@@ -251,8 +249,10 @@ impl Report<'_> {
     fn table(&self, records: &[Record]) {
         let (h, w) = self.plan.input;
         println!(
-            "{}: fp32, batch {}, input {h}x{w}, median of {} run(s); copy bandwidth {:.1} GB/s ({} MiB, read + write{})",
+            "{}: {} convolutions, batch {}, input {h}x{w}, median of {} run(s); copy bandwidth {:.1} GB/s ({} MiB, \
+             read + write{})",
             self.device,
+            self.precision,
             self.plan.batch,
             self.plan.runs,
             self.copy_gbps,
