@@ -152,12 +152,15 @@ fn step_on_sim_matches_step_on_cpu() {
     io::write(&w, &part("init.")).unwrap();
     io::write(&b, &part("input.")).unwrap();
     let mut outs = Vec::new();
-    for dev in ["cpu", "sim"] {
-        let o = d.join(format!("{dev}.safetensors"));
+    // The third run: the TF32 tensor-core convolutions (emulated on sim).
+    for (dev, precision) in [("cpu", "fp32"), ("sim", "fp32"), ("sim", "tf32")] {
+        let o = d.join(format!("{dev}-{precision}.safetensors"));
         let (ok, out) = moodgrad(&[
             "step",
             "--device",
             dev,
+            "--precision",
+            precision,
             "--weights",
             w.to_str().unwrap(),
             "--batch",
@@ -168,9 +171,10 @@ fn step_on_sim_matches_step_on_cpu() {
             o.to_str().unwrap(),
         ]);
         assert!(ok, "{dev}: {out}");
+        assert!(out.contains(&format!("({precision} convolutions)")), "{out}");
         outs.push(io::read(&o).unwrap());
     }
-    let (cpu, sim) = (&outs[0], &outs[1]);
+    let (cpu, sim, tf32) = (&outs[0], &outs[1], &outs[2]);
     let lr = 1e-3;
     let norm0 = cpu.tensors["grad_norm"].to_f64()[0];
     for (k, t) in &cpu.tensors {
@@ -188,6 +192,24 @@ fn step_on_sim_matches_step_on_cpu() {
             assert!(worst <= bound + 1e-6 * scale, "{k}: err {worst:.2e} > {bound:.1e}");
         }
     }
+    // TF32 against the CPU's FP32: each convolution's operands lose 13 bits (relative error up to
+    // 2⁻¹¹ ≈ 5e-4 per product, ~1e-4 typical of a sum), through 4 VGG units forward and back.
+    // The bounds are that level with headroom: 1e-2 of the loss and gradient scales.
+    for (k, t) in &cpu.tensors {
+        let (a, s) = (t.to_f64(), tf32.tensors[k].to_f64());
+        let scale = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let worst = a.iter().zip(&s).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        if k == "loss" || k == "grad_norm" {
+            assert!(worst <= 1e-2 * scale, "tf32 {k}: {a:?} vs {s:?}");
+        } else if k.starts_with("grad.") {
+            assert!(worst <= 1e-2 * scale.max(0.01 * norm0), "tf32 {k}: err {worst:.2e} of {scale:.2e}");
+        }
+    }
+    // …and it is not FP32 in disguise: the loss differs from the FP32 kernels' beyond their
+    // 1e-5 agreement with the CPU.
+    let loss = |f: &TensorFile| f.tensors["loss"].to_f64();
+    let (l32, l_tf) = (loss(sim), loss(tf32));
+    assert!(l32.iter().zip(&l_tf).any(|(a, b)| (a - b).abs() > 1e-6 * a.abs()), "{l32:?} vs {l_tf:?}");
 }
 
 #[test]
