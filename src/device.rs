@@ -1,10 +1,10 @@
 //! `--device auto|cpu|cuda[:N]|sim`: which backend a command computes on.
 
-use crate::backend::{Memory, Precision};
 use crate::backend::cpu::Cpu;
+use crate::backend::kernel::KernelBackend;
 use crate::backend::kernel::cuda::{CudaDevice, device_count};
 use crate::backend::kernel::sim::SimDevice;
-use crate::backend::kernel::KernelBackend;
+use crate::backend::{Memory, Precision};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -92,7 +92,6 @@ impl Device {
         }
     }
 }
-
 
 /// Runs a backend-generic computation on whichever backend `dev` is.
 #[macro_export]

@@ -12,8 +12,8 @@ use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::kernel::KernelBackend;
 use moodgrad::backend::prelude::*;
 use moodgrad::backend::{
-    AdamStep, BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom,
-    Precision, Unary,
+    AdamStep, BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, Precision,
+    RowsGeom, Unary,
 };
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::rng::Rng;

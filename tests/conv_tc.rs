@@ -154,7 +154,11 @@ fn tf32_rounding_really_happens_and_stays_within_tf32_of_fp32() {
         let scale = reference(pass, &g, &a, &b, |x| (x as f64).abs());
         let fp32 = run(&fp, pass, &g, &a, &b);
         let rel = |v: &[f32]| {
-            v.iter().zip(&exact).zip(&scale).map(|((&x, &e), &s)| (x as f64 - e).abs() / s.max(1e-30)).fold(0.0, f64::max)
+            v.iter()
+                .zip(&exact)
+                .zip(&scale)
+                .map(|((&x, &e), &s)| (x as f64 - e).abs() / s.max(1e-30))
+                .fold(0.0, f64::max)
         };
         let (e_tf32, e_fp32) = (rel(&got), rel(&fp32));
         eprintln!("{pass:?}: max error / Σ|ab|: tf32 {e_tf32:.2e}, fp32 {e_fp32:.2e}");

@@ -4,8 +4,8 @@
 //! training steps (train mode, dropout 0, MSE, clip_grad_norm_(1.0), Adam lr 1e-3). See the
 //! script's docstring for how each seed was checked to be well conditioned (f32 vs f64 torch).
 
-use moodgrad::backend::{Backend, Precision};
 use moodgrad::backend::cpu::Cpu;
+use moodgrad::backend::{Backend, Precision};
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::io::{self, HostData, TensorFile};
 use moodgrad::nn::{ModelConfig, SeedNet};

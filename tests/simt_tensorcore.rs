@@ -84,7 +84,8 @@ fn cvt_rna_tf32_rounds_to_nearest_ties_away_bit_for_bit() {
 /// Runs st_mma_tf32 over `tiles` independent 16×8×8 products.
 fn mma(a: &[f32], b: &[f32], c: &[f32], tiles: u32, round: bool) -> Result<Vec<f32>> {
     let mut d = vec![0f32; c.len()];
-    let args = Args::default().ptr(a.as_ptr()).ptr(b.as_ptr()).ptr(c.as_ptr()).ptr(d.as_mut_ptr()).i32(i32::from(round));
+    let args =
+        Args::default().ptr(a.as_ptr()).ptr(b.as_ptr()).ptr(c.as_ptr()).ptr(d.as_mut_ptr()).i32(i32::from(round));
     launch("st_mma_tf32", tiles, 32, 0, args)?;
     Ok(d)
 }

@@ -240,7 +240,8 @@ impl RawDevice for CudaDevice {
             .functions
             .get(kernel)
             .ok_or_else(|| Error::Device(format!("kernel {kernel} is not in the embedded kernels")))?;
-        let bytes = i32::try_from(bytes).map_err(|_| Error::Device(format!("kernel {kernel}: {bytes} B of shared memory")))?;
+        let bytes =
+            i32::try_from(bytes).map_err(|_| Error::Device(format!("kernel {kernel}: {bytes} B of shared memory")))?;
         f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)
             .map_err(|e| drv(&format!("opt-in of {kernel} to {bytes} B of dynamic shared memory"), e))
     }

@@ -32,7 +32,8 @@ unsafe extern "C" {
 /// without it; at most sm_90's 227 KiB per block). Process-wide, like the CUfunction attribute.
 pub fn set_max_dynamic_shared(kernel: &str, bytes: u32) -> Result<()> {
     registry().get(kernel).ok_or_else(|| unknown(kernel))?;
-    let name = std::ffi::CString::new(kernel).map_err(|_| Error::Device(format!("kernel name {kernel:?} has a NUL")))?;
+    let name =
+        std::ffi::CString::new(kernel).map_err(|_| Error::Device(format!("kernel name {kernel:?} has a NUL")))?;
     // SAFETY: a NUL-terminated string valid for the call; the runtime copies it.
     if unsafe { moodgrad_sim_set_max_dynamic_shared(name.as_ptr(), bytes) } == 0 {
         return Ok(());

@@ -100,7 +100,6 @@ fn parse_config(s: &str) -> Result<&'static str> {
     }
 }
 
-
 /// The process's peak resident set so far (Linux getrusage; None where it fails).
 pub fn peak_rss_bytes() -> Option<u64> {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
