@@ -2,6 +2,7 @@
 // gate), forward and backward, as src/backend/cpu/pool.rs computes them.
 #include "common.cuh"
 #include "device.cuh"
+#include "plane.cuh"
 
 // One thread per output element (floor mode, no padding). The window is scanned in row-major
 // order with a strict `>`: ties keep the first maximum, as PyTorch; a NaN replaces the running
@@ -60,29 +61,13 @@ extern "C" __global__ void maxpool2d_backward(const float* __restrict__ dy, cons
     }
 }
 
-// Σ over one contiguous plane of hw floats (or of the products a·b), in double, by the whole
-// block: U independent loads per thread per round keep the memory pipe busy when planes are few.
-__device__ inline double plane_sum(const float* __restrict__ a, int hw) {
-    double s = 0.0;
-    for (int base = 0; base < hw; base += mg::kGather * (int)blockDim.x) {
-        float v[mg::kGather];
-        MG_UNROLL
-        for (int u = 0; u < mg::kGather; ++u) {
-            const int p = base + u * (int)blockDim.x + (int)threadIdx.x;
-            v[u] = p < hw ? a[p] : 0.0f;
-        }
-        MG_UNROLL
-        for (int u = 0; u < mg::kGather; ++u) s += (double)v[u];
-    }
-    return s;
-}
-
-// y[p] = mean of plane p: Σ in double, divided in double, rounded once (the CPU's order).
+// y[p] = mean of plane p: Σ in double, divided in double, rounded once (the CPU's order up to
+// the summation order). One read of x, float4 where the plane's address allows (mg::range_sum).
 extern "C" __global__ void global_avgpool_forward(const float* __restrict__ x, float* __restrict__ y, int planes,
                                                   int hw) {
     __shared__ double scratch[mg::kMaxWarps];
     for (int p = blockIdx.x; p < planes; p += gridDim.x) {
-        const double s = mg::block_sum(plane_sum(x + (size_t)p * hw, hw), scratch);
+        const double s = mg::block_sum(mg::range_sum<false>(x + (size_t)p * hw, x, hw), scratch);
         if (threadIdx.x == 0) y[p] = (float)(s / (double)hw);
     }
 }
@@ -94,17 +79,23 @@ extern "C" __global__ void global_avgpool_backward(const float* __restrict__ dy,
     const unsigned total = (unsigned)planes * (unsigned)hw;
     if (total == 0) return;
     const float inv = (float)(1.0 / (double)hw);
+    if (hw % 4 == 0 && mg::aligned16(dx)) {
+        // float4 stores, each inside one plane (the se_pool backward's one pass).
+        float4* dx4 = reinterpret_cast<float4*>(dx);
+        for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), (unsigned)hw / 4u); it.i < total / 4u; it.next()) {
+            const float v = dy[it.q] * inv;
+            dx4[it.i] = make_float4(v, v, v, v);
+        }
+        return;
+    }
     for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), (unsigned)hw); it.i < total; it.next())
         dx[it.i] = dy[it.q] * inv;
 }
 
-// y = x · s[i / hw].
+// y = x · s[i / hw]: one read of x and one write of y, float4 when x and y are 16-byte aligned.
 extern "C" __global__ void channel_scale_forward(const float* __restrict__ x, const float* __restrict__ s,
                                                  float* __restrict__ y, int planes, int hw) {
-    const unsigned total = (unsigned)planes * (unsigned)hw;
-    if (total == 0) return;
-    for (mg::DivWalk it(mg::ew_start(), mg::ew_stride(), (unsigned)hw); it.i < total; it.next())
-        y[it.i] = x[it.i] * s[it.q];
+    mg::plane_affine<false>(x, s, s, 0.0f, y, (unsigned)planes * (unsigned)hw, (unsigned)hw);
 }
 
 // One block per plane, one pass over it: dx = dy·s[p] as it streams by, and ds[p] = Σ dy·x in

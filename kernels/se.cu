@@ -1,35 +1,34 @@
-// Squeeze-and-excitation: the two backward passes over the [N, C, H, W] activation.
-// The forward reuses pool.cu (global_avgpool_forward, channel_scale_forward); the excitation MLP
-// (512 -> 32 -> 512) is a pair of tiny GEMMs. Unfused, the backward would read and write the
-// activation five times (scale backward, squeeze backward, and summing the two input gradients);
-// here it is two: channel_dot (dy and x in) and se_backward_input (dy in, dx out).
+// Squeeze-and-excitation: the two backward passes over the [N, C, H, W] activation, the minimum
+// (dgate needs Σ dy·x over a whole plane before any dx can be written):
+//   pass 1, channel_dot:       read dy and x  -> dgate[p] = Σ dy·x     (one block per plane)
+//   pass 2, se_backward_input: read dy, write dx = dy·gate[p] + dsq[p]/hw
+// The forward's passes are pool.cu's global_avgpool_forward (read x) and channel_scale_forward
+// (read x, write y); the excitation MLP between them is excite.cu. Planes too large for one
+// block per plane to fill the GPU are split over several blocks by plane_split.cu.
 #include "common.cuh"
 #include "device.cuh"
+#include "plane.cuh"
 
-// d[p] = sum over plane p of a*b, one block per plane, double accumulation (as the CPU backend).
-extern "C" __global__ void channel_dot(const float* a, const float* b, float* d, int planes, int hw) {
-    int p = blockIdx.x;
-    if (p >= planes) return;
-    const float* ap = a + (long long)p * hw;
-    const float* bp = b + (long long)p * hw;
+// d[p] = Σ over plane p of a·b, one block per plane (grid-stride), double accumulation (as the
+// CPU backend), float4 loads where a and b share their alignment (mg::range_sum).
+extern "C" __global__ void channel_dot(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ d,
+                                       int planes, int hw) {
     __shared__ double scratch[mg::kMaxWarps];
-    double s = 0.0;
-    for (int i = threadIdx.x; i < hw; i += blockDim.x) s += (double)ap[i] * (double)bp[i];
-    s = mg::block_sum(s, scratch);
-    if (threadIdx.x == 0) d[p] = (float)s;
+    for (int p = blockIdx.x; p < planes; p += gridDim.x) {
+        const size_t o = (size_t)p * hw;
+        const double s = mg::block_sum(mg::range_sum<true>(a + o, b + o, hw), scratch);
+        if (threadIdx.x == 0) d[p] = (float)s;
+    }
 }
 
 // dx = dy * gate[p] + dsq[p] / hw: the scale's gradient and the squeeze's (spread evenly over the
-// plane it averaged) in one pass.
-extern "C" __global__ void se_backward_input(const float* dy, const float* gate, const float* dsq, float* dx,
-                                             int planes, int hw) {
-    const unsigned n = (unsigned)planes * (unsigned)hw;
+// plane it averaged) in one pass; float4 when dy and dx are 16-byte aligned.
+extern "C" __global__ void se_backward_input(const float* __restrict__ dy, const float* __restrict__ gate,
+                                             const float* __restrict__ dsq, float* __restrict__ dx, int planes,
+                                             int hw) {
     // The CPU backend rounds 1/hw from double; do the same so both sides multiply by one value.
-    const float inv = (float)(1.0 / (double)hw);
-    for (unsigned i = mg::ew_start(); i < n; i += mg::ew_stride()) {
-        const int p = (int)(i / (unsigned)hw);
-        dx[i] = dy[i] * gate[p] + dsq[p] * inv;
-    }
+    const float inv = hw > 0 ? (float)(1.0 / (double)hw) : 0.0f;
+    mg::plane_affine<true>(dy, gate, dsq, inv, dx, (unsigned)planes * (unsigned)hw, (unsigned)hw);
 }
 
 SIM_EXPORT(channel_dot)

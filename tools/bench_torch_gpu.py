@@ -6,7 +6,7 @@ CUDA is enough), for checking the join.
 
   copy_gbps   the yardstick: dst.copy_(src) of a 256 MB f32 buffer (GB/s counts read + write)
   copy        x.clone() of the SE block's map [B, 512, H/8, W/8]           bytes 2·|x|
-  se          SEAttention(512, 16) forward + backward at that map          bytes 5·|x|
+  se          SEAttention(512, 16) forward + backward at that map          bytes 7·|x|
   se_pool     the same, then the global average pool (as the SE models)    bytes 2·|x|
   bn          BatchNorm2d(64) train forward + backward at block 1's map     bytes 5·|x|
   conv        Conv2d(3x3, pad 1, no bias) forward + input grad + weight grad, the four VGG
@@ -124,7 +124,7 @@ def bench_se(t, dev, se_shape, copy_gbps):
         se(x).mean(dim=(2, 3)).backward(dp)
 
     n = x.numel() * 4
-    return [mem_record("se", se_shape, t.ms(fwd_bwd), 5 * n, copy_gbps),
+    return [mem_record("se", se_shape, t.ms(fwd_bwd), 7 * n, copy_gbps),
             mem_record("se_pool", se_shape, t.ms(pooled), 2 * n, copy_gbps)]
 
 

@@ -388,6 +388,41 @@ impl CropGeom {
     }
 }
 
+/// The squeeze-and-excitation MLP over n samples of c squeezed channels with `hid` hidden units:
+/// hidden = relu(sq·W1ᵀ) [n, hid], gate = sigmoid(hidden·W2ᵀ) [n, c]; W1 [hid, c], W2 [c, hid].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExciteGeom {
+    pub n: usize,
+    pub c: usize,
+    pub hid: usize,
+}
+
+impl ExciteGeom {
+    /// Checks the squeezed input and both weights.
+    pub fn check_forward(&self, op: &'static str, sq: usize, w1: usize, w2: usize) -> Result<()> {
+        if self.c == 0 || self.hid == 0 {
+            return Err(Error::shape(
+                op,
+                format!("{} channels and {} hidden units: both must be at least 1", self.c, self.hid),
+            ));
+        }
+        check_lens(
+            op,
+            &[("squeezed", sq, self.n * self.c), ("w1", w1, self.hid * self.c), ("w2", w2, self.c * self.hid)],
+        )
+    }
+    /// Also the gate's gradient and the saved hidden and gate values.
+    pub fn check_backward(&self, op: &'static str, dgate: usize, hidden: usize, gate: usize) -> Result<()> {
+        let nc = self.n * self.c;
+        check_lens(op, &[("dgate", dgate, nc), ("hidden", hidden, self.n * self.hid), ("gate", gate, nc)])
+    }
+    pub fn check_i32(&self, op: &'static str) -> Result<()> {
+        check_i32(op, "the squeezed tensor", self.n * self.c, self.c)?;
+        check_i32(op, "the hidden tensor", self.n * self.hid, self.hid)?;
+        check_i32(op, "a weight", self.c * self.hid, 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,8 @@ pub mod precision;
 pub mod sim;
 
 pub use geom::{
-    BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom, UnitGeom,
+    BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, ExciteGeom, MatmulGeom, MelGeom, PoolGeom, RowsGeom,
+    UnitGeom,
 };
 pub use geom_seq::{BmmGeom, EmbedGeom, HeadsGeom, LayerNormGeom, NarrowGeom, SoftmaxGeom};
 pub use memory::MemStats;
@@ -291,6 +292,32 @@ pub trait Pool: Memory {
     ) -> Result<Self::Buf>;
 }
 
+/// The squeeze-and-excitation block's excitation MLP (src/backend/geom.rs `ExciteGeom`): the
+/// small [n, c] work between the squeeze and the scale, one primitive (one kernel) each way.
+pub trait Excite: Memory {
+    /// Returns (hidden, gate): hidden = relu(sq·W1ᵀ), gate = sigmoid(hidden·W2ᵀ).
+    fn excite_forward(
+        &self,
+        sq: &Self::Buf,
+        w1: &Self::Buf,
+        w2: &Self::Buf,
+        g: &ExciteGeom,
+    ) -> Result<(Self::Buf, Self::Buf)>;
+    /// Returns (dsq, dw1, dw2) from the gate's gradient and the forward's saved values; the
+    /// weight gradients are summed over the batch in sample order (bit-reproducible).
+    #[allow(clippy::too_many_arguments)]
+    fn excite_backward(
+        &self,
+        dgate: &Self::Buf,
+        sq: &Self::Buf,
+        hidden: &Self::Buf,
+        gate: &Self::Buf,
+        w1: &Self::Buf,
+        w2: &Self::Buf,
+        g: &ExciteGeom,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+}
+
 /// The spectrogram front end, batched over clips.
 pub trait Spectro: Memory {
     /// mel[c, m, t] = Σ_k fb[m, k]·power[c, k, t].
@@ -409,6 +436,7 @@ pub trait Backend:
     + Norm
     + Unit
     + Pool
+    + Excite
     + Spectro
     + Loss
     + Optim
@@ -427,6 +455,7 @@ impl<T> Backend for T where
         + Norm
         + Unit
         + Pool
+        + Excite
         + Spectro
         + Loss
         + Optim
@@ -444,7 +473,7 @@ pub(crate) fn same_len(op: &'static str, a: usize, b: usize) -> Result<()> {
 /// Every op-family trait, for code that calls primitives on a concrete backend.
 pub mod prelude {
     pub use super::{
-        Attention, Backend, Conv, Dense, DeviceBuffer, LayerNorm, Loss, Memory, Norm, Optim, Pointwise, Pool, Reduce,
-        Sequence, Spectro, Unit,
+        Attention, Backend, Conv, Dense, DeviceBuffer, Excite, LayerNorm, Loss, Memory, Norm, Optim, Pointwise, Pool,
+        Reduce, Sequence, Spectro, Unit,
     };
 }

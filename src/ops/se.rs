@@ -1,8 +1,10 @@
-//! The squeeze-and-excitation block as one op, so its backward makes two passes over the
-//! activation instead of five (see kernels/se.cu).
+//! The squeeze-and-excitation block as one op: forward, two passes over the activation (the
+//! squeeze reads x, the scale reads x and writes y) around one excitation launch; backward, two
+//! passes (dy and x in for the gate's gradient; dy in, dx out) around one excitation-backward
+//! launch (see kernels/se.cu, kernels/excite.cu).
 
 use super::{matrix, nchw};
-use crate::backend::{Backend, ChannelGeom, MatmulGeom, Unary};
+use crate::backend::{Backend, ChannelGeom, ExciteGeom};
 use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -21,22 +23,15 @@ pub fn squeeze_excite<B: Backend>(tape: &mut Tape<B>, x: &Var<B>, w1: &Var<B>, w
     }
     let g = ChannelGeom { n, c, hw: h * w };
     let be = tape.backend.clone();
+    let eg = ExciteGeom { n, c, hid };
     let squeezed = be.global_avgpool_forward(x.buf(), &g)?;
-    let hidden = be.matmul(&squeezed, w1.buf(), &MatmulGeom { m: n, k: c, n: hid, ta: false, tb: true })?;
-    let hidden = be.unary_forward(Unary::Relu, &hidden)?;
-    let gate = be.matmul(&hidden, w2.buf(), &MatmulGeom { m: n, k: hid, n: c, ta: false, tb: true })?;
-    let gate = be.unary_forward(Unary::Sigmoid, &gate)?;
+    let (hidden, gate) = be.excite_forward(&squeezed, w1.buf(), w2.buf(), &eg)?;
     let y = be.channel_scale_forward(x.buf(), &gate, &g)?;
     let (xs, w1s, w2s) = (x.buf().clone(), w1.buf().clone(), w2.buf().clone());
     Ok(tape.record("squeeze_excite", &[x, w1, w2], Tensor::new(vec![n, c, h, w], y)?, move |be, dy| {
         // Pass 1 over the activation: the gate's gradient.
         let dgate = be.channel_dot(&dy, &xs, &g)?;
-        let dz = be.unary_backward(Unary::Sigmoid, &dgate, &gate, &dgate)?;
-        let dw2 = be.matmul(&dz, &hidden, &MatmulGeom { m: c, k: n, n: hid, ta: true, tb: false })?;
-        let dhidden = be.matmul(&dz, &w2s, &MatmulGeom::nn(n, c, hid))?;
-        let dpre = be.unary_backward(Unary::Relu, &hidden, &hidden, &dhidden)?;
-        let dw1 = be.matmul(&dpre, &squeezed, &MatmulGeom { m: hid, k: n, n: c, ta: true, tb: false })?;
-        let dsqueezed = be.matmul(&dpre, &w1s, &MatmulGeom::nn(n, hid, c))?;
+        let (dsqueezed, dw1, dw2) = be.excite_backward(&dgate, &squeezed, &hidden, &gate, &w1s, &w2s, &eg)?;
         // Pass 2: the input gradient from both paths at once.
         let dx = be.se_backward_input(&dy, &gate, &dsqueezed, &g)?;
         Ok(vec![Some(dx), Some(dw1), Some(dw2)])

@@ -5,7 +5,7 @@
 //! broadcast, the gate's channel dot, the SE input gradient).
 
 use super::{matrix, nchw};
-use crate::backend::{Backend, ChannelGeom, MatmulGeom, Unary};
+use crate::backend::{Backend, ChannelGeom, ExciteGeom};
 use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -24,36 +24,27 @@ pub fn squeeze_excite_pool<B: Backend>(tape: &mut Tape<B>, x: &Var<B>, w1: &Var<
     }
     let g = ChannelGeom { n, c, hw: h * w };
     let be = tape.backend.clone();
+    let eg = ExciteGeom { n, c, hid };
     let mean = be.global_avgpool_forward(x.buf(), &g)?;
-    let hidden = be.matmul(&mean, w1.buf(), &MatmulGeom { m: n, k: c, n: hid, ta: false, tb: true })?;
-    let hidden = be.unary_forward(Unary::Relu, &hidden)?;
-    let gate = be.matmul(&hidden, w2.buf(), &MatmulGeom { m: n, k: hid, n: c, ta: false, tb: true })?;
-    let gate = be.unary_forward(Unary::Sigmoid, &gate)?;
+    let (hidden, gate) = be.excite_forward(&mean, w1.buf(), w2.buf(), &eg)?;
     let y = be.mul(&gate, &mean)?;
     let (need_x, need_w1, need_w2) = (x.tracked(), w1.tracked(), w2.tracked());
     let (w1s, w2s) = (w1.buf().clone(), w2.buf().clone());
     let out = Tensor::new(vec![n, c, 1, 1], y)?;
     Ok(tape.record("squeeze_excite_pool", &[x, w1, w2], out, move |be, dy| {
-        // Through the gate: dgate = dy · m, then sigmoid, fc2, ReLU, fc1 (all [N, ·]).
+        // Through the gate: dgate = dy · m, then the excitation MLP's backward (all [N, ·]).
         let dgate = be.mul(&dy, &mean)?;
-        let dz = be.unary_backward(Unary::Sigmoid, &dgate, &gate, &dgate)?;
-        let dw2 = need_w2
-            .then(|| be.matmul(&dz, &hidden, &MatmulGeom { m: c, k: n, n: hid, ta: true, tb: false }))
-            .transpose()?;
-        let dhidden = be.matmul(&dz, &w2s, &MatmulGeom::nn(n, c, hid))?;
-        let dpre = be.unary_backward(Unary::Relu, &hidden, &hidden, &dhidden)?;
-        let dw1 = need_w1
-            .then(|| be.matmul(&dpre, &mean, &MatmulGeom { m: hid, k: n, n: c, ta: true, tb: false }))
-            .transpose()?;
-        // dm = dy · g + the gate path's fc1 input gradient; dx = dm / hw over each plane (the
-        // one pass over the activation).
+        let (dsq, dw1, dw2) = be.excite_backward(&dgate, &mean, &hidden, &gate, &w1s, &w2s, &eg)?;
+        // dm = dy · g + the gate path's input gradient; dx = dm / hw over each plane (the one
+        // pass over the activation).
         let dx = if need_x {
-            let mut dm = be.matmul(&dpre, &w1s, &MatmulGeom::nn(n, hid, c))?;
+            let mut dm = dsq;
             be.add_assign(&mut dm, &be.mul(&dy, &gate)?)?;
             Some(be.global_avgpool_backward(&dm, &g)?)
         } else {
             None
         };
+        let (dw1, dw2) = (need_w1.then_some(dw1), need_w2.then_some(dw2));
         Ok(vec![dx, dw1, dw2])
     }))
 }

@@ -7,6 +7,7 @@ pub mod buffer;
 pub mod conv;
 mod dense;
 mod direct;
+mod excite;
 pub mod fastmath;
 pub mod gemm;
 mod im2col;

@@ -37,9 +37,7 @@ impl Pool for KernelBackend {
     fn global_avgpool_forward(&self, x: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("global_avgpool_forward", &[("x", x.len())], &[], &[])?;
         g.check_i32("global_avgpool_forward")?;
-        let y = self.buf(g.planes())?;
-        self.launch("global_avgpool_forward", Self::plane_grid(g), B1, 0, &[p(x), p(&y), i(g.planes())?, i(g.hw)?])?;
-        Ok(y)
+        self.plane_reduce(super::plane_split::PlaneSum::Mean(x), g)
     }
     fn global_avgpool_backward(&self, dy: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("global_avgpool_backward", &[], &[("dy", dy.len())], &[])?;
@@ -66,9 +64,7 @@ impl Pool for KernelBackend {
     fn channel_dot(&self, a: &DevBuf, b: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("channel_dot", &[("a", a.len()), ("b", b.len())], &[], &[])?;
         g.check_i32("channel_dot")?;
-        let d = self.buf(g.planes())?;
-        self.launch("channel_dot", Self::plane_grid(g), B1, 0, &[p(a), p(b), p(&d), i(g.planes())?, i(g.hw)?])?;
-        Ok(d)
+        self.plane_reduce(super::plane_split::PlaneSum::Dot(a, b), g)
     }
     fn se_backward_input(&self, dy: &DevBuf, gate: &DevBuf, dsqueeze: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         let planes = [("gate", gate.len()), ("dsqueeze", dsqueeze.len())];

@@ -2,10 +2,13 @@
 //! `Record` per shape: the median of `runs` timed repetitions after `warmup` untimed ones, the
 //! device synchronised before the clock stops.
 //!
-//! Bytes counted (GB/s): every large tensor once per pass that must read or write it: a copy
-//! reads x and writes y (2·|x|); SE and BatchNorm fwd+bwd read x and write y forward, read dy and
-//! the saved x and write dx backward (5·|x|); SE + global pool reads x forward and writes dx
-//! backward (2·|x|; its dy and the weights are [N, C] or smaller and not counted). FLOPs (conv,
+//! Bytes counted (GB/s): every large tensor once per pass the minimum algorithm must make over
+//! it: a copy reads x and writes y (2·|x|); BatchNorm fwd+bwd reads x and writes y forward, reads
+//! dy and the saved x and writes dx backward (5·|x|); SE fwd+bwd 7·|x|: the gate needs each
+//! plane's mean before y can be written, and dgate each plane's Σ dy·x before dx can, so forward
+//! reads x twice and writes y, backward reads dy twice and x once and writes dx (this was counted
+//! as 5·|x| before, which overstated the GB/s by 7/5); SE + global pool reads x forward and
+//! writes dx backward (2·|x|; its dy and the weights are [N, C] or smaller and not counted). FLOPs (conv,
 //! unit): 3 × 2·N·C_out·OH·OW·C_in·9, forward + input grad + weight grad, as
 //! tools/bench_torch_gpu.py counts them; the unit's BN/ReLU/pool work is not counted.
 
@@ -120,7 +123,7 @@ pub fn se<B: Backend>(be: &B, p: &Plan) -> Result<Vec<Record>> {
             store.zero_grad();
             tape.backward_from(&y, dy.clone(), &mut store).map(drop)
         })?;
-        let (op, passes) = if pooled { ("se_pool", 2.0) } else { ("se", 5.0) };
+        let (op, passes) = if pooled { ("se_pool", 2.0) } else { ("se", 7.0) };
         let kind = Kind::Bytes(passes * n as f64 * F32);
         out.push(Record { op, name: op.into(), shape: shape_str(&shape), ms, kind });
     }
