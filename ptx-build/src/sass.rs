@@ -53,6 +53,45 @@ pub fn parse_sass(listing: &str) -> Vec<SassFunction> {
     out
 }
 
+/// One function of a `cuobjdump -res-usage` listing (read from the cubin itself, so an
+/// independent check of what ptxas reported).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResUsage {
+    pub name: String,
+    pub registers: u32,
+    pub stack: u32,
+    /// Static shared memory plus what the architecture reserves per block (1 KiB on sm_90).
+    pub shared: u32,
+    pub local: u32,
+}
+
+/// Reads ` Function name:` / `  REG:28 STACK:0 SHARED:1280 LOCAL:0 CONSTANT[0]:560 ...` pairs;
+/// Err when a function's line lacks one of the four figures.
+pub fn parse_res_usage(listing: &str) -> Result<Vec<ResUsage>, String> {
+    let mut out = Vec::new();
+    let mut name: Option<&str> = None;
+    for line in listing.lines() {
+        let t = line.trim();
+        if let Some(n) = t.strip_prefix("Function ").and_then(|n| n.strip_suffix(':')) {
+            name = Some(n);
+        } else if let Some(n) = name.take() {
+            let field = |key: &str| -> Result<u32, String> {
+                t.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key)?.parse().ok())
+                    .ok_or_else(|| format!("cuobjdump -res-usage: no {key} for {n}: {t}"))
+            };
+            out.push(ResUsage {
+                name: n.to_string(),
+                registers: field("REG:")?,
+                stack: field("STACK:")?,
+                shared: field("SHARED:")?,
+                local: field("LOCAL:")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +128,18 @@ mod tests {
         assert_eq!(f[1].opcodes[0], "LDGSTS.E.BYPASS.128");
         assert_eq!((f[1].count("HMMA"), f[1].count("STL"), f[1].count("LDL")), (2, 1, 0));
         assert_eq!(f[0].count("HMMA"), 0);
+    }
+
+    #[test]
+    fn reads_res_usage() {
+        // Verbatim cuobjdump 13.2.86 -res-usage output for kernels/reduce.cu's cubin (first lines).
+        let text = "\nResource usage:\n Common:\n  GLOBAL:0\n Function sum_squares_multi:\n  REG:28 STACK:0 SHARED:1280 LOCAL:0 CONSTANT[0]:560 TEXTURE:0 SURFACE:0 SAMPLER:0\n Function sum_rows:\n  REG:32 STACK:0 SHARED:0 LOCAL:0 CONSTANT[0]:552 TEXTURE:0 SURFACE:0 SAMPLER:0\n";
+        let r = parse_res_usage(text).unwrap();
+        assert_eq!(
+            r[0],
+            ResUsage { name: "sum_squares_multi".into(), registers: 28, stack: 0, shared: 1280, local: 0 }
+        );
+        assert_eq!((r[1].name.as_str(), r[1].registers, r[1].shared), ("sum_rows", 32, 0));
+        assert!(parse_res_usage(" Function f:\n  REG:1 STACK:0\n").is_err());
     }
 }
