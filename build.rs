@@ -237,18 +237,23 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
     let files = ptx_build::kernel_files(kernels).expect("read kernels/");
     let mut ptx = Vec::new();
     let mut cubins = Vec::new();
+    let mut reports = Vec::new();
+    let mut nvcc_version = String::new();
     match ptx_build::find_nvcc() {
         Some(nvcc) => {
+            nvcc_version = ptx_build::nvcc_release(&nvcc).unwrap_or_else(|e| panic!("{e}"));
             for f in &files {
                 let p = out_dir.join(format!("{}.ptx", f.name));
                 let text =
                     ptx_build::compile_ptx(&nvcc, f, kernels, "compute_80", &p).unwrap_or_else(|e| panic!("{e}"));
                 let cubin = out_dir.join(format!("{}.sm_90.cubin", f.name));
-                let usage =
-                    ptx_build::resource_usage(&nvcc, f, kernels, "sm_90", &cubin).unwrap_or_else(|e| panic!("{e}"));
-                println!("{}: PTX {:?}\n{usage}", f.name, ptx_build::ptx_version(&text));
+                let log =
+                    ptx_build::compile_cubin(&nvcc, f, kernels, "sm_90", &cubin).unwrap_or_else(|e| panic!("{e}"));
+                check_report(f, &log);
+                println!("{}: PTX {:?}\n{}", f.name, ptx_build::ptx_version(&text), ptx_build::resource_lines(&log));
                 ptx.push((f.name.clone(), text));
                 cubins.push((f.name.clone(), cubin));
+                reports.push((f.name.clone(), log));
             }
             println!("cargo:rustc-env=MOODGRAD_PTX_BUILT=1");
         }
@@ -262,5 +267,21 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
     ptx_build::write_embedded(&out_dir.join("kernels_embedded.rs"), &files, &ptx, kernels)
         .expect("write kernels_embedded.rs");
     ptx_build::write_cubins(&out_dir.join("kernels_cubin.rs"), &cubins).expect("write kernels_cubin.rs");
+    // Read by tests/sass.rs (spill check, docs/kernel-abi.md's resource table), not by the crate.
+    ptx_build::resources::write_reports(&out_dir.join("kernels_ptxas.rs"), &nvcc_version, "sm_90", &reports)
+        .expect("write kernels_ptxas.rs");
     println!("cargo:rustc-cfg=moodgrad_embedded");
+}
+
+/// The ptxas report of `f` must give figures for each of its exported kernels (else the report
+/// format changed and tests/sass.rs would check nothing).
+fn check_report(f: &ptx_build::KernelFile, log: &str) {
+    let found = ptx_build::resources::parse_ptxas_report(log).unwrap_or_else(|e| panic!("{}: {e}", f.path.display()));
+    for k in &f.kernels {
+        assert!(
+            found.iter().any(|r| r.entry && &r.name == k),
+            "{}: the ptxas report has no figures for kernel {k}:\n{log}",
+            f.path.display()
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Used by moodgrad's build.rs: finds nvcc, compiles each `kernels/*.cu` to PTX for
 //! `compute_80` (the driver JITs it for Ampere, Hopper and Blackwell), prints each kernel's
-//! registers and spills from a cubin build (`-Xptxas -v`), and writes a Rust file embedding the
+//! registers and spills from a cubin build (`-Xptxas -v`, recorded for tests by
+//! [`resources::write_reports`]), and writes a Rust file embedding the
 //! PTX, the sources with their includes inlined (for NVRTC when there was no nvcc), and the
 //! kernel names of each file. With no nvcc it still succeeds: the PTX table is simply empty.
 
@@ -8,6 +9,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub mod occupancy;
+pub mod resources;
+pub mod sass;
 
 /// The newest PTX ISA the lent GPUs' driver (580, CUDA 13.0) loads.
 pub const MAX_PTX_VERSION: (u32, u32) = (9, 0);
@@ -125,10 +130,18 @@ pub fn compile_ptx(nvcc: &Path, file: &KernelFile, include: &Path, arch: &str, o
     }
 }
 
-/// Compiles one file to a cubin for `sm` (e.g. "sm_90") and returns the ptxas resource lines
-/// (registers, spills, shared memory per kernel).
-pub fn resource_usage(nvcc: &Path, file: &KernelFile, include: &Path, sm: &str, out: &Path) -> Result<String, String> {
-    let log = run(
+/// The lines of a ptxas `-v` report that name an entry or give its registers, spills and shared
+/// memory.
+pub fn resource_lines(log: &str) -> String {
+    // "Compiling entry function 'x'", then its stack/spill line and its register line.
+    let keep = |l: &&str| l.contains("entry function") || l.contains("spill") || l.contains("Used ");
+    log.lines().filter(keep).map(str::trim).collect::<Vec<_>>().join("\n")
+}
+
+/// Compiles one file to a cubin for `sm` (e.g. "sm_90"); returns nvcc's whole output, which is
+/// the ptxas `-v` report (see [`resources::parse_ptxas_report`]). Warnings are errors.
+pub fn compile_cubin(nvcc: &Path, file: &KernelFile, include: &Path, sm: &str, out: &Path) -> Result<String, String> {
+    run(
         Command::new(nvcc)
             .args(["-cubin", &format!("-arch={sm}"), "-O3", "-std=c++17", "-Xptxas", "-v", "--Werror", "all-warnings"])
             .arg("-I")
@@ -137,10 +150,13 @@ pub fn resource_usage(nvcc: &Path, file: &KernelFile, include: &Path, sm: &str, 
             .arg("-o")
             .arg(out),
         &format!("nvcc -cubin {} ({sm})", file.path.display()),
-    )?;
-    // "Compiling entry function 'x'", then its stack/spill line and its register line.
-    let keep = |l: &&str| l.contains("entry function") || l.contains("spill") || l.contains("Used ");
-    Ok(log.lines().filter(keep).map(str::trim).collect::<Vec<_>>().join("\n"))
+    )
+}
+
+/// nvcc's release, e.g. "13.0.88" (from `nvcc --version`).
+pub fn nvcc_release(nvcc: &Path) -> Result<String, String> {
+    let text = run(Command::new(nvcc).arg("--version"), "nvcc --version")?;
+    resources::nvcc_version(&text).ok_or_else(|| format!("nvcc --version: no release in:\n{text}"))
 }
 
 /// Writes `out_rs`: `PTX: &[(&str, &str)]` (file, PTX; empty without nvcc), `SOURCES` (file,
