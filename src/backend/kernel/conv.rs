@@ -1,5 +1,6 @@
 //! Implicit-GEMM convolution and the bias gradient: kernels/conv.cu.
 
+use super::conv_cin1::{cin1_forward_supported, cin1_wgrad_supported};
 use super::{Arg, B1, DevBuf, KernelBackend, i, p};
 use crate::backend::{ChannelGeom, Conv, ConvGeom};
 use crate::error::Result;
@@ -20,6 +21,9 @@ impl Conv for KernelBackend {
     fn conv2d_forward(&self, x: &DevBuf, w: &DevBuf, b: Option<&DevBuf>, g: &ConvGeom) -> Result<DevBuf> {
         g.check_forward(x.len(), w.len(), b.map(|b| b.len()))?;
         g.check_i32("conv2d_forward")?;
+        if cin1_forward_supported(g) {
+            return self.conv_cin1_forward(x, w, b, g);
+        }
         let y = self.buf(g.output_len())?;
         let cols = g.n * g.out_h() * g.out_w();
         let grid = [cols.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, 1];
@@ -42,6 +46,9 @@ impl Conv for KernelBackend {
     fn conv2d_backward_weight(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
         g.check_backward_weight(dy.len(), x.len())?;
         g.check_i32("conv2d_backward_weight")?;
+        if cin1_wgrad_supported(g) {
+            return self.conv_cin1_backward_weight(dy, x, g);
+        }
         let dw = self.zeroed(g.weight_len())?;
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;
