@@ -45,16 +45,19 @@ struct Tiles {
         : tiles_x((OW + TW - 1) / TW), tiles_y((OH + TH - 1) / TH), count(N * tiles_x * tiles_y) {}
 };
 
-// Stages tile `tile`'s input patch [PH][PW] (zero outside the image) and returns its image
-// index and output origin. Ends with a barrier; the caller must have one between its last read
-// of the previous patch and this call.
-__device__ inline void stage_patch(const float* __restrict__ x, float* patch, const Tiles& tl, int tile, int H,
-                                   int W, int stride, int pad, int PH, int PW, int& n, int& oy0, int& ox0) {
+// Tile `tile`'s image index and output origin.
+__device__ inline void tile_origin(const Tiles& tl, int tile, int& n, int& oy0, int& ox0) {
     const int tx = tile % tl.tiles_x, rest = tile / tl.tiles_x;
-    const int ty = rest % tl.tiles_y;
     n = rest / tl.tiles_y;
-    oy0 = ty * TH;
+    oy0 = (rest % tl.tiles_y) * TH;
     ox0 = tx * TW;
+}
+
+// Stages the input patch [PH][PW] of the tile at (n, oy0, ox0), zero outside the image. Ends
+// with a barrier; the caller must have one between its last read of the previous patch and
+// this call.
+__device__ inline void stage_patch(const float* __restrict__ x, float* patch, int n, int oy0, int ox0, int H, int W,
+                                   int stride, int pad, int PH, int PW) {
     const int iy0 = oy0 * stride - pad, ix0 = ox0 * stride - pad;
     const float* xn = x + n * H * W;
     // Row-wise: warp w fills rows w, w+8, … with consecutive lanes on consecutive columns.
@@ -97,8 +100,9 @@ extern "C" __global__ void conv_cin1_forward(const float* __restrict__ x, const 
     const Tiles tl(N, OH, OW);
     for (int tile = blockIdx.x; tile < tl.count; tile += gridDim.x) {
         int n, oy0, ox0;
+        tile_origin(tl, tile, n, oy0, ox0);
         __syncthreads();  // the previous tile's patch reads are done
-        stage_patch(x, patch, tl, tile, H, W, stride, pad, PH, PW, n, oy0, ox0);
+        stage_patch(x, patch, n, oy0, ox0, H, W, stride, pad, PH, PW);
 
         const int oy = oy0 + warp;
         const float* prow = patch + warp * stride * PW + lane * stride;
@@ -148,11 +152,12 @@ extern "C" __global__ void conv_cin1_forward(const float* __restrict__ x, const 
 // The N·ceil(OH/8)·ceil(OW/128) tiles are cut into chunks of `tiles_per_chunk` consecutive
 // tiles; chunk z writes its partial sums, all K·R·S of them, to partials[z][K·R·S] (every
 // element written, no zeroing needed), and conv_cin1_sum_partials adds the chunks in order.
-// Per pass (64 channels × 9 taps; one pass for K ≤ 64 and a 3×3 kernel), warp w accumulates
-// channels pass·64 + 8w … +7 against taps tg·9 … +8 for all its lanes' pixels: per pixel 8
-// coalesced dy loads (the only large stream: dy is read exactly once per pass) and 9 patch
-// reads feed 72 FMAs into 72 register accumulators. At the end of the chunk each warp sums its
-// 32 lanes with a butterfly (fixed order) and the lanes write the 72 sums, one lane each.
+// Per pass (32 channels × 9 taps: two passes for K = 64 and a 3×3 kernel, each re-staging the
+// small x patches), warp w accumulates channels pass·32 + 4w … +3 against taps tg·9 … +8 for
+// all its lanes' pixels: per pixel 4 coalesced dy loads (the only large stream: dy is read
+// exactly once overall) and 9 patch reads feed 36 FMAs into 36 register accumulators. At the
+// end of the chunk each warp sums its 32 lanes with a butterfly (fixed order) and the lanes
+// write the 36 sums, one lane each.
 // Dynamic shared memory: the patch only.
 extern "C" __global__ void conv_cin1_backward_weight(const float* __restrict__ dy, const float* __restrict__ x,
                                                      float* __restrict__ partials, int N, int H, int W, int K,
@@ -166,6 +171,7 @@ extern "C" __global__ void conv_cin1_backward_weight(const float* __restrict__ d
     if (tiles_per_chunk <= 0) tiles_per_chunk = tl.count;  // defensive: "no split"
     const int nchunks = tl.count > 0 ? (tl.count - 1) / tiles_per_chunk + 1 : 0;
     const int kpasses = (K + KPASS - 1) / KPASS, tgroups = (RS + TAPG - 1) / TAPG;
+    const int ohw = OH * OW;
 
     for (int z = blockIdx.x; z < nchunks; z += gridDim.x) {
         const int tbeg = z * tiles_per_chunk;
@@ -173,54 +179,73 @@ extern "C" __global__ void conv_cin1_backward_weight(const float* __restrict__ d
         for (int kp = 0; kp < kpasses; ++kp) {
             const int k0 = kp * KPASS + warp * WKG;  // this warp's channels (warp-uniform)
             for (int tg = 0; tg < tgroups; ++tg) {
-                // The thread's taps as patch offsets; a tap past R·S reads offset 0 (in range)
-                // and is never written out.
+                // The thread's taps as byte offsets into the patch (one add per read in the
+                // loop); a tap past R·S reads offset 0 (in range) and is never written out.
                 int toff[TAPG];
                 MG_UNROLL
                 for (int j = 0; j < TAPG; ++j) {
                     const int tap = tg * TAPG + j;
-                    toff[j] = tap < RS ? (tap / S) * PW + tap % S : 0;
+                    toff[j] = tap < RS ? 4 * ((tap / S) * PW + tap % S) : 0;
                 }
                 float acc[WKG][TAPG] = {};
                 for (int tile = tbeg; tile < tend; ++tile) {
                     int n, oy0, ox0;
-                    __syncthreads();  // the previous patch's reads are done
-                    stage_patch(x, patch, tl, tile, H, W, stride, pad, PH, PW, n, oy0, ox0);
-                    if (k0 >= K) continue;  // warp-uniform; the barriers above stay block-wide
-                    const float* dyn = dy + (n * K + k0) * OH * OW;
-                    // The thread's pixels, flattened (row-major over tile row × its 4 columns),
-                    // with the next pixel's dy loads issued before this pixel's FMAs.
-                    const int npx = (OH - oy0 < TH ? OH - oy0 : TH) * PX;
-                    const int ohw = OH * OW;
-                    const int kvalid = K - k0;  // ≥ 1 here
-                    auto load_dy = [&](int px, float (&g)[WKG]) {
-                        const int row = px / PX, ox = ox0 + lane + 32 * (px % PX);
-                        const float* d = dyn + ((oy0 + row) * OW + ox);
+                    tile_origin(tl, tile, n, oy0, ox0);
+                    // dy of the warp's channels one tile row ahead: each pixel's slot is
+                    // reloaded with the pixel below right after its FMAs, so a row's 16 loads
+                    // are in flight during the next row's work (the first row's during the patch
+                    // staging). The row loop stays rolled: unrolled, the registers double.
+                    // Lanes past OW and idle warps load nothing (0).
+                    const bool active = k0 < K;  // warp-uniform
+                    // Channels past K load channel K−1 instead: their accumulators are never
+                    // written out, so no per-load channel test is needed.
+                    int kofs[WKG];
+                    MG_UNROLL
+                    for (int kk = 0; kk < WKG; ++kk) kofs[kk] = active ? (k0 + kk < K ? kk : K - 1 - k0) * ohw : 0;
+                    const float* dyn = dy + (active ? (n * K + k0) * ohw + oy0 * OW + ox0 + lane : 0);
+                    const int rows = OH - oy0 < TH ? OH - oy0 : TH;
+                    bool col_ok[PX];
+                    MG_UNROLL
+                    for (int j = 0; j < PX; ++j) col_ok[j] = ox0 + lane + 32 * j < OW;
+                    // One pointer per channel and an unsigned offset: one wide multiply-add per
+                    // address.
+                    const float* dk[WKG];
+                    MG_UNROLL
+                    for (int kk = 0; kk < WKG; ++kk) dk[kk] = dyn + kofs[kk];
+                    auto load_px = [&](int row, int j, float (&g)[WKG]) {
+                        const bool ok = active && row < rows && col_ok[j];
+                        const unsigned o = (unsigned)(row * OW + 32 * j);
                         MG_UNROLL
-                        for (int kk = 0; kk < WKG; ++kk) g[kk] = (ox < OW && kk < kvalid) ? __ldg(d + kk * ohw) : 0.0f;
+                        for (int kk = 0; kk < WKG; ++kk) g[kk] = ok ? __ldg(dk[kk] + o) : 0.0f;
                     };
-                    float g[WKG];
-                    load_dy(0, g);
-                    CIN1_NO_UNROLL  // unrolled, the loads in flight double the registers
-                    for (int px = 0; px < npx; ++px) {
-                        float gn[WKG] = {};
-                        if (px + 1 < npx) load_dy(px + 1, gn);
-                        // Columns past OW read zero-filled or unused patch cells and contribute
-                        // 0·x: the patch covers all TW columns.
-                        const float* pp = patch + ((px / PX) * stride * PW + (lane + 32 * (px % PX)) * stride);
-                        float xv[TAPG];
+                    float g[PX][WKG];  // g[j]: the pixel in column j of the current row
+                    MG_UNROLL
+                    for (int j = 0; j < PX; ++j) load_px(0, j, g[j]);
+                    __syncthreads();  // the previous patch's reads are done
+                    stage_patch(x, patch, n, oy0, ox0, H, W, stride, pad, PH, PW);
+                    if (!active) continue;  // the barriers above stay block-wide
+                    const char* const pbase = reinterpret_cast<const char*>(patch + lane * stride);
+                    CIN1_NO_UNROLL
+                    for (int row = 0; row < rows; ++row) {
+                        const char* prow = pbase + 4 * (row * stride * PW);
                         MG_UNROLL
-                        for (int q = 0; q < TAPG; ++q) xv[q] = pp[toff[q]];
-                        MG_UNROLL
-                        for (int kk = 0; kk < WKG; ++kk) {
+                        for (int j = 0; j < PX; ++j) {
+                            // Columns past OW read zero-filled or unused patch cells, times
+                            // dy = 0: the patch covers all TW columns.
+                            const char* pp = prow + 4 * (32 * j * stride);
+                            float xv[TAPG];
                             MG_UNROLL
-                            for (int q = 0; q < TAPG; ++q) acc[kk][q] = fmaf(g[kk], xv[q], acc[kk][q]);
+                            for (int q = 0; q < TAPG; ++q) xv[q] = *reinterpret_cast<const float*>(pp + toff[q]);
+                            MG_UNROLL
+                            for (int kk = 0; kk < WKG; ++kk) {
+                                MG_UNROLL
+                                for (int q = 0; q < TAPG; ++q) acc[kk][q] = fmaf(g[j][kk], xv[q], acc[kk][q]);
+                            }
+                            load_px(row + 1, j, g[j]);  // the same column, one row down
                         }
-                        MG_UNROLL
-                        for (int kk = 0; kk < WKG; ++kk) g[kk] = gn[kk];
                     }
                 }
-                if (k0 < K) {  // warp-uniform: all 32 lanes shuffle
+                {  // every warp (idle ones hold zeros), so the shuffles stay in uniform flow
                     float* out = partials + z * KRS;
                     MG_UNROLL
                     for (int kk = 0; kk < WKG; ++kk) {
