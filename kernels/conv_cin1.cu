@@ -156,9 +156,8 @@ extern "C" __global__ void conv_cin1_forward(const float* __restrict__ x, const 
 // small x patches), warp w accumulates channels pass·32 + 4w … +3 against taps tg·9 … +8 for
 // all its lanes' pixels: per pixel 4 coalesced dy loads (the only large stream: dy is read
 // exactly once overall) and 9 patch reads feed 36 FMAs into 36 register accumulators. At the
-// end of the chunk each warp sums its 32 lanes with a butterfly (fixed order) and the lanes
-// write the 36 sums, one lane each.
-// Dynamic shared memory: the patch only.
+// end of the chunk the block sums each warp's 32 lanes in shared memory, in lane order.
+// Dynamic shared memory: the patch, and at least THREADS·TAPG = 2304 floats for those sums.
 extern "C" __global__ void conv_cin1_backward_weight(const float* __restrict__ dy, const float* __restrict__ x,
                                                      float* __restrict__ partials, int N, int H, int W, int K,
                                                      int R, int S, int stride, int pad, int OH, int OW,
@@ -245,16 +244,22 @@ extern "C" __global__ void conv_cin1_backward_weight(const float* __restrict__ d
                         }
                     }
                 }
-                {  // every warp (idle ones hold zeros), so the shuffles stay in uniform flow
-                    float* out = partials + z * KRS;
+                // Sum each (channel, tap) over the warp's 32 lanes through shared memory (the
+                // patch's space; the launcher sizes it for THREADS·TAPG floats), one channel
+                // slot at a time, lanes added in order: fixed, and cheaper than 36 butterflies.
+                float* const red = patch;
+                MG_UNROLL
+                for (int kk = 0; kk < WKG; ++kk) {
+                    __syncthreads();  // the patch reads (or the previous slot's sums) are done
                     MG_UNROLL
-                    for (int kk = 0; kk < WKG; ++kk) {
-                        MG_UNROLL
-                        for (int q = 0; q < TAPG; ++q) {
-                            const float v = mg::warp_sum(acc[kk][q]);
-                            const int k = k0 + kk, tap = tg * TAPG + q;
-                            if ((kk * TAPG + q) % 32 == lane && k < K && tap < RS) out[k * RS + tap] = v;
-                        }
+                    for (int q = 0; q < TAPG; ++q) red[t * TAPG + q] = acc[kk][q];
+                    __syncthreads();
+                    if (t < TH * TAPG) {
+                        const int w = t / TAPG, q = t % TAPG;
+                        const int k = kp * KPASS + w * WKG + kk, tap = tg * TAPG + q;
+                        float v = 0.0f;
+                        for (int l = 0; l < 32; ++l) v += red[(w * 32 + l) * TAPG + q];
+                        if (k < K && tap < RS) partials[z * KRS + k * RS + tap] = v;
                     }
                 }
             }

@@ -35,8 +35,10 @@ fn forward_shared_bytes(g: &ConvGeom) -> usize {
     4 * (weights + patch_floats(g))
 }
 
+/// The patch, which the end of each chunk reuses for its lane sums (256 threads × 9 taps).
 fn wgrad_shared_bytes(g: &ConvGeom) -> usize {
-    4 * patch_floats(g)
+    const LANE_SUMS: usize = 256 * 9;
+    4 * patch_floats(g).max(LANE_SUMS)
 }
 
 fn common_supported(g: &ConvGeom) -> bool {
