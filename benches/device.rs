@@ -83,6 +83,25 @@ fn run<B: Backend>(c: &mut Criterion, be: B, gpu: bool) {
                 (y, dx, dw)
             })
         });
+        if ci == 1 {
+            // The spectrogram layer's input needs no gradient: training runs only these two
+            // (kernels/conv_cin1.cu on a GPU), so time them alone too.
+            g.throughput(Throughput::Elements(geom.forward_flops() as u64));
+            g.bench_with_input(BenchmarkId::new("conv2d_fwd_flops", format!("{name}_n{batch}")), &geom, |b, geom| {
+                b.iter(|| {
+                    let y = be.conv2d_forward(&xb, &wb, None, geom).unwrap();
+                    be.synchronize().unwrap();
+                    y
+                })
+            });
+            g.bench_with_input(BenchmarkId::new("conv2d_wgrad_flops", format!("{name}_n{batch}")), &geom, |b, geom| {
+                b.iter(|| {
+                    let dw = be.conv2d_backward_weight(&dyb, &xb, geom).unwrap();
+                    be.synchronize().unwrap();
+                    dw
+                })
+            });
+        }
     }
 
     // Adam with the clip coefficient over 10 M parameters in 20 tensors (norm, then update).

@@ -37,7 +37,8 @@ fn sim_runs_every_workload() {
         .collect();
     assert_eq!(
         ops,
-        [("copy", 1), ("se", 1), ("se_pool", 1), ("bn", 1), ("conv", 4), ("unit", 4), ("step", 1)],
+        // conv: the four blocks, plus block 1's forward and weight gradient alone.
+        [("copy", 1), ("se", 1), ("se_pool", 1), ("bn", 1), ("conv", 6), ("unit", 4), ("step", 1)],
         "{ws:?}"
     );
     for w in &ws {
@@ -58,6 +59,11 @@ fn sim_runs_every_workload() {
             }
         }
     }
+    let conv_names: Vec<&str> = ws.iter().filter(|w| w["op"] == "conv").map(|w| w["name"].as_str().unwrap()).collect();
+    assert!(
+        conv_names.contains(&"block1_1to64_16x32_fwd") && conv_names.contains(&"block1_1to64_16x32_wgrad"),
+        "{conv_names:?}"
+    );
     // The shapes follow --shape and the default batch 1: block 4's map is 16/8 x 32/8.
     let se = ws.iter().find(|w| w["op"] == "se").unwrap();
     assert_eq!(se["shape"], "1x512x2x4");

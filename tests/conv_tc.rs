@@ -113,8 +113,12 @@ fn tf32_convolutions_match_a_tf32_rounded_reference_on_odd_shapes() {
         for pass in [Pass::Forward, Pass::Input, Pass::Weight] {
             let (a, b) = operands(&mut r, pass, &g);
             let got = run(&tc, pass, &g, &a, &b);
-            let want = reference(pass, &g, &a, &b, tf32);
-            let scale = reference(pass, &g, &a, &b, |x| tf32(x).abs());
+            // One input channel: the forward and the weight gradient take the FP32 first-layer
+            // kernels (kernels/conv_cin1.cu) at either precision, so their reference is FP32's.
+            let fp32 = g.c_in == 1 && !matches!(pass, Pass::Input);
+            let round = |x: f32| if fp32 { x as f64 } else { tf32(x) };
+            let want = reference(pass, &g, &a, &b, round);
+            let scale = reference(pass, &g, &a, &b, |x| round(x).abs());
             let bound = (chain(pass, &g) + 2) as f64 * f64::powi(2.0, -24);
             let mut worst = 0.0f64;
             for (i, ((&x, &w), &s)) in got.iter().zip(&want).zip(&scale).enumerate() {

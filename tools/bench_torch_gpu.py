@@ -11,7 +11,8 @@ CUDA is enough), for checking the join.
   bn          BatchNorm2d(64) train forward + backward at block 1's map     bytes 5·|x|
   conv        Conv2d(3x3, pad 1, no bias) forward + input grad + weight grad, the four VGG
               blocks' maps (FLOPs = 3 * 2*N*C_out*OH*OW*C_in*9); on a GPU also with TF32
-              (precision "tf32"; moodgrad's kernels are plain FP32, so fp32 is like-for-like)
+              (precision "tf32"; moodgrad's kernels are plain FP32, so fp32 is like-for-like);
+              block 1 also forward alone and weight grad alone (<name>_fwd, <name>_wgrad)
   unit        Conv2d -> BatchNorm2d -> ReLU (-> MaxPool2d(2)) train forward + backward, input
               grad included, each block (FLOPs: the conv's only)
   step        the SE seed network's training step (MSE, clip 1.0, Adam): samples/s, peak bytes
@@ -159,6 +160,17 @@ def bench_conv(t, dev, batch, h, w, peak):
 
             flops = 3 * 2 * batch * co * hh * ww * ci * 9
             out.append(flop_record("conv", name, [batch, ci, hh, ww], co, precision, t.ms(step), flops, peak))
+            if ci == 1:
+                # The spectrogram layer needs no input grad: its forward and weight grad alone,
+                # as moodgrad reports them (<name>_fwd, <name>_wgrad; FLOPs of one pass each).
+                x0, w0 = xi.detach(), conv.weight.detach()
+                with torch.no_grad():
+                    fwd = t.ms(lambda: torch.nn.functional.conv2d(x0, w0, padding=1))
+                    wgrad = t.ms(lambda: torch.ops.aten.convolution_backward(
+                        g, x0, w0, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]))
+                for suffix, ms in (("fwd", fwd), ("wgrad", wgrad)):
+                    out.append(flop_record("conv", f"{name}_{suffix}", [batch, ci, hh, ww], co, precision, ms,
+                                           flops / 3, peak))
     torch.backends.cudnn.allow_tf32 = False
     return out
 

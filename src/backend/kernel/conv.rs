@@ -1,5 +1,6 @@
 //! Implicit-GEMM convolution and the bias gradient: kernels/conv.cu.
 
+use super::conv_cin1::{cin1_forward_supported, cin1_wgrad_supported};
 use super::{Arg, B1, DevBuf, KernelBackend, i, p};
 use crate::backend::{ChannelGeom, Conv, ConvGeom, Precision};
 use crate::error::Result;
@@ -20,6 +21,11 @@ impl Conv for KernelBackend {
     fn conv2d_forward(&self, x: &DevBuf, w: &DevBuf, b: Option<&DevBuf>, g: &ConvGeom) -> Result<DevBuf> {
         g.check_forward(x.len(), w.len(), b.map(|b| b.len()))?;
         g.check_i32("conv2d_forward")?;
+        // The first layer's direct kernel (FP32, exact) serves either precision: the tensor-core
+        // GEMM would pad its 9-tap reduction to 32.
+        if cin1_forward_supported(g) {
+            return self.conv_cin1_forward(x, w, b, g);
+        }
         if self.conv_precision == Precision::Tf32 {
             return self.conv2d_forward_tf32(x, w, b, g);
         }
@@ -48,6 +54,9 @@ impl Conv for KernelBackend {
     fn conv2d_backward_weight(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
         g.check_backward_weight(dy.len(), x.len())?;
         g.check_i32("conv2d_backward_weight")?;
+        if cin1_wgrad_supported(g) {
+            return self.conv_cin1_backward_weight(dy, x, g);
+        }
         if self.conv_precision == Precision::Tf32 {
             return self.conv2d_backward_weight_tf32(dy, x, g);
         }

@@ -5,6 +5,7 @@
 mod allocator;
 mod attention;
 mod conv;
+mod conv_cin1;
 mod conv_tc;
 pub mod cuda;
 mod dense;

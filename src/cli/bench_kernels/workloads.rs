@@ -10,7 +10,9 @@
 //! as 5·|x| before, which overstated the GB/s by 7/5); SE + global pool reads x forward and
 //! writes dx backward (2·|x|; its dy and the weights are [N, C] or smaller and not counted). FLOPs (conv,
 //! unit): 3 × 2·N·C_out·OH·OW·C_in·9, forward + input grad + weight grad, as
-//! tools/bench_torch_gpu.py counts them; the unit's BN/ReLU/pool work is not counted.
+//! tools/bench_torch_gpu.py counts them; the unit's BN/ReLU/pool work is not counted. The first
+//! layer (one input channel) also reports its forward and weight gradient alone, 2·N·C_out·OH·OW·9
+//! each.
 
 use super::Plan;
 use crate::backend::prelude::*;
@@ -145,9 +147,31 @@ pub fn conv<B: Backend>(be: &B, p: &Plan) -> Result<Vec<Record>> {
             be.conv2d_backward_weight(&dy, &x, &g).map(drop)
         })?;
         let kind = Kind::Flops(3.0 * g.forward_flops());
-        out.push(Record { op: "conv", name, shape: conv_shape(p.batch, ci, co, h, w), ms, kind });
+        out.push(Record { op: "conv", name: name.clone(), shape: conv_shape(p.batch, ci, co, h, w), ms, kind });
+        if ci == 1 {
+            out.extend(first_layer_passes(be, p, &g, &name, (&x, &wt, &dy))?);
+        }
     }
     Ok(out)
+}
+
+/// The spectrogram layer's two passes alone (`<name>_fwd`, `<name>_wgrad`): its input needs no
+/// gradient, so training runs only these (kernels/conv_cin1.cu on the kernel backends).
+fn first_layer_passes<B: Backend>(
+    be: &B,
+    p: &Plan,
+    g: &ConvGeom,
+    name: &str,
+    (x, wt, dy): (&B::Buf, &B::Buf, &B::Buf),
+) -> Result<Vec<Record>> {
+    let shape = conv_shape(g.n, g.c_in, g.c_out, g.h, g.w);
+    let fwd = time_ms(be, p, || be.conv2d_forward(x, wt, None, g).map(drop))?;
+    let wgrad = time_ms(be, p, || be.conv2d_backward_weight(dy, x, g).map(drop))?;
+    let flops = g.forward_flops();
+    Ok(vec![
+        Record { op: "conv", name: format!("{name}_fwd"), shape: shape.clone(), ms: fwd, kind: Kind::Flops(flops) },
+        Record { op: "conv", name: format!("{name}_wgrad"), shape, ms: wgrad, kind: Kind::Flops(flops) },
+    ])
 }
 
 /// "16x64x64x646->128": the input map and the output channels.
