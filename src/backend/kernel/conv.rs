@@ -14,9 +14,9 @@ const CONV_WGRAD_TARGET_BLOCKS: usize = 512;
 /// dominate.
 const CONV_WGRAD_MIN_CHUNK: usize = 256;
 /// …and never into more split slots than fit this many floats (16 MiB): the partial tiles live in
-/// a workspace of splits·K·C·R·S floats. The two rules above already keep it below this (splits
-/// > 1 needs tiles < 512, so splits·K·CRS ≤ splits·tiles·64² < (512 + tiles)·64² < 2²²); the cap
-/// states the bound and holds it should the targets change.
+/// a workspace of splits·K·C·R·S floats. The two rules above already keep it below this (more
+/// than one split needs tiles < 512, so splits·K·CRS ≤ splits·tiles·64² < (512 + tiles)·64² <
+/// 2²²); the cap states the bound and holds it should the targets change.
 const CONV_WGRAD_MAX_WORKSPACE: usize = 1 << 22;
 
 fn conv_args(g: &ConvGeom) -> Result<Vec<Arg>> {
