@@ -296,9 +296,14 @@ extern "C" __global__ void conv2d_backward_input(const float* __restrict__ dy, c
 
 // ---- backward w.r.t. the weight -----------------------------------------------------------
 // M = K, columns = C·R·S taps, reduction = output positions (n, oy, ox), split into chunks of
-// `chunk` positions, chunk index = blockIdx.z (split-K: the weight gradient is a small output
-// with a huge reduction, so without the split only ceil(K/64)·ceil(CRS/64) blocks would run).
-// Each block atomicAdds its partial 64×64 tile into dw, which the caller zeroes.
+// `chunk` positions (split-K: the weight gradient is a small output with a huge reduction, so
+// without the split only ceil(K/64)·ceil(CRS/64) blocks would run).
+// Deterministic: no atomics. Block (x, y, z) sums the chunks z, z + gridDim.z, … in that order
+// into its registers and stores its tile to its own split slot,
+//   partials[z][m·CRS + r]  (partials: gridDim.z slots of K·CRS floats),
+// every element of every slot written (0 where a slot has no chunk), so the caller needs no
+// zero fill; splitk_sum (reduce.cu) then adds the slots in order 0, 1, … With gridDim.z = 1 the
+// one slot is dw itself.
 // Both operands are staged with the position fastest across threads: thread t handles position
 // p = p0 + t%16 for tile rows/columns t/16 + 16j, so 16 threads read 16 consecutive positions
 // (contiguous in dy, and in x for stride 1), and one position decomposition per step serves all
@@ -306,46 +311,49 @@ extern "C" __global__ void conv2d_backward_input(const float* __restrict__ dy, c
 //   dy offset = [img·K·OHW + oy·OW + ox] (row part) + k·OHW (column part)
 //   x offset  = [img·C·HW + iy0·W + ix0] (row part) + [c·HW + ki·W + kj] (column part).
 extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, const float* __restrict__ x,
-                                                  float* __restrict__ dw, int N, int C, int H, int W, int K, int R,
-                                                  int S, int stride, int pad, int OH, int OW, int chunk) {
+                                                  float* __restrict__ partials, int N, int C, int H, int W, int K,
+                                                  int R, int S, int stride, int pad, int OH, int OW, int chunk) {
     alignas(16) __shared__ float As[2][BK][LDA];
     alignas(16) __shared__ float Bs[2][BK][LDB_TRANSPOSED];
 
     const int t = threadIdx.x;
     const int RS = R * S, CRS = C * RS, HW = H * W, OHW = OH * OW;
     const int npos = N * OHW;
-    if (npos <= 0) return;
+    if (npos <= 0) chunk = 1;  // no positions: every slot is written with zeros below
     if (chunk <= 0) chunk = npos;  // defensive: a non-positive chunk means "no split"
     // Written so that a huge chunk (say INT_MAX for "no split") cannot overflow.
-    const int nchunks = (npos - 1) / chunk + 1;
+    const int nchunks = npos > 0 ? (npos - 1) / chunk + 1 : 0;
     const int mb = micro_row(t), nb = micro_col(t);
     const int s_k = t % BK, s_r = t / BK;
+    float* __restrict__ slot = partials + (size_t)blockIdx.z * (size_t)K * (size_t)CRS;
 
-    for (int z = blockIdx.z; z < nchunks; z += gridDim.z) {
-        const int pbeg = z * chunk;
-        const int pend = npos - pbeg <= chunk ? npos : pbeg + chunk;
-        const int nsteps = (pend - pbeg + BK - 1) / BK;
-        for (int m0 = blockIdx.y * BM; m0 < K; m0 += gridDim.y * BM) {
-            for (int n0 = blockIdx.x * BN; n0 < CRS; n0 += gridDim.x * BN) {
-                // Column parts: the thread's 4 output channels and 4 taps, fixed for the tile.
-                int a_off[4], tap_off[4], tap_ki[4], tap_kj[4];
-                bool a_ok[4];
-                MG_UNROLL
-                for (int j = 0; j < 4; ++j) {
-                    const int m = m0 + s_r + 16 * j;
-                    a_ok[j] = m < K;
-                    a_off[j] = (a_ok[j] ? m : 0) * OHW;
-                    const int r = n0 + s_r + 16 * j;
-                    tap_ki[j] = kOutside;  // a tap past C·R·S fails the bounds test
-                    tap_kj[j] = kOutside;
-                    tap_off[j] = 0;
-                    if (r < CRS) {
-                        const int c = r / RS, rs = r - c * RS;
-                        tap_ki[j] = rs / S;
-                        tap_kj[j] = rs - tap_ki[j] * S;
-                        tap_off[j] = c * HW + tap_ki[j] * W + tap_kj[j];
-                    }
+    for (int m0 = blockIdx.y * BM; m0 < K; m0 += gridDim.y * BM) {
+        for (int n0 = blockIdx.x * BN; n0 < CRS; n0 += gridDim.x * BN) {
+            // Column parts: the thread's 4 output channels and 4 taps, fixed for the tile.
+            int a_off[4], tap_off[4], tap_ki[4], tap_kj[4];
+            bool a_ok[4];
+            MG_UNROLL
+            for (int j = 0; j < 4; ++j) {
+                const int m = m0 + s_r + 16 * j;
+                a_ok[j] = m < K;
+                a_off[j] = (a_ok[j] ? m : 0) * OHW;
+                const int r = n0 + s_r + 16 * j;
+                tap_ki[j] = kOutside;  // a tap past C·R·S fails the bounds test
+                tap_kj[j] = kOutside;
+                tap_off[j] = 0;
+                if (r < CRS) {
+                    const int c = r / RS, rs = r - c * RS;
+                    tap_ki[j] = rs / S;
+                    tap_kj[j] = rs - tap_ki[j] * S;
+                    tap_off[j] = c * HW + tap_ki[j] * W + tap_kj[j];
                 }
+            }
+
+            float acc[4][4] = {};  // summed over this block's chunks, in chunk order
+            for (int z = blockIdx.z; z < nchunks; z += gridDim.z) {
+                const int pbeg = z * chunk;
+                const int pend = npos - pbeg <= chunk ? npos : pbeg + chunk;
+                const int nsteps = (pend - pbeg + BK - 1) / BK;
                 // Row part: position p = pbeg + s_k + BK·step as (img, oy, ox).
                 mg::Radix3 pp;
                 pp.init(pbeg + s_k, OH, OW, 1, BK);
@@ -374,7 +382,6 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
                     for (int j = 0; j < 4; ++j) Bs[buf][s_k][s_r + 16 * j] = rbv[j];
                 };
 
-                float acc[4][4] = {};
                 if (nsteps > 0) load(0);
                 for (int s = 0; s < nsteps; ++s) {
                     const int buf = s & 1;
@@ -383,19 +390,20 @@ extern "C" __global__ void conv2d_backward_weight(const float* __restrict__ dy, 
                     if (s + 1 < nsteps) load((s + 1) * BK);
                     mma_step<LDB_TRANSPOSED>(As[buf], Bs[buf], mb, nb, acc);
                 }
+                // The next chunk's (or tile's) first store reuses a buffer slower threads may
+                // still be reading.
                 __syncthreads();
+            }
 
-                if (nsteps > 0) {
-                    MG_UNROLL
-                    for (int i = 0; i < 4; ++i) {
-                        const int m = m0 + mb + i;
-                        if (m >= K) continue;
-                        MG_UNROLL
-                        for (int j = 0; j < 4; ++j) {
-                            const int r = n0 + nb + j;
-                            if (r < CRS) atomicAdd(dw + (m * CRS + r), acc[i][j]);
-                        }
-                    }
+            // Plain stores, zeros included: the slot is fully written whatever the chunking.
+            MG_UNROLL
+            for (int i = 0; i < 4; ++i) {
+                const int m = m0 + mb + i;
+                if (m >= K) continue;
+                MG_UNROLL
+                for (int j = 0; j < 4; ++j) {
+                    const int r = n0 + nb + j;
+                    if (r < CRS) slot[m * CRS + r] = acc[i][j];
                 }
             }
         }

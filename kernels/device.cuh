@@ -147,13 +147,31 @@ struct ModTrack {
 // Walks the n·hw elements of channel ch of an [n, c, hw] tensor, thread by thread (stride
 // blockDim.x), as one flat range (q = sample, r = position in the plane), so that planes smaller
 // than the block (the deep layers) still keep every thread busy. Element offset:
-// q·c·hw + ch·hw + r. Used by the one-block-per-channel reductions.
+// q·c·hw + ch·hw + r. Used by the per-channel reductions.
+// The many-block form (chunk_of_block) walks only chunk blockIdx.y of gridDim.y equal chunks
+// of the channel's range, [y·L, min((y+1)·L, n·hw)) with L = ceil(n·hw / gridDim.y) (empty for
+// the last chunks when gridDim.y > n·hw); `count` is its element count.
 struct ChannelWalk {
     DivWalk w;
-    unsigned total, chw, base;
+    unsigned first, total, chw, base;  // the walk covers flat indices [first, total)
     __device__ inline ChannelWalk(int ch, int n, int c, int hw)
-        : w(threadIdx.x, blockDim.x, (unsigned)(hw > 0 ? hw : 1)), total((unsigned)n * (unsigned)hw),
+        : ChannelWalk(ch, c, hw, 0u, (unsigned)n * (unsigned)hw) {}
+    // Flat indices [begin, end) of channel ch only.
+    __device__ inline ChannelWalk(int ch, int c, int hw, unsigned begin, unsigned end)
+        : w(begin + threadIdx.x, blockDim.x, (unsigned)(hw > 0 ? hw : 1)), first(begin), total(end),
           chw((unsigned)c * (unsigned)hw), base((unsigned)ch * (unsigned)hw) {}
+    __device__ static inline ChannelWalk chunk_of_block(int ch, int n, int c, int hw) {
+        return ChannelWalk(ch, c, hw, chunk_bound(n, hw, blockIdx.y), chunk_bound(n, hw, blockIdx.y + 1));
+    }
+    // Chunk y's first index, y·L clamped to n·hw; 64-bit, since y·L may pass 2^32 when n·hw is
+    // near 2^31.
+    __device__ static inline unsigned chunk_bound(int n, int hw, unsigned y) {
+        const unsigned long long m = (unsigned long long)(unsigned)n * (unsigned)hw;
+        const unsigned long long b = (unsigned long long)y * ((m + gridDim.y - 1) / gridDim.y);
+        return (unsigned)(b < m ? b : m);
+    }
+    // Elements in the walk (over all threads).
+    __device__ inline unsigned count() const { return total > first ? total - first : 0u; }
     __device__ inline bool ok() const { return w.i < total; }
     __device__ inline size_t off() const { return (size_t)w.q * chw + base + w.r; }
     __device__ inline void next() { w.next(); }

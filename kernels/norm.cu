@@ -1,31 +1,29 @@
-// Batch normalisation over NC(HW): per-channel statistics in double (one block per channel),
+// Batch normalisation over NC(HW): per-channel statistics in double (many blocks per channel,
+// partials combined in a fixed order: bit-identical from run to run),
 // elementwise apply passes in float (forward) and double (backward), as
 // src/backend/cpu/norm.rs computes them.
 #include "common.cuh"
 #include "device.cuh"
 
-// Batch mean and biased variance of each channel, then invstd = 1/sqrt(var + eps) and the
-// momentum update of the running statistics (running_var with the unbiased variance, M/(M−1),
-// or the biased one when M = 1, as PyTorch). `bias_shift` (nullable, [c]) is a constant the caller
-// removed from x, the fused VGG unit's folded conv bias: the running mean tracks x + bias_shift.
+// Batch mean and biased variance of each channel, in two kernels and without atomics.
 //
-// One pass over x, still free of cancellation: each thread accumulates Σ(x − s) and Σ(x − s)² in
-// double around its own first element s (a shift inside its own data, so the cancellation in
-// Σ(x−s)² − (Σ(x−s))²/m is bounded by the thread's element count m ≤ M/256, i.e. < 2^23·2^-53
-// relative even for adversarial data, and O(1)·2^-53 for real activations). The threads' partial
-// (count, mean, M2) are then merged exactly with the parallel-axis rule
-// M2 = Σ_t [M2_t + m_t·(mean_t − mean)²], whose terms are all non-negative. Reading x once halves
-// the memory traffic of the CPU's two passes at equal accuracy.
-extern "C" __global__ void bn_stats(const float* __restrict__ x, float* __restrict__ mean, float* __restrict__ invstd,
-                                    float* __restrict__ running_mean, float* __restrict__ running_var,
-                                    const float* __restrict__ bias_shift, int n, int c, int hw, float momentum,
-                                    float eps) {
+// bn_stats: block (x, y) covers chunk y (mg::ChannelWalk::chunk_of_block: gridDim.y equal
+// chunks of the channel's n·hw elements) of channels x, x + gridDim.x, … and stores the chunk's
+// (count, mean, M2 = Σ(x − mean)²) as three doubles to parts[(ch·gridDim.y + y)·3 + 0..2]
+// ((0, 0, 0) for an empty chunk). One pass over x, still free of cancellation: each thread
+// accumulates Σ(x − s) and Σ(x − s)² in double around its own first element s (a shift inside its
+// own data, so the cancellation in Σ(x−s)² − (Σ(x−s))²/m is bounded by the thread's element count
+// m, i.e. < 2^23·2^-53 relative even for adversarial data, and O(1)·2^-53 for real activations,
+// e.g. a mean of 100 at sd 1). The threads' partial (count, mean, M2) are merged exactly with the
+// parallel-axis rule M2 = Σ_t [M2_t + m_t·(mean_t − mean)²], whose terms are all non-negative.
+// Reading x once halves the memory traffic of the CPU's two passes at equal accuracy.
+extern "C" __global__ void bn_stats(const float* __restrict__ x, double* __restrict__ parts, int n, int c, int hw) {
     __shared__ double scratch[mg::kMaxWarps];
-    const double M = (double)n * (double)hw;
     for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
         double s1 = 0.0, s2 = 0.0, shift = 0.0;
         int cnt = 0;
-        mg::ChannelWalk it(ch, n, c, hw);
+        auto it = mg::ChannelWalk::chunk_of_block(ch, n, c, hw);
+        const double B = (double)it.count();  // the chunk's elements, over all threads
         for (;;) {
             float v[mg::kGather];
             const int k = it.gather(x, v);
@@ -44,19 +42,49 @@ extern "C" __global__ void bn_stats(const float* __restrict__ x, float* __restri
         }
         const double tmean = cnt > 0 ? shift + s1 / cnt : 0.0;
         const double tm2 = cnt > 0 ? fmax(s2 - s1 * s1 / cnt, 0.0) : 0.0;
-        const double bmean = mg::block_sum((double)cnt * tmean, scratch) / M;
+        const double bsum = mg::block_sum((double)cnt * tmean, scratch);
+        const double bmean = B > 0.0 ? bsum / B : 0.0;
         const double dev = tmean - bmean;
-        const double m2 = mg::block_sum(tm2 + (double)cnt * dev * dev, scratch);
+        const double m2 = mg::block_sum(cnt > 0 ? tm2 + (double)cnt * dev * dev : 0.0, scratch);
         if (threadIdx.x == 0) {
-            const double var = m2 / M;
-            mean[ch] = (float)bmean;
-            invstd[ch] = (float)(1.0 / sqrt(var + (double)eps));
-            const double mom = (double)momentum;
-            const double unbiased = M > 1.0 ? var * M / (M - 1.0) : var;
-            const double tracked = bmean + (bias_shift ? (double)bias_shift[ch] : 0.0);
-            if (running_mean) running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * tracked);
-            if (running_var) running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * unbiased);
+            double* q = parts + ((size_t)ch * gridDim.y + blockIdx.y) * 3;
+            q[0] = B;
+            q[1] = bmean;
+            q[2] = m2;
         }
+    }
+}
+
+// bn_stats_combine: one thread per channel merges its nparts chunk partials in order
+// y = 0, 1, … with Chan's rule (mean += δ·n_b/n, M2 += M2_b + δ²·n_a·n_b/n: no cancellation),
+// then var = M2/M, invstd = 1/sqrt(var + eps) and the momentum update of the running statistics
+// (running_var with the unbiased variance, M/(M−1), or the biased one when M = 1, as PyTorch).
+// `bias_shift` (nullable, [c]) is a constant the caller removed from x, the fused VGG unit's
+// folded conv bias: the running mean tracks x + bias_shift.
+extern "C" __global__ void bn_stats_combine(const double* __restrict__ parts, int nparts, float* __restrict__ mean,
+                                            float* __restrict__ invstd, float* __restrict__ running_mean,
+                                            float* __restrict__ running_var, const float* __restrict__ bias_shift,
+                                            int n, int c, int hw, float momentum, float eps) {
+    const double M = (double)n * (double)hw;
+    for (unsigned ch = mg::ew_start(); ch < (unsigned)c; ch += mg::ew_stride()) {
+        const double* q = parts + (size_t)ch * nparts * 3;
+        double cnt = 0.0, bmean = 0.0, m2 = 0.0;
+        for (int y = 0; y < nparts; ++y, q += 3) {
+            const double nb = q[0];
+            if (nb <= 0.0) continue;
+            const double tot = cnt + nb, d = q[1] - bmean;
+            bmean += d * (nb / tot);
+            m2 += q[2] + d * d * (cnt * nb / tot);
+            cnt = tot;
+        }
+        const double var = M > 0.0 ? m2 / M : 0.0;
+        mean[ch] = (float)bmean;
+        invstd[ch] = (float)(1.0 / sqrt(var + (double)eps));
+        const double mom = (double)momentum;
+        const double unbiased = M > 1.0 ? var * M / (M - 1.0) : var;
+        const double tracked = bmean + (bias_shift ? (double)bias_shift[ch] : 0.0);
+        if (running_mean) running_mean[ch] = (float)((1.0 - mom) * (double)running_mean[ch] + mom * tracked);
+        if (running_var) running_var[ch] = (float)((1.0 - mom) * (double)running_var[ch] + mom * unbiased);
     }
 }
 
@@ -83,17 +111,20 @@ extern "C" __global__ void bn_apply(const float* __restrict__ x, const float* __
     }
 }
 
-// dβ = Σ dy, dγ = Σ dy·x̂ per channel, in double. Σ dy·(x − mean) is accumulated and multiplied by
-// invstd once at the end: the same value in exact arithmetic and one multiply per element fewer.
+// dβ = Σ dy, dγ = Σ dy·x̂ per channel, in double, in two kernels and without atomics.
+// bn_backward_reduce: block (x, y) covers chunk y of channels x, x + gridDim.x, … (as bn_stats)
+// and stores (Σ dy, Σ dy·(x − mean)) to parts[(ch·gridDim.y + y)·2 + 0..1].
+// bn_backward_combine adds a channel's parts in order y = 0, 1, … and multiplies Σ dy·(x − mean)
+// by invstd once at the end: the same value as Σ dy·x̂ in exact arithmetic and one multiply per
+// element fewer.
 extern "C" __global__ void bn_backward_reduce(const float* __restrict__ dy, const float* __restrict__ x,
-                                              const float* __restrict__ mean, const float* __restrict__ invstd,
-                                              float* __restrict__ dgamma, float* __restrict__ dbeta, int n, int c,
-                                              int hw) {
+                                              const float* __restrict__ mean, double* __restrict__ parts, int n,
+                                              int c, int hw) {
     __shared__ double scratch[mg::kMaxWarps];
     for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
         const double m = (double)mean[ch];
         double sd = 0.0, sdx = 0.0;
-        mg::ChannelWalk it(ch, n, c, hw);
+        auto it = mg::ChannelWalk::chunk_of_block(ch, n, c, hw);
         for (;;) {
             float d[mg::kGather], xv[mg::kGather];
             const int k = it.gather2(dy, x, d, xv);
@@ -109,9 +140,25 @@ extern "C" __global__ void bn_backward_reduce(const float* __restrict__ dy, cons
         sd = mg::block_sum(sd, scratch);
         sdx = mg::block_sum(sdx, scratch);
         if (threadIdx.x == 0) {
-            dbeta[ch] = (float)sd;
-            dgamma[ch] = (float)(sdx * (double)invstd[ch]);
+            double* q = parts + ((size_t)ch * gridDim.y + blockIdx.y) * 2;
+            q[0] = sd;
+            q[1] = sdx;
         }
+    }
+}
+
+extern "C" __global__ void bn_backward_combine(const double* __restrict__ parts, int nparts,
+                                               const float* __restrict__ invstd, float* __restrict__ dgamma,
+                                               float* __restrict__ dbeta, int c) {
+    for (unsigned ch = mg::ew_start(); ch < (unsigned)c; ch += mg::ew_stride()) {
+        const double* q = parts + (size_t)ch * nparts * 2;
+        double sd = 0.0, sdx = 0.0;
+        for (int y = 0; y < nparts; ++y, q += 2) {
+            sd += q[0];
+            sdx += q[1];
+        }
+        dbeta[ch] = (float)sd;
+        dgamma[ch] = (float)(sdx * (double)invstd[ch]);
     }
 }
 
@@ -138,7 +185,9 @@ extern "C" __global__ void bn_backward_apply(const float* __restrict__ dy, const
 }
 
 SIM_EXPORT(bn_stats)
+SIM_EXPORT(bn_stats_combine)
 SIM_EXPORT(bn_eval_invstd)
 SIM_EXPORT(bn_apply)
 SIM_EXPORT(bn_backward_reduce)
+SIM_EXPORT(bn_backward_combine)
 SIM_EXPORT(bn_backward_apply)

@@ -591,12 +591,33 @@ fn column_and_channel_sums() {
         let x = randn(&mut r, n * c * hw, 1.0);
         let want = cpu().channel_sums(&x, n, c, hw).unwrap();
         let sabs = cpu().channel_sums(&abs(&x), n, c, hw).unwrap();
-        for grid in [grid1(c), grid1(2)] {
-            let mut out = nans(c);
-            launch("channel_sums", grid, BLOCK, &[p(&x), pm(&mut out), i(n), i(c), i(hw)]);
-            check("channel_sums", &out, &want, |k| dbl(want[k], sabs[k] as f64));
+        for grid in channel_grids(c, n * hw) {
+            let out = channel_sums(&x, n, c, hw, grid);
+            check(&format!("channel_sums {grid:?}"), &out, &want, |k| dbl(want[k], sabs[k] as f64));
         }
     }
+}
+
+/// Grids for the chunked per-channel reductions (channels, chunks): one chunk; chunks that do
+/// not divide the channel's m elements; fewer blocks than channels (blocks stride over
+/// channels); more chunks than elements for m < 22 (the last chunks empty), else 24 chunks.
+/// The sim pays ~0.5 ms per (channel, chunk) pair (two block reductions of 256 fibers), so
+/// many-channel cases get only small chunk counts.
+fn channel_grids(c: usize, m: usize) -> Vec<[u32; 3]> {
+    if c > 32 {
+        return vec![[c as u32, 1, 1], [3, 2, 1]];
+    }
+    vec![[c as u32, 1, 1], [c as u32, 3, 1], [2, 7, 1], [3, (m + 2).min(24) as u32, 1]]
+}
+
+/// channel_sums' partials (NaN-filled first: every one must be written), then the ordered combine.
+fn channel_sums(x: &[f32], n: usize, c: usize, hw: usize, grid: [u32; 3]) -> Guarded<f32> {
+    let chunks = grid[1] as usize;
+    let mut parts = guard(&vec![f64::NAN; c * chunks]);
+    launch("channel_sums", grid, BLOCK, &[p(x), pm(&mut parts), i(n), i(c), i(hw)]);
+    let mut out = nans(c);
+    launch("channel_sums_combine", ew(c), BLOCK, &[p(&parts), i(chunks), pm(&mut out), i(c)]);
+    out
 }
 
 #[test]
@@ -608,8 +629,12 @@ fn sum_squares_over_many_tensors() {
     let want: f64 = tensors.iter().map(|t| cpu().sum_squares(t).unwrap()).sum();
     let maxlen = tensors.iter().map(Vec::len).max().unwrap();
     for grid in [[maxlen.div_ceil(256).min(1024) as u32, tensors.len() as u32, 1], [3, 2, 1]] {
-        let mut out = zeros::<f64>(1);
-        launch("sum_squares_multi", grid, BLOCK, &[p(&ptrs), p(&lens), i(tensors.len()), pm(&mut out)]);
+        // One partial per block (NaN-filled: each must be written), then sum_f64's ordered sum.
+        let nparts = (grid[0] * grid[1]) as usize;
+        let mut parts = guard(&vec![f64::NAN; nparts]);
+        launch("sum_squares_multi", grid, BLOCK, &[p(&ptrs), p(&lens), i(tensors.len()), pm(&mut parts)]);
+        let mut out = guard(&[f64::NAN]);
+        launch("sum_f64", [1, 1, 1], BLOCK, &[p(&parts), pm(&mut out), i(nparts)]);
         // Both sides sum exact double squares; only the order differs: ~L·2⁻⁵³ relative.
         assert!((out[0] - want).abs() <= 1e-12 * want, "sum_squares_multi {grid:?}: {} vs {want}", out[0]);
     }
@@ -690,22 +715,29 @@ fn conv_case(g: ConvGeom, seed: u64, small_grid: bool) {
         check(&format!("conv2d_backward_input {name} grid {grid:?}"), &dx, &want, conv_tol(krs, &scale, &want));
     }
 
-    // backward weight: dw zeroed by the caller, split-K over chunks of positions
+    // backward weight: split-K over chunks of positions, one partial slot per grid z (NaN-filled:
+    // every element of every slot must be written), then splitk_sum's ordered sum.
     let want = cpu.conv2d_backward_weight(&dy, &x, &g).unwrap();
     let scale = cpu.conv2d_backward_weight(&abs(&dy), &abs(&x), &g).unwrap();
     // 4096: the backend's chunk; 37: not a multiple of the reduction step; i32::MAX: "no split",
-    // which must not overflow the chunk arithmetic.
+    // which must not overflow the chunk arithmetic; (npos, z = 3): more slots than chunks, the
+    // extra slots must hold zeros.
     let mut runs = vec![(4096usize, None), (37, None), (npos, None), (i32::MAX as usize, None)];
+    runs.push((npos, Some([tiles(crs), tiles(g.c_out), 3])));
     if small_grid {
         runs.push((16, Some([1u32, 1u32, 1u32])));
+        runs.push((16, Some([1u32, 1u32, 2u32])));
     }
     for (chunk, grid) in runs {
         let grid = grid.unwrap_or([tiles(crs), tiles(g.c_out), npos.div_ceil(chunk) as u32]);
-        let mut dw = zeros::<f32>(g.weight_len());
-        let mut args = vec![p(&dy), p(&x), pm(&mut dw)];
+        let splits = grid[2] as usize;
+        let mut partials = nans(splits * g.weight_len());
+        let mut args = vec![p(&dy), p(&x), pm(&mut partials)];
         args.extend(conv_dims(&g));
         args.push(i(chunk));
         launch("conv2d_backward_weight", grid, BLOCK, &args);
+        let mut dw = nans(g.weight_len());
+        launch("splitk_sum", ew(g.weight_len()), BLOCK, &[p(&partials), pm(&mut dw), i(splits), i(g.weight_len())]);
         // The chunk partials add in a different order again: one more rounding per chunk.
         let chunks = npos.div_ceil(chunk) as f64;
         let tol = conv_tol(npos, &scale, &want);
@@ -772,35 +804,22 @@ fn batchnorm_train_eval_backward() {
         let (want_y, want_mean, want_is) =
             cpu.batchnorm_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, n, c, hw, mom as f64, eps as f64).unwrap();
 
-        let (mut mean, mut is) = (nans(c), nans(c));
-        let (mut grm, mut grv) = (guard(&rm0), guard(&rv0));
-        launch(
-            "bn_stats",
-            grid1(c),
-            BLOCK,
-            &[
-                p(&x),
-                pm(&mut mean),
-                pm(&mut is),
-                pm(&mut grm),
-                pm(&mut grv),
-                A::P(std::ptr::null_mut()),
-                i(n),
-                i(c),
-                i(hw),
-                A::F(mom),
-                A::F(eps),
-            ],
-        );
         let what = format!("n={n} c={c} hw={hw}");
-        // Double statistics rounded once: 2u plus double-order noise, relative to Σ|x| / M.
         let xabs = cpu.channel_sums(&abs(&x), n, c, hw).unwrap();
         let m = (n * hw) as f64;
-        check(&format!("bn_stats mean {what}"), &mean, &want_mean, |k| dbl(want_mean[k], xabs[k] as f64 / m));
-        check(&format!("bn_stats invstd {what}"), &is, &want_is, |k| 4.0 * U * want_is[k] as f64);
-        // (1−m)·r + m·stat in double, rounded once.
-        check(&format!("bn_stats running_mean {what}"), &grm, &rm, |k| 4.0 * U * (rm0[k].abs() + 10.0) as f64);
-        check(&format!("bn_stats running_var {what}"), &grv, &rv, |k| 4.0 * U * rv[k] as f64);
+        let mut first = None; // the ABI grid's statistics, for bn_apply below
+        for grid in channel_grids(c, n * hw) {
+            let (mean, is, grm, grv) = bn_stats(&x, n, c, hw, grid, &rm0, &rv0, mom, eps);
+            let what = format!("{what} grid {grid:?}");
+            // Double statistics rounded once: 2u plus double-order noise, relative to Σ|x| / M.
+            check(&format!("bn_stats mean {what}"), &mean, &want_mean, |k| dbl(want_mean[k], xabs[k] as f64 / m));
+            check(&format!("bn_stats invstd {what}"), &is, &want_is, |k| 4.0 * U * want_is[k] as f64);
+            // (1−m)·r + m·stat in double, rounded once.
+            check(&format!("bn_stats running_mean {what}"), &grm, &rm, |k| 4.0 * U * (rm0[k].abs() + 10.0) as f64);
+            check(&format!("bn_stats running_var {what}"), &grv, &rv, |k| 4.0 * U * rv[k] as f64);
+            first.get_or_insert((mean, is));
+        }
+        let (mean, is) = first.expect("at least one grid");
 
         // y = (x − mean)·(invstd·γ) + β: terms of size |x − mean|·|s| and |β|, a few roundings.
         let ytol = |mean: &[f32], is: &[f32], k: usize| {
@@ -836,21 +855,21 @@ fn batchnorm_train_eval_backward() {
         let dy = randn(&mut r, len, 1.0);
         let (want_dx, want_dg, want_db) =
             cpu.batchnorm_backward(&dy, &x, &gamma, &want_mean, &want_is, n, c, hw).unwrap();
-        let (mut dg, mut db) = (nans(c), nans(c));
-        launch(
-            "bn_backward_reduce",
-            grid1(c),
-            BLOCK,
-            &[p(&dy), p(&x), p(&want_mean), p(&want_is), pm(&mut dg), pm(&mut db), i(n), i(c), i(hw)],
-        );
         // Σ|dy| and Σ|dy·x̂| per channel bound the double sums' order noise.
         let xhat: Vec<f32> = (0..len).map(|k| (x[k] - want_mean[k / hw % c]) * want_is[k / hw % c]).collect();
         let dyabs = cpu.channel_sums(&abs(&dy), n, c, hw).unwrap();
         let dyxabs = cpu.channel_sums(&abs(&cpu.mul(&dy, &xhat).unwrap()), n, c, hw).unwrap();
-        check(&format!("bn_backward_reduce dbeta {what}"), &db, &want_db, |k| dbl(want_db[k], dyabs[k] as f64));
-        // dγ: the kernel multiplies Σ dy·(x − mean) by invstd once at the end (one more rounding
-        // in double), the CPU multiplies each term.
-        check(&format!("bn_backward_reduce dgamma {what}"), &dg, &want_dg, |k| dbl(want_dg[k], dyxabs[k] as f64));
+        let mut first = None; // the ABI grid's (dγ, dβ), for bn_backward_apply below
+        for grid in channel_grids(c, n * hw) {
+            let (dg, db) = bn_backward_reduce(&dy, &x, &want_mean, &want_is, n, c, hw, grid);
+            let what = format!("{what} grid {grid:?}");
+            check(&format!("bn_backward_reduce dbeta {what}"), &db, &want_db, |k| dbl(want_db[k], dyabs[k] as f64));
+            // dγ: the kernel multiplies Σ dy·(x − mean) by invstd once at the end (one more
+            // rounding in double), the CPU multiplies each term.
+            check(&format!("bn_backward_reduce dgamma {what}"), &dg, &want_dg, |k| dbl(want_dg[k], dyxabs[k] as f64));
+            first.get_or_insert((dg, db));
+        }
+        let (dg, db) = first.expect("at least one grid");
 
         let mut dx = nans(len);
         launch(
@@ -869,6 +888,117 @@ fn batchnorm_train_eval_backward() {
                 * (want_dx[k].abs() as f64
                     + kk * (m * dy[k].abs() as f64 + db[ch].abs() as f64 + xhat * dg[ch].abs() as f64))
         });
+    }
+}
+
+/// bn_stats' chunk partials (NaN-filled: every one must be written), then bn_stats_combine:
+/// (mean, invstd, running_mean, running_var) from running statistics rm0, rv0.
+#[allow(clippy::too_many_arguments)]
+fn bn_stats(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    grid: [u32; 3],
+    rm0: &[f32],
+    rv0: &[f32],
+    mom: f32,
+    eps: f32,
+) -> (Guarded<f32>, Guarded<f32>, Guarded<f32>, Guarded<f32>) {
+    let chunks = grid[1] as usize;
+    let mut parts = guard(&vec![f64::NAN; 3 * c * chunks]);
+    launch("bn_stats", grid, BLOCK, &[p(x), pm(&mut parts), i(n), i(c), i(hw)]);
+    let (mut mean, mut is) = (nans(c), nans(c));
+    let (mut grm, mut grv) = (guard(rm0), guard(rv0));
+    let args = [
+        p(&parts),
+        i(chunks),
+        pm(&mut mean),
+        pm(&mut is),
+        pm(&mut grm),
+        pm(&mut grv),
+        A::P(std::ptr::null_mut()),
+        i(n),
+        i(c),
+        i(hw),
+        A::F(mom),
+        A::F(eps),
+    ];
+    launch("bn_stats_combine", ew(c), BLOCK, &args);
+    (mean, is, grm, grv)
+}
+
+/// bn_backward_reduce's chunk partials, then bn_backward_combine: (dγ, dβ).
+#[allow(clippy::too_many_arguments)]
+fn bn_backward_reduce(
+    dy: &[f32],
+    x: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    grid: [u32; 3],
+) -> (Guarded<f32>, Guarded<f32>) {
+    let chunks = grid[1] as usize;
+    let mut parts = guard(&vec![f64::NAN; 2 * c * chunks]);
+    launch("bn_backward_reduce", grid, BLOCK, &[p(dy), p(x), p(mean), pm(&mut parts), i(n), i(c), i(hw)]);
+    let (mut dg, mut db) = (nans(c), nans(c));
+    let args = [p(&parts), i(chunks), p(invstd), pm(&mut dg), pm(&mut db), i(c)];
+    launch("bn_backward_combine", ew(c), BLOCK, &args);
+    (dg, db)
+}
+
+#[test]
+fn batchnorm_statistics_at_mean_100_sd_1() {
+    // Activations far from zero relative to their spread: mean 100, sd 1. A naive float
+    // Σx²/M − mean² loses everything (10⁴ − 10⁴ in 24 bits: an absolute error ≳ 10⁴·2⁻²⁴ ≈ 6e-4
+    // from one rounding alone, ~1e3·u relative to var = 1), and even a double one keeps only
+    // ~12 digits. The kernels' shifted sums and Chan merges must give the f64 two-pass reference
+    // to f32's own rounding: momentum 1 makes running_var = the unbiased variance rounded once
+    // to f32, so |err| ≤ u·var (one rounding) + 1e-12·var (double noise, cancellation-free).
+    let mut r = Rng::new(21);
+    // (n, c, hw): one chunk; M not a multiple of the chunk; tiny planes; M = 2.
+    for (n, c, hw) in [(4usize, 3usize, 2500usize), (3, 2, 7001), (16, 5, 3), (2, 4, 1)] {
+        let x: Vec<f32> = randn(&mut r, n * c * hw, 1.0).iter().map(|v| v + 100.0).collect();
+        let m = n * hw;
+        let (want_mean, want_var): (Vec<f64>, Vec<f64>) = (0..c)
+            .map(|ch| {
+                let vals: Vec<f64> =
+                    (0..n).flat_map(|q| (0..hw).map(move |k| (q * c + ch) * hw + k)).map(|k| x[k] as f64).collect();
+                let mean = vals.iter().sum::<f64>() / m as f64;
+                let ss = vals.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>();
+                (mean, ss / (m as f64 - 1.0))
+            })
+            .unzip();
+        let (rm0, rv0) = (vec![0.0f32; c], vec![0.0f32; c]);
+        let mut worst = 0.0f64;
+        for grid in channel_grids(c, m) {
+            let (mean, is, _, rv) = bn_stats(&x, n, c, hw, grid, &rm0, &rv0, 1.0, 1e-5);
+            for ch in 0..c {
+                let what = format!("n={n} c={c} hw={hw} grid {grid:?} channel {ch}");
+                let (gm, gv) = (mean[ch] as f64, rv[ch] as f64);
+                // mean: one rounding of ~100 to f32.
+                assert!((gm - want_mean[ch]).abs() <= U * 100.5, "{what}: mean {gm} vs {}", want_mean[ch]);
+                let err = (gv - want_var[ch]).abs();
+                worst = worst.max(err / want_var[ch]);
+                let tol = (U + 1e-12) * want_var[ch];
+                assert!(err <= tol, "{what}: unbiased var {gv:e} vs {:e}: |err| {err:.2e} > {tol:.2e}", want_var[ch]);
+                // invstd = 1/sqrt(biased var + eps): sqrt, divide and a final rounding.
+                let want_is = 1.0 / (want_var[ch] * (m as f64 - 1.0) / m as f64 + 1e-5f32 as f64).sqrt();
+                assert!((is[ch] as f64 - want_is).abs() <= 2.0 * U * want_is, "{what}: invstd {} vs {want_is}", is[ch]);
+            }
+        }
+        // The tolerance has teeth: the naive float formula misses it by orders of magnitude.
+        let vals: Vec<f32> = (0..n).flat_map(|q| x[q * c * hw..q * c * hw + hw].to_vec()).collect();
+        let (s1, s2) = vals.iter().fold((0f32, 0f32), |(a, b), &v| (a + v, b + v * v));
+        let mf = m as f32;
+        let naive = ((s2 / mf - (s1 / mf) * (s1 / mf)) * mf / (mf - 1.0)) as f64;
+        let naive_err = (naive - want_var[0]).abs() / want_var[0];
+        assert!(naive_err > 100.0 * U, "naive float variance {naive} vs {}: the test could not fail", want_var[0]);
+        eprintln!(
+            "mean 100, sd 1, n={n} c={c} hw={hw}: worst |var err|/var {worst:.2e} (tolerance u = {U:.2e}); naive float {naive_err:.2e}"
+        );
     }
 }
 

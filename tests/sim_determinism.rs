@@ -3,11 +3,13 @@
 //! under two different shuffle seeds (different fiber orders inside every block and different
 //! block claim orders), must give bit-identical loss, parameter gradients, updated weights and
 //! BatchNorm running statistics. A kernel whose result depends on the order threads or blocks
-//! run in (a float atomicAdd, a race on shared memory) fails this.
+//! run in (a float atomicAdd, a race on shared memory) fails this; the last test shows that the
+//! comparison does catch such a kernel (a float-atomic split-K sum, kernels/mutants.cu).
 
 use moodgrad::backend::kernel::KernelBackend;
 use moodgrad::backend::prelude::*;
 use moodgrad::backend::sim::ffi;
+use moodgrad::backend::{BnParams, ChannelGeom, ConvGeom};
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
 use moodgrad::optim::{Adam, AdamConfig, clip_coefficient, grad_norm};
@@ -15,6 +17,7 @@ use moodgrad::params::{ParamStore, Slot};
 use moodgrad::rng::Rng;
 use moodgrad::tensor::Tensor;
 use moodgrad::train::{Batch, forward_backward};
+use std::ffi::c_void;
 
 /// What one step produced, as raw bits.
 #[derive(PartialEq, Debug)]
@@ -102,58 +105,32 @@ fn differing(x: &[(String, Vec<u32>)], y: &[(String, Vec<u32>)]) -> Vec<String> 
         .collect()
 }
 
-/// The gradients summed with float atomicAdd across blocks: conv2d_backward_weight's split-K
-/// (kernels/conv.cu) adds each block's 64×64 partial tile into dw, in whatever order the blocks
-/// finish. At these shapes the first two convs split their reduction over several chunks; the
-/// deeper ones (fewer output positions) run one chunk, one add per element, and are exact.
-const SPLIT_K_CONV_GRADS: [&str; 2] = ["audio_tower.features.0.weight", "audio_tower.features.4.weight"];
+/// The two schedules every comparison here uses (fiber order in every block, block claim order).
+const SCHEDULE_A: u64 = 0x0123_4567_89ab_cdef;
+const SCHEDULE_B: u64 = 42;
 
 #[test]
-#[ignore = "not bit-identical today: conv2d_backward_weight (split-K float atomicAdd into dw) and \
-            sum_squares_multi (double atomicAdd of block partials, the gradient norm that scales \
-            Adam's step through clipping) sum in block-completion order; both need a fixed-order \
-            reduction (per-chunk partials in a workspace, then one ordered sum)"]
 fn a_training_step_is_bit_identical_under_two_schedules() {
-    let a = step(0x0123_4567_89ab_cdef);
-    let b = step(42);
+    // At these shapes the first two convs' weight gradients are split-K (the first: 3072
+    // positions in 12 chunks), clipping reads the gradient norm, and every BatchNorm runs its
+    // statistics and backward reductions: every multi-block reduction of the step is on the path.
+    let a = step(SCHEDULE_A);
+    let b = step(SCHEDULE_B);
+    assert!(f64::from_bits(a.loss).is_finite() && a.grads.len() > 10, "a real step: {} grads", a.grads.len());
     assert_eq!(a.loss, b.loss, "loss {} vs {}", f64::from_bits(a.loss), f64::from_bits(b.loss));
     let g = differing(&a.grads, &b.grads);
     assert!(g.is_empty(), "gradients differ between schedules: {g:?}");
     assert_eq!(a.grad_norm, b.grad_norm, "grad norm");
+    assert!(a.values.iter().any(|(n, _)| n.contains("running_")), "the BatchNorm running statistics are compared");
     let v = differing(&a.values, &b.values);
     assert!(v.is_empty(), "updated weights/buffers differ between schedules: {v:?}");
 }
 
 #[test]
-fn every_kernel_but_the_atomic_reductions_is_schedule_independent() {
-    // What holds today: the forward pass (loss) and every gradient except the split-K conv ones
-    // are bit-identical, so no other kernel of the step depends on thread or block order. The
-    // updated weights are not compared: the gradient norm (sum_squares_multi, double atomics)
-    // scales every one of them through clipping.
-    let a = step(0x0123_4567_89ab_cdef);
-    let b = step(42);
-    assert!(f64::from_bits(a.loss).is_finite() && a.grads.len() > 10, "a real step: {} grads", a.grads.len());
-    assert_eq!(a.loss, b.loss, "loss {} vs {}", f64::from_bits(a.loss), f64::from_bits(b.loss));
-    let keep = |s: &Step| -> Vec<(String, Vec<u32>)> {
-        s.grads.iter().filter(|(n, _)| !SPLIT_K_CONV_GRADS.contains(&n.as_str())).cloned().collect()
-    };
-    let g = differing(&keep(&a), &keep(&b));
-    assert!(g.is_empty(), "gradients differ between schedules (beyond {SPLIT_K_CONV_GRADS:?}): {g:?}");
-    // BatchNorm's running statistics come from the forward pass alone: exact too.
-    let stats = |s: &Step| -> Vec<(String, Vec<u32>)> {
-        s.values.iter().filter(|(n, _)| n.contains("running_")).cloned().collect()
-    };
-    assert!(!stats(&a).is_empty());
-    let v = differing(&stats(&a), &stats(&b));
-    assert!(v.is_empty(), "running statistics differ: {v:?}");
-}
-
-#[test]
-#[ignore = "not bit-identical today: sum_squares_multi adds per-block double partials with atomicAdd \
-            in block-completion order (differs in the last bits); needs a fixed-order reduction"]
 fn the_gradient_norm_reduction_is_bit_identical_under_two_schedules() {
-    // sum_squares_multi (grad_norm's kernel): blocks reduce in double and add one partial each
-    // with a double atomicAdd, so the block order could change the last bits of the norm.
+    // sum_squares_multi (grad_norm's kernel): ~1300 blocks each store a double partial, which
+    // sum_f64 adds in index order; with the old double atomicAdd the block order could change
+    // the last bits of the norm.
     let be = sim();
     let mut r = Rng::new(9);
     let host: Vec<Vec<f32>> =
@@ -161,7 +138,7 @@ fn the_gradient_norm_reduction_is_bit_identical_under_two_schedules() {
     let bufs: Vec<_> = host.iter().map(|h| be.upload(h).unwrap()).collect();
     let refs: Vec<_> = bufs.iter().collect();
     let mut sums = Vec::new();
-    for seed in [1u64, 2, 3, 4] {
+    for seed in [SCHEDULE_A, SCHEDULE_B, 3, 4] {
         ffi::set_schedule_seed(Some(seed));
         sums.push(be.sum_squares_many(&refs).unwrap().to_bits());
     }
@@ -171,4 +148,93 @@ fn the_gradient_norm_reduction_is_bit_identical_under_two_schedules() {
         "Σx² under 4 seeds: {:?}",
         sums.iter().map(|&s| f64::from_bits(s)).collect::<Vec<_>>()
     );
+}
+
+/// BatchNorm forward statistics, backward reductions and channel sums through the backend, at a
+/// shape where each channel is split over several blocks (n·hw = 20480: 3 chunks per channel)
+/// and the weight gradient over many split-K slots; the step's shapes run one chunk per channel.
+fn channel_reductions(seed: u64) -> Vec<(String, Vec<u32>)> {
+    ffi::set_schedule_seed(Some(seed));
+    let be = sim();
+    let g = ChannelGeom { n: 4, c: 3, hw: 64 * 80 };
+    let mut r = Rng::new(17);
+    let mut normal = |k: usize, m: f64| -> Vec<f32> { (0..k).map(|_| (m + r.normal()) as f32).collect() };
+    let (x, dy) = (be.upload(&normal(g.len(), 100.0)).unwrap(), be.upload(&normal(g.len(), 0.0)).unwrap());
+    let (gamma, beta) = (be.upload(&normal(g.c, 1.0)).unwrap(), be.upload(&normal(g.c, 0.0)).unwrap());
+    let (mut rm, mut rv) = (be.upload(&normal(g.c, 0.0)).unwrap(), be.upload(&normal(g.c, 2.0)).unwrap());
+    let bp = BnParams { momentum: 0.1, eps: 1e-5 };
+    let (_, mean, invstd) = be.batchnorm_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, &g, &bp).unwrap();
+    let (dx, dgamma, dbeta) = be.batchnorm_backward(&dy, &x, &gamma, &mean, &invstd, &g).unwrap();
+    let sums = be.channel_sums(&dy, &g).unwrap();
+    let cg = ConvGeom { n: 4, c_in: 3, h: 64, w: 80, c_out: 5, kh: 3, kw: 3, stride: 1, pad: 1 };
+    let dw = be.conv2d_backward_weight(&be.upload(&normal(cg.output_len(), 0.0)).unwrap(), &x, &cg).unwrap();
+    ffi::reset_schedule();
+    let named = [
+        ("mean", &mean),
+        ("invstd", &invstd),
+        ("running_mean", &rm),
+        ("running_var", &rv),
+        ("dx", &dx),
+        ("dgamma", &dgamma),
+        ("dbeta", &dbeta),
+        ("channel_sums", &sums),
+        ("conv dw", &dw),
+    ];
+    named.iter().map(|(n, b)| (n.to_string(), bits(&be.download(b).unwrap()))).collect()
+}
+
+#[test]
+fn many_block_channel_reductions_are_bit_identical_under_two_schedules() {
+    let a = channel_reductions(SCHEDULE_A);
+    let b = channel_reductions(SCHEDULE_B);
+    let d = differing(&a, &b);
+    assert!(d.is_empty(), "per-channel reductions differ between schedules: {d:?}");
+}
+
+/// One split-K second pass over `partials` ([splits][len]) under schedule `seed`: the
+/// production `splitk_sum` (EW grid), or `mut_splitk_sum_atomic` (kernels/mutants.cu: a float
+/// atomicAdd per slot, one block per (column, slot)), as `(kernel, output bits)`.
+fn split_k_second_pass(kernel: &str, partials: &[f32], splits: usize, len: usize, seed: u64) -> (String, Vec<u32>) {
+    let mut out = vec![0f32; len]; // zeroed, as the atomic variant needs
+    let grid = match kernel {
+        "splitk_sum" => [len.div_ceil(256) as u32, 1, 1],
+        _ => [len.div_ceil(256) as u32, splits as u32, 1],
+    };
+    let mut slots: Vec<u64> =
+        vec![partials.as_ptr() as u64, out.as_mut_ptr() as u64, splits as u32 as u64, len as u32 as u64];
+    let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+    ffi::set_schedule_seed(Some(seed));
+    // SAFETY: both kernels take (const float* partials [splits·len], float* out [len], int, int);
+    // the buffers are live host memory of those sizes (the sim's device memory is host memory).
+    unsafe { ffi::launch(kernel, grid, [256, 1, 1], 0, &mut ptrs) }.unwrap_or_else(|e| panic!("{kernel}: {e}"));
+    ffi::reset_schedule();
+    (kernel.to_string(), bits(&out))
+}
+
+#[test]
+fn the_same_comparison_catches_a_float_atomic_split_k_sum() {
+    // The harness's power: the bit comparison above (`differing`, schedules A and B) is only
+    // evidence of determinism if it would see a reduction whose result depends on block order.
+    // Here it is given the mutation the issue names, split-K partials summed with float
+    // atomicAdd (one block per slot, so each element's 48 additions happen in block-claim
+    // order), and must report a difference, while the production fixed-order splitk_sum over the
+    // same partials must not. Not flaky: the partials span 2^±24, so nearly every reordering of
+    // an element's 48 terms changes its rounded sum, and the two seeds claim the 8×48 blocks in
+    // different permutations (and 2 OS threads interleave them further); over 2048 elements the
+    // chance that no sum changes is nil. Several seed pairs and data seeds make that visible.
+    let (splits, len) = (48usize, 2048usize);
+    for (data_seed, (sa, sb)) in [(1u64, (SCHEDULE_A, SCHEDULE_B)), (2, (1, 2)), (3, (3, 0xdead_beef))] {
+        let mut r = Rng::new(data_seed);
+        let partials: Vec<f32> =
+            (0..splits * len).map(|k| (r.normal() * 2f64.powi((k * 7919 % 49) as i32 - 24)) as f32).collect();
+        let fixed_a = split_k_second_pass("splitk_sum", &partials, splits, len, sa);
+        let fixed_b = split_k_second_pass("splitk_sum", &partials, splits, len, sb);
+        let d = differing(&[fixed_a], &[fixed_b]);
+        assert!(d.is_empty(), "splitk_sum must be schedule-independent: {d:?}");
+        let atomic_a = split_k_second_pass("mut_splitk_sum_atomic", &partials, splits, len, sa);
+        let atomic_b = split_k_second_pass("mut_splitk_sum_atomic", &partials, splits, len, sb);
+        let d = differing(&[atomic_a], &[atomic_b]);
+        assert!(!d.is_empty(), "schedules {sa:#x} and {sb:#x}: float-atomic split-K sums were bit-identical");
+        eprintln!("float-atomic split-K under schedules {sa:#x}/{sb:#x}: {d:?}");
+    }
 }

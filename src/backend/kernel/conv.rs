@@ -1,7 +1,8 @@
 //! Implicit-GEMM convolution and the bias gradient: kernels/conv.cu.
 
 use super::conv_cin1::{cin1_forward_supported, cin1_wgrad_supported};
-use super::{Arg, B1, DevBuf, KernelBackend, i, p};
+use super::norm::{channel_chunks, channel_grid};
+use super::{Arg, B1, DevBuf, KernelBackend, ew, i, p};
 use crate::backend::{ChannelGeom, Conv, ConvGeom, Precision};
 use crate::error::Result;
 
@@ -10,8 +11,14 @@ const CONV_TILE: usize = 64;
 /// conv2d_backward_weight splits its N·OH·OW reduction (split-K) until the grid has about this
 /// many blocks: ~4 per SM on a 132-SM H100, so every SM has work even for 64-channel layers.
 const CONV_WGRAD_TARGET_BLOCKS: usize = 512;
-/// …but never into chunks shorter than this, where the atomicAdd of each partial would dominate.
+/// …but never into chunks shorter than this, where storing and re-adding each partial tile would
+/// dominate.
 const CONV_WGRAD_MIN_CHUNK: usize = 256;
+/// …and never into more split slots than fit this many floats (16 MiB): the partial tiles live in
+/// a workspace of splits·K·C·R·S floats. The two rules above already keep it below this (more
+/// than one split needs tiles < 512, so splits·K·CRS ≤ splits·tiles·64² < (512 + tiles)·64² <
+/// 2²²); the cap states the bound and holds it should the targets change.
+const CONV_WGRAD_MAX_WORKSPACE: usize = 1 << 22;
 
 fn conv_args(g: &ConvGeom) -> Result<Vec<Arg>> {
     [g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad, g.out_h(), g.out_w()].into_iter().map(i).collect()
@@ -60,25 +67,39 @@ impl Conv for KernelBackend {
         if self.conv_precision == Precision::Tf32 {
             return self.conv2d_backward_weight_tf32(dy, x, g);
         }
-        let dw = self.zeroed(g.weight_len())?;
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;
+        let wlen = g.weight_len();
         let tiles = crs.div_ceil(CONV_TILE) * g.c_out.div_ceil(CONV_TILE);
-        let splits = CONV_WGRAD_TARGET_BLOCKS.div_ceil(tiles).clamp(1, positions.div_ceil(CONV_WGRAD_MIN_CHUNK).max(1));
+        let splits = CONV_WGRAD_TARGET_BLOCKS
+            .div_ceil(tiles)
+            .clamp(1, positions.div_ceil(CONV_WGRAD_MIN_CHUNK).max(1))
+            .min((CONV_WGRAD_MAX_WORKSPACE / wlen.max(1)).max(1));
         let chunk = positions.div_ceil(splits).max(1);
-        let grid =
-            [crs.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, positions.div_ceil(chunk) as u32];
-        let mut args = vec![p(dy), p(x), p(&dw)];
+        let splits = positions.div_ceil(chunk).max(1); // slots actually used (≤ the request)
+        let grid = [crs.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, splits as u32];
+        // One split: the kernel's single slot is dw. Otherwise a slot per split, then the
+        // fixed-order sum (no atomics: the same bits on every run).
+        let dw = self.buf(wlen)?;
+        let partials = if splits == 1 { dw.clone() } else { self.buf(splits * wlen)? };
+        let mut args = vec![p(dy), p(x), p(&partials)];
         args.extend(conv_args(g)?);
         args.push(i(chunk)?);
         self.launch("conv2d_backward_weight", grid, B1, 0, &args)?;
+        if splits > 1 {
+            self.launch("splitk_sum", ew(wlen), B1, 0, &[p(&partials), p(&dw), i(splits)?, i(wlen)?])?;
+        }
         Ok(dw)
     }
     fn channel_sums(&self, dy: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("channel_sums", &[("dy", dy.len())], &[], &[])?;
         g.check_i32("channel_sums")?;
+        let chunks = channel_chunks(g);
+        let parts = self.doubles(g.c * chunks)?;
+        let args = [p(dy), p(&parts), i(g.n)?, i(g.c)?, i(g.hw)?];
+        self.launch("channel_sums", channel_grid(g, chunks), B1, 0, &args)?;
         let out = self.buf(g.c)?;
-        self.launch("channel_sums", [g.c as u32, 1, 1], B1, 0, &[p(dy), p(&out), i(g.n)?, i(g.c)?, i(g.hw)?])?;
+        self.launch("channel_sums_combine", ew(g.c), B1, 0, &[p(&parts), i(chunks)?, p(&out), i(g.c)?])?;
         Ok(out)
     }
 }

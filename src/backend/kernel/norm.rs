@@ -4,6 +4,87 @@ use super::{Arg, B1, DevBuf, KernelBackend, ew, f, i, p};
 use crate::backend::{BnParams, ChannelGeom, Norm};
 use crate::error::Result;
 
+/// The per-channel reductions (bn_stats, bn_backward_reduce, channel_sums) split each channel's
+/// n·hw elements into chunks, one block each, until the grid has about this many blocks: ~4 per
+/// SM on a 132-SM H100, so the 64 channels of the first VGG block still fill the GPU.
+const CHANNEL_TARGET_BLOCKS: usize = 512;
+/// …but never into chunks shorter than this (4 rounds of a 256-thread block's 8-element
+/// gathers), where the fixed cost of a block and of its partial would dominate.
+const CHANNEL_MIN_CHUNK: usize = 8192;
+
+/// Chunks per channel (the grid's y): ≥ 1, ≤ 512, and n·hw/chunks ≥ CHANNEL_MIN_CHUNK unless 1.
+pub(super) fn channel_chunks(g: &ChannelGeom) -> usize {
+    let per_channel = (g.n * g.hw).div_ceil(CHANNEL_MIN_CHUNK).max(1);
+    CHANNEL_TARGET_BLOCKS.div_ceil(g.c.max(1)).clamp(1, per_channel)
+}
+
+/// The grid of a chunked per-channel reduction: (channels, chunks).
+pub(super) fn channel_grid(g: &ChannelGeom, chunks: usize) -> [u32; 3] {
+    [g.c.max(1) as u32, chunks as u32, 1]
+}
+
+impl KernelBackend {
+    /// A workspace of `len` doubles (two f32 slots each).
+    pub(super) fn doubles(&self, len: usize) -> Result<DevBuf> {
+        self.buf(2 * len)
+    }
+
+    /// Batch mean and invstd of x per channel, and the running statistics' momentum update:
+    /// bn_stats' chunk partials, then bn_stats_combine's fixed-order merge. `bias_shift`: see
+    /// kernels/norm.cu. The caller has checked the lengths and made the running buffers unique.
+    pub(super) fn batch_stats(
+        &self,
+        x: &DevBuf,
+        bias_shift: Option<&DevBuf>,
+        running_mean: &DevBuf,
+        running_var: &DevBuf,
+        g: &ChannelGeom,
+        bp: &BnParams,
+    ) -> Result<(DevBuf, DevBuf)> {
+        let (n, c, hw) = (i(g.n)?, i(g.c)?, i(g.hw)?);
+        let chunks = channel_chunks(g);
+        let parts = self.doubles(3 * g.c * chunks)?;
+        self.launch("bn_stats", channel_grid(g, chunks), B1, 0, &[p(x), p(&parts), n, c, hw])?;
+        let (mean, invstd) = (self.buf(g.c)?, self.buf(g.c)?);
+        let args = [
+            p(&parts),
+            i(chunks)?,
+            p(&mean),
+            p(&invstd),
+            p(running_mean),
+            p(running_var),
+            bias_shift.map_or(Arg::Ptr(0), p),
+            n,
+            c,
+            hw,
+            f(bp.momentum),
+            f(bp.eps),
+        ];
+        self.launch("bn_stats_combine", ew(g.c), B1, 0, &args)?;
+        Ok((mean, invstd))
+    }
+
+    /// (dγ, dβ) = (Σ dy·x̂, Σ dy) per channel: bn_backward_reduce's chunk partials, then
+    /// bn_backward_combine's fixed-order sum. The caller has checked the lengths.
+    pub(super) fn bn_reduce(
+        &self,
+        dy: &DevBuf,
+        x: &DevBuf,
+        mean: &DevBuf,
+        invstd: &DevBuf,
+        g: &ChannelGeom,
+    ) -> Result<(DevBuf, DevBuf)> {
+        let chunks = channel_chunks(g);
+        let parts = self.doubles(2 * g.c * chunks)?;
+        let args = [p(dy), p(x), p(mean), p(&parts), i(g.n)?, i(g.c)?, i(g.hw)?];
+        self.launch("bn_backward_reduce", channel_grid(g, chunks), B1, 0, &args)?;
+        let (dgamma, dbeta) = (self.buf(g.c)?, self.buf(g.c)?);
+        let args = [p(&parts), i(chunks)?, p(invstd), p(&dgamma), p(&dbeta), i(g.c)?];
+        self.launch("bn_backward_combine", ew(g.c), B1, 0, &args)?;
+        Ok((dgamma, dbeta))
+    }
+}
+
 impl Norm for KernelBackend {
     fn batchnorm_forward_train(
         &self,
@@ -26,22 +107,9 @@ impl Norm for KernelBackend {
         g.check_i32(op)?;
         running_mean.make_unique()?;
         running_var.make_unique()?;
+        let (mean, invstd) = self.batch_stats(x, None, running_mean, running_var, g, bp)?;
         let (n, c, hw) = (i(g.n)?, i(g.c)?, i(g.hw)?);
-        let (mean, invstd, y) = (self.buf(g.c)?, self.buf(g.c)?, self.buf(g.len())?);
-        let args = [
-            p(x),
-            p(&mean),
-            p(&invstd),
-            p(running_mean),
-            p(running_var),
-            Arg::Ptr(0),
-            n,
-            c,
-            hw,
-            f(bp.momentum),
-            f(bp.eps),
-        ];
-        self.launch("bn_stats", [g.c as u32, 1, 1], B1, 0, &args)?;
+        let y = self.buf(g.len())?;
         let args = [p(x), p(gamma), p(beta), p(&mean), p(&invstd), p(&y), n, c, hw];
         self.launch("bn_apply", ew(g.len()), B1, 0, &args)?;
         Ok((y, mean, invstd))
@@ -84,10 +152,9 @@ impl Norm for KernelBackend {
         let per_channel = [("gamma", gamma.len()), ("mean", mean.len()), ("invstd", invstd.len())];
         g.check(op, &[("dy", dy.len()), ("x", x.len())], &[], &per_channel)?;
         g.check_i32(op)?;
+        let (dgamma, dbeta) = self.bn_reduce(dy, x, mean, invstd, g)?;
         let (n, c, hw) = (i(g.n)?, i(g.c)?, i(g.hw)?);
-        let (dgamma, dbeta, dx) = (self.buf(g.c)?, self.buf(g.c)?, self.buf(g.len())?);
-        let args = [p(dy), p(x), p(mean), p(invstd), p(&dgamma), p(&dbeta), n, c, hw];
-        self.launch("bn_backward_reduce", [g.c as u32, 1, 1], B1, 0, &args)?;
+        let dx = self.buf(g.len())?;
         let args = [p(dy), p(x), p(gamma), p(mean), p(invstd), p(&dgamma), p(&dbeta), p(&dx), n, c, hw];
         self.launch("bn_backward_apply", ew(g.len()), B1, 0, &args)?;
         Ok((dx, dgamma, dbeta))

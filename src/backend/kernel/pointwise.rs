@@ -92,10 +92,14 @@ impl Reduce for KernelBackend {
             bufs.iter().map(|b| i(b.len()).map(|a| (a.slot() as u32).to_le_bytes())).collect::<Result<Vec<_>>>()?;
         let lens: Vec<u8> = lens.concat();
         let (dp, dl) = (self.upload_bytes(&ptrs)?, self.upload_bytes(&lens)?);
-        let out = self.zeroed(2)?; // one double
         let maxlen = bufs.iter().map(|b| b.len()).max().unwrap_or(0);
         let grid = [maxlen.div_ceil(BLOCK as usize).clamp(1, 1024) as u32, bufs.len() as u32, 1];
-        self.launch("sum_squares_multi", grid, B1, 0, &[p(&dp), p(&dl), i(bufs.len())?, p(&out)])?;
+        // One double partial per block, then one block adds them in index order: no atomics,
+        // the same bits on every run (the norm scales every parameter's step through clipping).
+        let nparts = grid[0] as usize * grid[1] as usize;
+        let (parts, out) = (self.doubles(nparts)?, self.doubles(1)?);
+        self.launch("sum_squares_multi", grid, B1, 0, &[p(&dp), p(&dl), i(bufs.len())?, p(&parts)])?;
+        self.launch("sum_f64", [1, 1, 1], B1, 0, &[p(&parts), p(&out), i(nparts)?])?;
         let bytes = self.download_bytes(out.ptr(), 8)?;
         Ok(f64::from_le_bytes(bytes.try_into().expect("8 bytes")))
     }

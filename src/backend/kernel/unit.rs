@@ -25,22 +25,7 @@ impl Unit for KernelBackend {
         g.check_i32(op)?;
         running_mean.make_unique()?;
         running_var.make_unique()?;
-        let (mean, invstd) = (self.buf(g.c)?, self.buf(g.c)?);
-        let args = [
-            p(z),
-            p(&mean),
-            p(&invstd),
-            p(running_mean),
-            p(running_var),
-            opt(bias),
-            i(g.n)?,
-            i(g.c)?,
-            i(g.hw)?,
-            f(bp.momentum),
-            f(bp.eps),
-        ];
-        self.launch("bn_stats", [g.c as u32, 1, 1], B1, 0, &args)?;
-        Ok((mean, invstd))
+        self.batch_stats(z, bias, running_mean, running_var, g, bp)
     }
     fn unit_running_stats(
         &self,
@@ -82,9 +67,8 @@ impl Unit for KernelBackend {
         self.launch("unit_route", ew(cells), B1, 0, &[&args[..], &dims(g)?].concat())?;
         let cg = g.channels();
         let (n, c, hw) = (i(cg.n)?, i(cg.c)?, i(cg.hw)?);
-        let (dgamma, dbeta, dz) = (self.buf(g.c)?, self.buf(g.c)?, self.buf(g.input_len())?);
-        let args = [p(&da), p(z), p(a.mean), p(a.invstd), p(&dgamma), p(&dbeta), n, c, hw];
-        self.launch("bn_backward_reduce", [g.c as u32, 1, 1], B1, 0, &args)?;
+        let (dgamma, dbeta) = self.bn_reduce(&da, z, a.mean, a.invstd, &cg)?;
+        let dz = self.buf(g.input_len())?;
         if batch_stats {
             let args = [p(&da), p(z), p(a.gamma), p(a.mean), p(a.invstd), p(&dgamma), p(&dbeta), p(&dz), n, c, hw];
             self.launch("bn_backward_apply", ew(g.input_len()), B1, 0, &args)?;
