@@ -151,7 +151,7 @@ extern "C" __global__ void conv_cin1_forward(const float* __restrict__ x, const 
 // dW[k, r, s] = Σ_{n,oy,ox} dy[n,k,oy,ox] · x[n, 0, oy·stride−pad+r, ox·stride−pad+s].
 // The N·ceil(OH/8)·ceil(OW/128) tiles are cut into chunks of `tiles_per_chunk` consecutive
 // tiles; chunk z writes its partial sums, all K·R·S of them, to partials[z][K·R·S] (every
-// element written, no zeroing needed), and conv_cin1_sum_partials adds the chunks in order.
+// element written, no zeroing needed), and reduce.cu's splitk_sum adds the chunks in order.
 // Per pass (32 channels × 9 taps: two passes for K = 64 and a 3×3 kernel, each re-staging the
 // small x patches), warp w accumulates channels pass·32 + 4w … +3 against taps tg·9 … +8 for
 // all its lanes' pixels: per pixel 4 coalesced dy loads (the only large stream: dy is read
@@ -267,33 +267,5 @@ extern "C" __global__ void conv_cin1_backward_weight(const float* __restrict__ d
     }
 }
 
-// ---- fixed-order sum of split partials ----------------------------------------------------
-// out[c] = Σ_{s < splits} partials[s·len + c], in double, in the same order for any grid and
-// schedule. Placeholder for the generic split-K finalize (reduce.cu's splitk_sum, same
-// arguments) once that lands. Block 256 = 32 columns × 8 split groups: thread (g, c) sums splits
-// g, g+8, … of column c (warp-wide loads of 32 consecutive floats), then the 8 group sums are
-// added in order g = 0..7.
-extern "C" __global__ void conv_cin1_sum_partials(const float* __restrict__ partials, float* __restrict__ out,
-                                                  int splits, int len) {
-    __shared__ double part[TH][32];
-    const int c = threadIdx.x % 32, g = threadIdx.x / 32;
-    for (int c0 = blockIdx.x * 32; c0 < len; c0 += gridDim.x * 32) {
-        const int col = c0 + c;
-        double s = 0.0;
-        if (col < len)
-            for (int sp = g; sp < splits; sp += TH) s += (double)__ldg(partials + (sp * len + col));
-        part[g][c] = s;
-        __syncthreads();
-        if (g == 0 && col < len) {
-            double total = 0.0;
-            MG_UNROLL
-            for (int q = 0; q < TH; ++q) total += part[q][c];
-            out[col] = (float)total;
-        }
-        __syncthreads();  // part is rewritten by the next column block
-    }
-}
-
 SIM_EXPORT(conv_cin1_forward)
 SIM_EXPORT(conv_cin1_backward_weight)
-SIM_EXPORT(conv_cin1_sum_partials)

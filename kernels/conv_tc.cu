@@ -23,7 +23,7 @@
 //      lane reads Bs[t + …][g + …] → banks 8t + g; or N-major Bs[n][k], stride 36 (weight
 //      gradient: its gathers run along the reduction), banks 4g + t.
 // Every element of the outputs is written by exactly one thread with a plain store; the weight
-// gradient writes one partial per split (blockIdx.z) to the workspace and conv_tc_sum_splits adds
+// gradient writes one partial per split (blockIdx.z) to the workspace and reduce.cu's splitk_sum adds
 // them in split order: no atomics anywhere, so results are bit-reproducible.
 #include "common.cuh"
 #include "conv_index.cuh"
@@ -401,7 +401,7 @@ __device__ void conv2d_backward_input_tc(const float* __restrict__ dy, const flo
 // Grid (ceil(CRS / 128), ceil(K / BM), splits), 256 threads, shared_bytes(BM) of dynamic shared
 // memory. Split z reduces positions [z·chunk, min((z+1)·chunk, N·OH·OW)) and stores its partial
 // dW tile to partial[z][K][CRS] (every element of the tile, zeros where it has no positions), so
-// the caller needs no zeroing; conv_tc_sum_splits then adds the splits in order.
+// the caller needs no zeroing; reduce.cu's splitk_sum then adds the splits in order.
 template <int BM>
 __device__ void conv2d_backward_weight_tc(const float* __restrict__ dy, const float* __restrict__ x,
         float* __restrict__ partial, int N, int C, int H, int W, int K, int R, int S, int stride, int pad,
@@ -504,20 +504,9 @@ extern "C" __global__ void conv2d_backward_weight_m64_tf32(const float* __restri
     conv2d_backward_weight_tc<64>(dy, x, partial, N, C, H, W, K, R, S, stride, pad, OH, OW, chunk);
 }
 
-// out[i] = Σ_{s < splits} partial[s·len + i], in split order (fixed: bit-reproducible).
-extern "C" __global__ void conv_tc_sum_splits(const float* __restrict__ partial, float* __restrict__ out,
-        int splits, int len) {
-    for (unsigned i = mg::ew_start(); i < (unsigned)len; i += mg::ew_stride()) {
-        float s = 0.0f;
-        for (int z = 0; z < splits; ++z) s += partial[(size_t)z * len + i];
-        out[i] = s;
-    }
-}
-
 SIM_EXPORT(conv2d_forward_tf32)
 SIM_EXPORT(conv2d_forward_m64_tf32)
 SIM_EXPORT(conv2d_backward_input_tf32)
 SIM_EXPORT(conv2d_backward_input_m64_tf32)
 SIM_EXPORT(conv2d_backward_weight_tf32)
 SIM_EXPORT(conv2d_backward_weight_m64_tf32)
-SIM_EXPORT(conv_tc_sum_splits)

@@ -179,7 +179,7 @@ fn weight_gradient_with_several_tiles_per_chunk() {
     let want = cpu.download_f64(&cpu.conv2d_backward_weight(&up(&c.dy), &up(&c.x), &g).unwrap()).unwrap();
     let (be, dev) = Counting::backend();
     let dw = be.conv2d_backward_weight(&be.upload_f64(&c.dy).unwrap(), &be.upload_f64(&c.x).unwrap(), &g).unwrap();
-    assert_eq!(dev.take(), ["conv_cin1_backward_weight", "conv_cin1_sum_partials"]);
+    assert_eq!(dev.take(), ["conv_cin1_backward_weight", "splitk_sum"]);
     close("weight gradient, 2 tiles per chunk", &be.download_f64(&dw).unwrap(), &want, 1e-4);
 }
 

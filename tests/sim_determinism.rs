@@ -9,7 +9,7 @@
 use moodgrad::backend::kernel::KernelBackend;
 use moodgrad::backend::prelude::*;
 use moodgrad::backend::sim::ffi;
-use moodgrad::backend::{BnParams, ChannelGeom, ConvGeom};
+use moodgrad::backend::{BnParams, ChannelGeom, ConvGeom, Precision};
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
 use moodgrad::optim::{Adam, AdamConfig, clip_coefficient, grad_norm};
@@ -35,7 +35,11 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 fn sim() -> KernelBackend {
-    match Device::open(DeviceChoice::Sim) {
+    sim_with(Precision::Fp32)
+}
+
+fn sim_with(p: Precision) -> KernelBackend {
+    match Device::open_with(DeviceChoice::Sim, Some(p)) {
         Ok(Device::Kernels(b)) => b,
         Ok(_) => unreachable!("the sim device is a kernel backend"),
         Err(e) => panic!("the sim device must always open: {e}"),
@@ -44,9 +48,14 @@ fn sim() -> KernelBackend {
 
 /// One step from the same initial weights and batch, every launch under schedule `seed`.
 fn step(seed: u64) -> Step {
+    step_with(seed, Precision::Fp32)
+}
+
+/// The same with the convolutions in `p`.
+fn step_with(seed: u64, p: Precision) -> Step {
     ffi::set_schedule_seed(Some(seed));
     assert_eq!(ffi::schedule_seed(), Some(seed));
-    let be = sim();
+    let be = sim_with(p);
     let mut cfg = ModelConfig::preset("model3", AttentionKind::Se).unwrap();
     cfg.channels = vec![8, 16, 16, 32];
     cfg.lyrics_dim = 12;
@@ -111,8 +120,8 @@ const SCHEDULE_B: u64 = 42;
 
 #[test]
 fn a_training_step_is_bit_identical_under_two_schedules() {
-    // At these shapes the first two convs' weight gradients are split-K (the first: 3072
-    // positions in 12 chunks), clipping reads the gradient norm, and every BatchNorm runs its
+    // At these shapes the first two convs' weight gradients are split (the first, C_in = 1, in
+    // conv_cin1's chunks, the second split-K), clipping reads the gradient norm, and every BatchNorm runs its
     // statistics and backward reductions: every multi-block reduction of the step is on the path.
     let a = step(SCHEDULE_A);
     let b = step(SCHEDULE_B);
@@ -124,6 +133,21 @@ fn a_training_step_is_bit_identical_under_two_schedules() {
     assert!(a.values.iter().any(|(n, _)| n.contains("running_")), "the BatchNorm running statistics are compared");
     let v = differing(&a.values, &b.values);
     assert!(v.is_empty(), "updated weights/buffers differ between schedules: {v:?}");
+}
+
+#[test]
+fn a_tf32_training_step_is_bit_identical_under_two_schedules() {
+    // The tensor-core convolutions (kernels/conv_tc.cu: mma.sync, cp.async, split-K slots added
+    // by splitk_sum) for every conv but the first (C_in = 1 keeps its FP32 kernels).
+    let a = step_with(SCHEDULE_A, Precision::Tf32);
+    let b = step_with(SCHEDULE_B, Precision::Tf32);
+    assert_eq!(a.loss, b.loss, "loss {} vs {}", f64::from_bits(a.loss), f64::from_bits(b.loss));
+    let g = differing(&a.grads, &b.grads);
+    assert!(g.is_empty(), "gradients differ between schedules: {g:?}");
+    let v = differing(&a.values, &b.values);
+    assert!(v.is_empty(), "updated weights/buffers differ between schedules: {v:?}");
+    // …and it ran in TF32: not the FP32 step's bits.
+    assert_ne!(a.loss, step(SCHEDULE_A).loss, "the TF32 step's loss equals the FP32 one");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `Conv::conv2d_forward` and `conv2d_backward_weight` (conv.rs) send the shapes these support
 //! here; everything else goes to the implicit-GEMM kernels.
 
-use super::{Arg, B1, DevBuf, KernelBackend, i, p};
+use super::{Arg, B1, DevBuf, KernelBackend, ew, i, p};
 use crate::backend::ConvGeom;
 use crate::error::Result;
 
@@ -95,14 +95,8 @@ impl KernelBackend {
         args.push(i(per_chunk)?);
         self.launch("conv_cin1_backward_weight", [chunks as u32, 1, 1], B1, shared(wgrad_shared_bytes(g)), &args)?;
         let dw = self.buf(len)?;
-        self.conv_cin1_sum_partials(&partials, &dw, chunks, len)?;
+        // The chunks added in order (reduce.cu's fixed-order split-K sum, in double).
+        self.launch("splitk_sum", ew(len), B1, 0, &[p(&partials), p(&dw), i(chunks)?, i(len)?])?;
         Ok(dw)
-    }
-
-    /// out[c] = Σ over `splits` rows of `partials` [splits][len], in a fixed order (double).
-    /// Stands in for the generic split-K finalize (`splitk_sum`) until that lands.
-    fn conv_cin1_sum_partials(&self, partials: &DevBuf, out: &DevBuf, splits: usize, len: usize) -> Result<()> {
-        let grid = [len.div_ceil(32) as u32, 1, 1];
-        self.launch("conv_cin1_sum_partials", grid, B1, 0, &[p(partials), p(out), i(splits)?, i(len)?])
     }
 }

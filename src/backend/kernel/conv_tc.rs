@@ -106,7 +106,7 @@ impl KernelBackend {
         let kernel = v.kernel("conv2d_backward_weight_tf32", "conv2d_backward_weight_m64_tf32");
         self.launch_tc(kernel, v, grid, &args)?;
         if splits > 1 {
-            self.launch("conv_tc_sum_splits", ew(len), B1, 0, &[p(&partial), p(&dw), i(splits)?, i(len)?])?;
+            self.launch("splitk_sum", ew(len), B1, 0, &[p(&partial), p(&dw), i(splits)?, i(len)?])?;
         }
         Ok(dw)
     }
