@@ -68,6 +68,9 @@ impl RawDevice for Counting {
         // SAFETY: forwarded unchanged from KernelBackend, which upholds the contract.
         unsafe { self.inner.launch(k, grid, block, shared, args) }
     }
+    fn set_max_dynamic_shared(&self, kernel: &'static str, bytes: u32) -> Result<()> {
+        self.inner.set_max_dynamic_shared(kernel, bytes)
+    }
     fn gemm(&self, a: u64, b: u64, c: u64, m: usize, k: usize, n: usize, ta: bool, tb: bool) -> Result<()> {
         self.inner.gemm(a, b, c, m, k, n, ta, tb)
     }
