@@ -6,7 +6,7 @@
 #include "mma.cuh"
 
 // y[i] = cvt.rna.tf32.f32(x[i]) as bits.
-extern "C" __global__ void st_cvt_tf32(const float* __restrict__ x, unsigned* __restrict__ y, int n) {
+extern "C" __global__ void st_tf32_cvt(const float* __restrict__ x, unsigned* __restrict__ y, int n) {
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] = mg::to_tf32(x[i]);
 }
 
@@ -89,7 +89,7 @@ extern "C" __global__ void st_dynamic_shared_big(float* __restrict__ y, int n) {
     for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = s[n - 1 - i];
 }
 
-SIM_EXPORT(st_cvt_tf32)
+SIM_EXPORT(st_tf32_cvt)
 SIM_EXPORT(st_mma_tf32)
 SIM_EXPORT(st_cp_async)
 SIM_EXPORT(st_cp_async_x4)

@@ -70,7 +70,7 @@ fn cvt_rna_tf32_rounds_to_nearest_ties_away_bit_for_bit() {
     xs.extend((0..4000).map(|_| f32::from_bits(rng.next_u64() as u32)));
     let mut y = vec![0u32; xs.len()];
     let args = Args::default().ptr(xs.as_ptr()).ptr(y.as_mut_ptr()).i32(xs.len() as i32);
-    launch("st_cvt_tf32", 4, 256, 0, args).unwrap();
+    launch("st_tf32_cvt", 4, 256, 0, args).unwrap();
     for (x, got) in xs.iter().zip(&y) {
         assert_eq!(*got, rna_tf32(*x), "cvt.rna.tf32 of {x:e} ({:#010x})", x.to_bits());
         assert_eq!(got & 0x1fff, if x.is_nan() { 0x1fff } else { 0 }, "low 13 bits of {x:e}");
