@@ -8,20 +8,69 @@ use crate::error::Result;
 
 /// Output tile of the implicit-GEMM convolution kernels (rows × columns per block).
 const CONV_TILE: usize = 64;
-/// conv2d_backward_weight splits its N·OH·OW reduction (split-K) until the grid has about this
-/// many blocks: ~4 per SM on a 132-SM H100, so every SM has work even for 64-channel layers.
-const CONV_WGRAD_TARGET_BLOCKS: usize = 512;
-/// …but never into chunks shorter than this, where storing and re-adding each partial tile would
-/// dominate.
-const CONV_WGRAD_MIN_CHUNK: usize = 256;
-/// …and never into more split slots than fit this many floats (16 MiB): the partial tiles live in
-/// a workspace of splits·K·C·R·S floats. The two rules above already keep it below this (more
-/// than one split needs tiles < 512, so splits·K·CRS ≤ splits·tiles·64² < (512 + tiles)·64² <
-/// 2²²); the cap states the bound and holds it should the targets change.
-const CONV_WGRAD_MAX_WORKSPACE: usize = 1 << 22;
+/// conv2d_backward_weight's split-K: until the grid has about 512 blocks (~4 per SM on a 132-SM
+/// H100, so every SM has work even for 64-channel layers); never into chunks shorter than 256
+/// positions, where storing and re-adding each partial tile would dominate; never into more split
+/// slots than fit 2²² floats (16 MiB). The first two rules already keep the workspace below that
+/// (more than one split needs tiles < 512, so splits·K·CRS ≤ splits·tiles·64² < (512 + tiles)·64²
+/// < 2²²); the cap states the bound and holds it should the targets change.
+const CONV_WGRAD_SPLIT: SplitRule =
+    SplitRule { target_blocks: 512, min_chunk: 256, max_workspace: 1 << 22, chunk_multiple: 1 };
 
-fn conv_args(g: &ConvGeom) -> Result<Vec<Arg>> {
+/// The geometry as the convolution kernels' trailing `int` arguments (conv.cu and conv_tc.cu).
+pub(super) fn conv_args(g: &ConvGeom) -> Result<Vec<Arg>> {
     [g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad, g.out_h(), g.out_w()].into_iter().map(i).collect()
+}
+
+/// How a weight gradient's reduction over N·OH·OW positions is split (split-K), per kernel family.
+#[derive(Clone, Copy)]
+pub(super) struct SplitRule {
+    /// Split until the grid has about this many blocks…
+    pub target_blocks: usize,
+    /// …in chunks of at least this many positions…
+    pub min_chunk: usize,
+    /// …into at most this many floats of split slots (splits·K·C·R·S)…
+    pub max_workspace: usize,
+    /// …with chunks a multiple of this (the kernel's reduction tile).
+    pub chunk_multiple: usize,
+}
+
+impl SplitRule {
+    /// (splits, chunk) for `positions` over `tiles` output tiles of a `len`-float gradient:
+    /// splits·chunk ≥ positions > (splits − 1)·chunk, splits ≤ 65535 (the grid's z limit).
+    pub(super) fn split(&self, positions: usize, tiles: usize, len: usize) -> (usize, usize) {
+        let want = self
+            .target_blocks
+            .div_ceil(tiles.max(1))
+            .min(positions.div_ceil(self.min_chunk))
+            .min(self.max_workspace / len.max(1))
+            .clamp(1, 65535);
+        let chunk = positions.div_ceil(want).div_ceil(self.chunk_multiple).max(1) * self.chunk_multiple;
+        (positions.div_ceil(chunk).max(1), chunk)
+    }
+}
+
+impl KernelBackend {
+    /// A `len`-float weight gradient from a split-K launch: `launch(slots)` writes one slot of
+    /// `len` floats per split; with one split the slot is the result itself, otherwise the
+    /// slots are added in split order by splitk_sum (fixed order, no atomics: the same bits on
+    /// every run).
+    pub(super) fn split_k(
+        &self,
+        len: usize,
+        splits: usize,
+        launch: impl FnOnce(&DevBuf) -> Result<()>,
+    ) -> Result<DevBuf> {
+        let dw = self.buf(len)?;
+        if splits == 1 {
+            launch(&dw)?;
+            return Ok(dw);
+        }
+        let slots = self.buf(splits * len)?;
+        launch(&slots)?;
+        self.launch("splitk_sum", ew(len), B1, 0, &[p(&slots), p(&dw), i(splits)?, i(len)?])?;
+        Ok(dw)
+    }
 }
 
 impl Conv for KernelBackend {
@@ -69,27 +118,15 @@ impl Conv for KernelBackend {
         }
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;
-        let wlen = g.weight_len();
         let tiles = crs.div_ceil(CONV_TILE) * g.c_out.div_ceil(CONV_TILE);
-        let splits = CONV_WGRAD_TARGET_BLOCKS
-            .div_ceil(tiles)
-            .clamp(1, positions.div_ceil(CONV_WGRAD_MIN_CHUNK).max(1))
-            .min((CONV_WGRAD_MAX_WORKSPACE / wlen.max(1)).max(1));
-        let chunk = positions.div_ceil(splits).max(1);
-        let splits = positions.div_ceil(chunk).max(1); // slots actually used (≤ the request)
+        let (splits, chunk) = CONV_WGRAD_SPLIT.split(positions, tiles, g.weight_len());
         let grid = [crs.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, splits as u32];
-        // One split: the kernel's single slot is dw. Otherwise a slot per split, then the
-        // fixed-order sum (no atomics: the same bits on every run).
-        let dw = self.buf(wlen)?;
-        let partials = if splits == 1 { dw.clone() } else { self.buf(splits * wlen)? };
-        let mut args = vec![p(dy), p(x), p(&partials)];
-        args.extend(conv_args(g)?);
-        args.push(i(chunk)?);
-        self.launch("conv2d_backward_weight", grid, B1, 0, &args)?;
-        if splits > 1 {
-            self.launch("splitk_sum", ew(wlen), B1, 0, &[p(&partials), p(&dw), i(splits)?, i(wlen)?])?;
-        }
-        Ok(dw)
+        self.split_k(g.weight_len(), splits, |slots| {
+            let mut args = vec![p(dy), p(x), p(slots)];
+            args.extend(conv_args(g)?);
+            args.push(i(chunk)?);
+            self.launch("conv2d_backward_weight", grid, B1, 0, &args)
+        })
     }
     fn channel_sums(&self, dy: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("channel_sums", &[("dy", dy.len())], &[], &[])?;

@@ -1,7 +1,8 @@
 //! The TF32 tensor-core convolutions: kernels/conv_tc.cu, chosen by `conv2d_*` in conv.rs when the
 //! backend's convolution precision is TF32.
 
-use super::{Arg, B1, DevBuf, KernelBackend, ew, i, p};
+use super::conv::{SplitRule, conv_args};
+use super::{Arg, B1, DevBuf, KernelBackend, i, p};
 use crate::backend::ConvGeom;
 use crate::error::Result;
 
@@ -29,29 +30,17 @@ impl Variant {
         if self.rows == 64 { narrow } else { wide }
     }
 }
-/// The weight gradient splits its N·OH·OW reduction until the grid has about this many blocks:
-/// 2 resident blocks per SM (registers and shared memory allow 2) on a 132-SM H100/H200.
-const WGRAD_TARGET_BLOCKS: usize = 264;
-/// …in chunks of at least this many positions (16 reduction tiles), so a split's pipeline runs
-/// long enough to hide its prologue.
-const WGRAD_MIN_CHUNK: usize = 16 * BK;
-/// …and a partial-sum workspace of at most this many floats (64 MiB).
-const WGRAD_MAX_WORKSPACE: usize = 16 << 20;
+/// The weight gradient's split-K: until the grid has about 264 blocks (2 resident per SM, as
+/// registers and shared memory allow, on a 132-SM H100/H200), in chunks of at least 16 reduction
+/// tiles (so a split's pipeline runs long enough to hide its prologue) that are whole tiles, into
+/// at most 16 M floats (64 MiB) of split slots.
+const WGRAD_SPLIT: SplitRule =
+    SplitRule { target_blocks: 264, min_chunk: 16 * BK, max_workspace: 16 << 20, chunk_multiple: BK };
 
-fn conv_args(g: &ConvGeom) -> Result<Vec<Arg>> {
-    [g.n, g.c_in, g.h, g.w, g.c_out, g.kh, g.kw, g.stride, g.pad, g.out_h(), g.out_w()].into_iter().map(i).collect()
-}
-
-/// How the weight gradient's reduction over `positions` is split for a `k × crs` output:
-/// (splits, chunk), chunk a multiple of BK, splits · chunk ≥ positions.
-pub(super) fn wgrad_split(positions: usize, k: usize, crs: usize) -> (usize, usize) {
+/// (splits, chunk) of the weight gradient's reduction over `positions` for a `k × crs` output.
+fn wgrad_split(positions: usize, k: usize, crs: usize) -> (usize, usize) {
     let tiles = k.div_ceil(Variant::for_rows(k).rows) * crs.div_ceil(TILE);
-    let by_blocks = WGRAD_TARGET_BLOCKS.div_ceil(tiles);
-    let by_chunk = positions.div_ceil(WGRAD_MIN_CHUNK);
-    let by_memory = (WGRAD_MAX_WORKSPACE / (k * crs).max(1)).max(1);
-    let want = by_blocks.min(by_chunk).min(by_memory).clamp(1, 65535);
-    let chunk = positions.div_ceil(want).div_ceil(BK).max(1) * BK;
-    (positions.div_ceil(chunk).max(1), chunk)
+    WGRAD_SPLIT.split(positions, tiles, k * crs)
 }
 
 impl KernelBackend {
@@ -93,22 +82,16 @@ impl KernelBackend {
     pub(super) fn conv2d_backward_weight_tf32(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;
-        let len = g.weight_len();
         let (splits, chunk) = wgrad_split(positions, g.c_out, crs);
-        let dw = self.buf(len)?;
-        // One split writes dW itself; more write partials that are then added in split order.
-        let partial = if splits == 1 { dw.clone() } else { self.buf(splits * len)? };
         let v = Variant::for_rows(g.c_out);
         let grid = [crs.div_ceil(TILE) as u32, g.c_out.div_ceil(v.rows) as u32, splits as u32];
-        let mut args = vec![p(dy), p(x), p(&partial)];
-        args.extend(conv_args(g)?);
-        args.push(i(chunk)?);
         let kernel = v.kernel("conv2d_backward_weight_tf32", "conv2d_backward_weight_m64_tf32");
-        self.launch_tc(kernel, v, grid, &args)?;
-        if splits > 1 {
-            self.launch("splitk_sum", ew(len), B1, 0, &[p(&partial), p(&dw), i(splits)?, i(len)?])?;
-        }
-        Ok(dw)
+        self.split_k(g.weight_len(), splits, |slots| {
+            let mut args = vec![p(dy), p(x), p(slots)];
+            args.extend(conv_args(g)?);
+            args.push(i(chunk)?);
+            self.launch_tc(kernel, v, grid, &args)
+        })
     }
 }
 
@@ -124,7 +107,7 @@ mod tests {
             let (splits, chunk) = wgrad_split(positions, k, crs);
             assert_eq!(chunk % BK, 0);
             assert!(splits * chunk >= positions && (splits - 1) * chunk < positions, "{positions}: {splits}×{chunk}");
-            assert!(splits * k * crs <= WGRAD_MAX_WORKSPACE.max(k * crs));
+            assert!(splits * k * crs <= WGRAD_SPLIT.max_workspace.max(k * crs));
         }
         // The first layer (64 × 9 outputs, one 64-row tile) is split ~264 ways; block 4 (512 ×
         // 2304, 72 tiles) into 4.
