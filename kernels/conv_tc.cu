@@ -147,6 +147,36 @@ struct Fragment {
     __device__ int col(int ni, int r) const { return wn + 8 * ni + 2 * t + r % 2; }
 };
 
+// The epilogue of the forward and the input gradient: the tile's rows are channels (of `rows`),
+// its columns positions (img, pos) of `plane`-sized images, scattered to NCHW out[img][m][pos],
+// plus the nullable per-channel `bias` (none: the accumulator as it is, −0 included). A thread's
+// 8 columns are decomposed once each.
+template <int BM>
+__device__ __forceinline__ void store_nchw(const float (&acc)[Tile<BM>::MI][NI][4], float* __restrict__ out,
+                                           const float* __restrict__ bias, int m0, int n0, int rows, int cols,
+                                           int plane) {
+    const Fragment<BM> f;
+    MG_UNROLL
+    for (int ni = 0; ni < NI; ++ni) {
+        MG_UNROLL
+        for (int h = 0; h < 2; ++h) {
+            const int col = n0 + f.col(ni, h);
+            if (col >= cols) continue;
+            const int img = col / plane, pos = col - img * plane;
+            MG_UNROLL
+            for (int mi = 0; mi < Tile<BM>::MI; ++mi) {
+                MG_UNROLL
+                for (int rr = 0; rr < 2; ++rr) {
+                    const int r = 2 * rr + h, m = m0 + f.row(mi, r);
+                    if (m >= rows) continue;
+                    const float v = acc[mi][ni][r];
+                    out[(size_t)(img * rows + m) * plane + pos] = bias ? v + __ldg(bias + m) : v;
+                }
+            }
+        }
+    }
+}
+
 // ---- forward loader -----------------------------------------------------------------------
 // A = W [K, CRS]: lane ↔ reduction index (one 128-byte row segment per warp), warp ↔ rows
 // warp + 8j. B = X̃: thread ↔ columns lane + 32i (i < 4) and reduction rows warp + 8j (j < 4),
@@ -312,24 +342,7 @@ __device__ void conv2d_forward_tc(const float* __restrict__ x, const float* __re
     float acc[Tile<BM>::MI][NI][4];
     mainloop<false, BM>(smem, (CRS + BK - 1) / BK, ld, acc);
 
-    const Fragment<BM> f;
-    MG_UNROLL
-    for (int ni = 0; ni < NI; ++ni) {
-        MG_UNROLL
-        for (int h = 0; h < 2; ++h) {
-            const int col = n0 + f.col(ni, h);
-            if (col >= cols) continue;
-            const int img = col / OHW, pos = col - img * OHW;
-            MG_UNROLL
-            for (int mi = 0; mi < Tile<BM>::MI; ++mi) {
-                MG_UNROLL
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int r = 2 * rr + h, m = m0 + f.row(mi, r);
-                    if (m < K) y[(size_t)(img * K + m) * OHW + pos] = acc[mi][ni][r] + (b ? __ldg(b + m) : 0.0f);
-                }
-            }
-        }
-    }
+    store_nchw<BM>(acc, y, b, m0, n0, K, cols, OHW);
 }
 
 // ---- backward w.r.t. the input ------------------------------------------------------------
@@ -377,24 +390,7 @@ __device__ void conv2d_backward_input_tc(const float* __restrict__ dy, const flo
     float acc[Tile<BM>::MI][NI][4];
     mainloop<false, BM>(smem, (KRS + BK - 1) / BK, ld, acc);
 
-    const Fragment<BM> f;
-    MG_UNROLL
-    for (int ni = 0; ni < NI; ++ni) {
-        MG_UNROLL
-        for (int h = 0; h < 2; ++h) {
-            const int col = n0 + f.col(ni, h);
-            if (col >= cols) continue;
-            const int img = col / HW, pos = col - img * HW;
-            MG_UNROLL
-            for (int mi = 0; mi < Tile<BM>::MI; ++mi) {
-                MG_UNROLL
-                for (int rr = 0; rr < 2; ++rr) {
-                    const int r = 2 * rr + h, c = m0 + f.row(mi, r);
-                    if (c < C) dx[(size_t)(img * C + c) * HW + pos] = acc[mi][ni][r];
-                }
-            }
-        }
-    }
+    store_nchw<BM>(acc, dx, nullptr, m0, n0, C, cols, HW);
 }
 
 // ---- backward w.r.t. the weight -----------------------------------------------------------
