@@ -3,39 +3,10 @@
 //! that must be errors rather than hangs, and concurrent launches from several threads.
 
 use moodgrad::backend::sim::ffi;
-use moodgrad::error::Result;
-use std::ffi::c_void;
 use std::time::Instant;
 
-/// Kernel arguments as cuLaunchKernel takes them: one 8-byte slot per argument, 4-byte values in
-/// the low half.
-#[derive(Default)]
-struct Args(Vec<u64>);
-
-impl Args {
-    fn new() -> Self {
-        Args::default()
-    }
-    fn ptr<T>(mut self, p: *const T) -> Self {
-        self.0.push(p as u64);
-        self
-    }
-    fn i32(mut self, v: i32) -> Self {
-        self.0.push(v as u32 as u64);
-        self
-    }
-    fn f32(mut self, v: f32) -> Self {
-        self.0.push(v.to_bits() as u64);
-        self
-    }
-}
-
-fn launch(kernel: &str, grid: [u32; 3], block: [u32; 3], shared: u32, args: Args) -> Result<()> {
-    let mut slots = args.0;
-    let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-    // SAFETY: each test passes the self-test kernel's parameter list over live host buffers.
-    unsafe { ffi::launch(kernel, grid, block, shared, &mut ptrs) }
-}
+mod sim_args;
+use sim_args::{Args, launch};
 
 fn ok(kernel: &str, grid: [u32; 3], block: [u32; 3], shared: u32, args: Args) {
     launch(kernel, grid, block, shared, args).unwrap_or_else(|e| panic!("{kernel}: {e}"));

@@ -3,31 +3,9 @@
 //! vector accesses as launch errors, and the vector types. Kernels are from kernels/selftest.cu.
 
 use moodgrad::backend::sim::ffi;
-use moodgrad::error::Result;
-use std::ffi::c_void;
 
-/// One 8-byte slot per kernel argument, 4-byte values in the low half (cuLaunchKernel-style).
-#[derive(Default)]
-struct Args(Vec<u64>);
-
-impl Args {
-    fn ptr<T>(mut self, p: *const T) -> Self {
-        self.0.push(p as u64);
-        self
-    }
-    fn i32(mut self, v: i32) -> Self {
-        self.0.push(v as u32 as u64);
-        self
-    }
-}
-
-fn launch(kernel: &str, grid: u32, block: u32, shared: u32, args: Args) -> Result<()> {
-    let mut slots = args.0;
-    let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-    // SAFETY: each test passes the self-test kernel's parameter list over live host buffers of
-    // the sizes the kernel indexes.
-    unsafe { ffi::launch(kernel, [grid, 1, 1], [block, 1, 1], shared, &mut ptrs) }
-}
+mod sim_args;
+use sim_args::{Args, launch_1d as launch};
 
 /// st_broadcast_race over 4 blocks of 64 threads: y[i] = x[i] * (block + 1) when correct.
 fn broadcast(with_sync: bool) -> (Vec<f32>, Vec<f32>) {
@@ -205,10 +183,8 @@ fn cost_table() {
         let one = best(&mut || axpy((n as u32).div_ceil(256)));
         let gemm = best(&mut || {
             let args = Args::default().ptr(ap).ptr(ap).ptr(cp).i32(m as i32).i32(m as i32).i32(k as i32);
-            let mut slots = args.0;
-            let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-            // SAFETY: A and B are 512×512, C is 512×512.
-            unsafe { ffi::launch("st_gemm_tiled", [8, 8, 1], [256, 1, 1], 0, &mut ptrs) }.unwrap();
+            // A and B are 512×512, C is 512×512.
+            sim_args::launch("st_gemm_tiled", [8, 8, 1], [256, 1, 1], 0, args).unwrap();
         });
         let reverse = best(&mut || {
             let args = Args::default().ptr(xp).ptr(yp).i32(n as i32);

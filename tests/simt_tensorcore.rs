@@ -7,29 +7,9 @@
 use moodgrad::backend::sim::ffi;
 use moodgrad::error::Result;
 use moodgrad::rng::Rng;
-use std::ffi::c_void;
 
-#[derive(Default)]
-struct Args(Vec<u64>);
-
-impl Args {
-    fn ptr<T>(mut self, p: *const T) -> Self {
-        self.0.push(p as u64);
-        self
-    }
-    fn i32(mut self, v: i32) -> Self {
-        self.0.push(v as u32 as u64);
-        self
-    }
-}
-
-fn launch(kernel: &str, grid: u32, block: u32, shared: u32, args: Args) -> Result<()> {
-    let mut slots = args.0;
-    let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-    // SAFETY: each test passes the self-test kernel's parameter list over live host buffers of
-    // the sizes the kernel indexes.
-    unsafe { ffi::launch(kernel, [grid, 1, 1], [block, 1, 1], shared, &mut ptrs) }
-}
+mod sim_args;
+use sim_args::{Args, launch_1d as launch};
 
 /// cvt.rna.tf32.f32 written independently of the layer: keep 10 mantissa bits, round to nearest
 /// with ties away from zero (on the magnitude), NaN to the canonical 0x7fffffff.
