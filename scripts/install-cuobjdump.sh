@@ -12,6 +12,7 @@
 # scripts/install-nvcc.sh (MOODGRAD_NVCC_VENV), so pip never touches the pinned CUDA 13.0 packages;
 # the tools only read cubins, nvcc never calls them.
 set -euo pipefail
+. "$(dirname "$0")/pinned-wheels.sh"
 
 VENV="${MOODGRAD_NVCC_VENV:-$HOME/.cache/moodgrad-nvcc}"
 PKGS=(
@@ -19,27 +20,9 @@ PKGS=(
     nvidia-cuda-nvdisasm==13.2.86
 )
 
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV" >&2
-fi
+pinned_install "$VENV" --no-deps "${PKGS[@]}"
 
-# Already installed at exactly these versions? Then skip pip entirely.
-if ! "$VENV/bin/python" - "${PKGS[@]}" <<'PY' >&2
-import sys
-from importlib.metadata import version, PackageNotFoundError
-for spec in sys.argv[1:]:
-    name, want = spec.split("==")
-    try:
-        if version(name) != want:
-            sys.exit(1)
-    except PackageNotFoundError:
-        sys.exit(1)
-PY
-then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "${PKGS[@]}" >&2
-fi
-
-SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+SITE=$(site_packages "$VENV")
 CUOBJDUMP="$SITE/nvidia/cu13/bin/cuobjdump"
 for tool in "$CUOBJDUMP" "$SITE/nvidia/cu13/bin/nvdisasm"; do
     if [ ! -x "$tool" ]; then

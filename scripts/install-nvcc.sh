@@ -8,6 +8,7 @@
 # The wheels carry nvcc, cicc/NVVM, the CRT headers, the runtime headers, CCCL and NVRTC; nvcc finds all
 # of them relative to itself, so no -I flags are needed. Override the location with MOODGRAD_NVCC_VENV.
 set -euo pipefail
+. "$(dirname "$0")/pinned-wheels.sh"
 
 VENV="${MOODGRAD_NVCC_VENV:-$HOME/.cache/moodgrad-nvcc}"
 PKGS=(
@@ -19,27 +20,9 @@ PKGS=(
     nvidia-cuda-nvrtc==13.0.88
 )
 
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV" >&2
-fi
+pinned_install "$VENV" "" "${PKGS[@]}"
 
-# Already installed at exactly these versions? Then skip pip entirely (no network needed).
-if ! "$VENV/bin/python" - "${PKGS[@]}" <<'PY' >&2
-import sys
-from importlib.metadata import version, PackageNotFoundError
-for spec in sys.argv[1:]:
-    name, want = spec.split("==")
-    try:
-        if version(name) != want:
-            sys.exit(1)
-    except PackageNotFoundError:
-        sys.exit(1)
-PY
-then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PKGS[@]}" >&2
-fi
-
-SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+SITE=$(site_packages "$VENV")
 NVCC="$SITE/nvidia/cu13/bin/nvcc"
 if [ ! -x "$NVCC" ]; then
     echo "install-nvcc.sh: nvcc not found at $NVCC after install" >&2
