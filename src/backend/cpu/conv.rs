@@ -8,7 +8,7 @@
 //!
 //! `choose` picks one per pass from measurements (docs/perf-conv.md) and numerics
 //! (tests/conv_numerics.rs: on every production shape the chosen path's f32 error against f64 is
-//! at most twice the im2col path's). The input gradient of a stride-1 convolution is the forward
+//! at most twice a plain fixed-order f32 convolution's). The input gradient of a stride-1 convolution is the forward
 //! pass of its adjoint (dy with the flipped, transposed kernel), so every algorithm's forward
 //! also serves as its input gradient.
 
@@ -84,8 +84,8 @@ pub fn with_algo<R>(algo: ConvAlgo, f: impl FnOnce() -> R) -> R {
 ///   stay on im2col, which measured faster there (the input gradient is col2im, and the tape
 ///   does not ask for it when the input is data).
 /// * C_in ≥ 16: Winograd F(2×2) for all three passes (2-4× im2col's). F(4×4) is faster still on
-///   most shapes but rounds 4-10× (RMS) worse than im2col at every production shape, over the
-///   rule's 2×, so it is off; the direct path rounds up to 3.9× worse at C_in ≥ 128 and is slower.
+///   most shapes but rounds 2-6× (RMS) and up to 13× (max) worse than a plain f32 convolution, over
+///   the rule's 2×, so it is off; the direct path is slower.
 pub fn choose<T: Float>(pass: Pass, g: &ConvGeom) -> ConvAlgo {
     let elem = size_of::<T>();
     if let Some(a) = FORCED.with(|c| c.get())
