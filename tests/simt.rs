@@ -460,14 +460,14 @@ fn tiled_gemm_with_barriers_matches_the_plain_loop_bit_for_bit() {
         assert!(tiled.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "tiled {m}x{n}x{k}");
         assert!(naive.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "naive {m}x{n}x{k}");
         if m == 512 {
+            // Timings for information only: a verdict on them would depend on the machine.
             eprintln!("sim gemm 512x512x512: tiled (64x64 tiles, __syncthreads) {t_tiled:.2?}, naive {t_naive:.2?}");
-            assert!(t_tiled.as_secs_f64() < 30.0, "tiled GEMM took {t_tiled:?}");
         }
     }
 }
 
 #[test]
-fn elementwise_grid_stride_kernel_is_cheap() {
+fn elementwise_kernel_over_4m_floats_with_a_grid_stride_loop_and_one_thread_per_element() {
     let n: usize = 4 << 20;
     let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
     let mut y: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
@@ -497,12 +497,15 @@ fn elementwise_grid_stride_kernel_is_cheap() {
         Args::new().i32(n as i32).f32(0.0).ptr(x.as_ptr()).ptr(y.as_mut_ptr()),
     );
     let one_per_thread = t0.elapsed().as_secs_f64();
+    for (i, &v) in y.iter().enumerate() {
+        assert_eq!(v, (i % 7) as f32 + 6.0 * (i % 1000) as f32, "one element per thread changed element {i}");
+    }
+    // Timings for information only (the sim README's cost table comes from simt_strict's bench).
     eprintln!(
         "sim axpy over 4M floats: {:.1} ms with grid {grid} x 256 (best of 3); {:.1} ms with one element per thread",
         best * 1e3,
         one_per_thread * 1e3
     );
-    assert!(best < 5.0, "elementwise kernel took {best} s");
 }
 
 #[test]

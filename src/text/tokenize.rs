@@ -22,6 +22,7 @@ use crate::text::hash::sha256_fields;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokenizers::models::bpe::BPE;
 use tokenizers::models::wordpiece::WordPiece;
@@ -162,6 +163,9 @@ pub struct LyricsTokenizer {
     prefix_cut: bool,
     prefix_bytes_per_token: usize,
     configured: RwLock<HashMap<usize, Arc<Tokenizer>>>,
+    /// Bytes of text handed to the tokenizer so far: what the prefix cut saves, counted rather
+    /// than timed.
+    bytes_tokenized: AtomicU64,
 }
 
 impl std::fmt::Debug for LyricsTokenizer {
@@ -359,6 +363,7 @@ impl LyricsTokenizer {
             prefix_cut,
             prefix_bytes_per_token: PREFIX_BYTES_PER_TOKEN,
             configured: RwLock::new(HashMap::new()),
+            bytes_tokenized: AtomicU64::new(0),
         })
     }
 
@@ -449,7 +454,13 @@ impl LyricsTokenizer {
         crate::data::write_atomic(path, s.as_bytes())
     }
 
+    /// Bytes of text this tokenizer has tokenized so far (all calls together).
+    pub fn bytes_tokenized(&self) -> u64 {
+        self.bytes_tokenized.load(Ordering::Relaxed)
+    }
+
     fn run(&self, tok: &Tokenizer, text: &str) -> Result<Encoding> {
+        self.bytes_tokenized.fetch_add(text.len() as u64, Ordering::Relaxed);
         let e = tok.encode(text, true).map_err(|e| self.err(e))?;
         let widen = |v: &[u32]| v.iter().map(|&x| x as i64).collect::<Vec<i64>>();
         Ok(Encoding {
