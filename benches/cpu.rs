@@ -16,7 +16,8 @@ use moodgrad::params::ParamStore;
 use moodgrad::rng::Rng;
 use moodgrad::tape::Tape;
 use moodgrad::tensor::Tensor;
-use moodgrad::train::{Batch, train_step};
+use moodgrad::train::lyrics::NoLyrics;
+use moodgrad::train::{Batch, StepOptions, train_step};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -201,17 +202,18 @@ fn train(c: &mut Criterion) {
         let mut store = ParamStore::new(be.clone());
         let net = SeedNet::new(ModelConfig::preset(model, AttentionKind::Se).unwrap(), &mut store, &mut rng).unwrap();
         let up = |shape: &[usize], v: Vec<f32>| Tensor::new(shape, be.upload(&v).unwrap()).unwrap();
-        let batch = Batch {
-            audio: up(&[2, 1, 128, 1292], randn(&mut rng, 2 * 128 * 1292)),
-            lyrics: up(&[2, 768], randn(&mut rng, 2 * 768)),
-            target: up(&[2, 2], vec![0.2, 0.7, 0.6, 0.4]),
-        };
+        let batch = Batch::with_vectors(
+            up(&[2, 1, 128, 1292], randn(&mut rng, 2 * 128 * 1292)),
+            up(&[2, 768], randn(&mut rng, 2 * 768)),
+            up(&[2, 2], vec![0.2, 0.7, 0.6, 0.4]),
+        );
         let mut opt = Adam::new(AdamConfig::default());
         let mut s = 0u64;
         g.bench_function(format!("{model}_batch2_128x1292"), |bch| {
             bch.iter(|| {
                 s += 1;
-                black_box(train_step(&net, &mut store, &mut opt, &batch, Some(1.0), s).unwrap())
+                let options = StepOptions::mse(Some(1.0), s);
+                black_box(train_step(&net, &mut store, &mut opt, &mut NoLyrics, &batch, &options, None).unwrap())
             })
         });
     }

@@ -3,8 +3,9 @@
 //! read once. Never set it outside tests.
 //!
 //! Faults: `relu_backward` (ReLU's gradient scaled by 1 + 1e-3, a bug finite differences at
-//! 1e-5 must catch); `nan_loss_epoch_2` (the training loss of epoch 2 reads as NaN, for the
-//! loop's stop-and-keep-the-last-good-checkpoint path).
+//! 1e-5 must catch); `nan_loss_epoch_2` (the first target of every batch of epoch 2 is NaN, so the
+//! training step's loss is NaN: the loop's stop-and-keep-the-last-good-checkpoint path); `stall_in_epoch_2` (the loop
+//! stops before epoch 2's first step and waits to be killed, for the kill-and-resume test).
 
 use std::sync::OnceLock;
 

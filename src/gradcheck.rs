@@ -168,12 +168,15 @@ pub fn check_network(
     let audio = normal(&mut rng, b * c * hh * ww);
     let lyrics = normal(&mut rng, b * config.lyrics_dim);
     let target: Vec<f64> = (0..b * 2).map(|_| rng.uniform()).collect();
-    let host = HostBatch { input, lyrics_dim: config.lyrics_dim, audio, lyrics, target };
-    let batch = host.upload(&be)?;
+    let batch = Batch::with_vectors(
+        Tensor::from_f64(&be, &input, &audio)?,
+        Tensor::from_f64(&be, &[b, config.lyrics_dim], &lyrics)?,
+        Tensor::from_f64(&be, &[b, 2], &target)?,
+    );
     let weights: Vec<Vec<f64>> = store.entries().iter().map(|e| weights_of(&be, &e.slot)).collect::<Result<_>>()?;
     let grads = match device {
-        None => analytic(be.clone(), &config, &weights, &host, seed)?,
-        Some(d) => crate::on_device!(d, |b| analytic(Clone::clone(b), &config, &weights, &host, seed))?,
+        None => analytic(&be, be.clone(), &config, &weights, &batch, seed)?,
+        Some(d) => crate::on_device!(d, |b| analytic(&be, Clone::clone(b), &config, &weights, &batch, seed))?,
     };
     let f0 = forward_loss(&net, &mut store, &batch, true, seed)?;
     let ids = store.param_ids();
@@ -234,26 +237,6 @@ pub fn check_network(
     Ok(rows)
 }
 
-/// A batch on the host, uploadable to any backend.
-struct HostBatch {
-    input: [usize; 4],
-    lyrics_dim: usize,
-    audio: Vec<f64>,
-    lyrics: Vec<f64>,
-    target: Vec<f64>,
-}
-
-impl HostBatch {
-    fn upload<B: Backend>(&self, be: &B) -> Result<Batch<B>> {
-        let b = self.input[0];
-        Ok(Batch {
-            audio: Tensor::from_f64(be, &self.input, &self.audio)?,
-            lyrics: Tensor::from_f64(be, &[b, self.lyrics_dim], &self.lyrics)?,
-            target: Tensor::from_f64(be, &[b, 2], &self.target)?,
-        })
-    }
-}
-
 fn weights_of(be: &C64, slot: &Slot<C64>) -> Result<Vec<f64>> {
     match slot {
         Slot::Param { value, .. } | Slot::Buffer { value } => value.to_f64(be),
@@ -264,10 +247,11 @@ fn weights_of(be: &C64, slot: &Slot<C64>) -> Result<Vec<f64>> {
 /// The parameter gradients of one training-mode forward/backward on `be`, from the given
 /// weights (in state_dict order), as f64.
 fn analytic<B: Backend>(
+    host: &C64,
     be: B,
     config: &ModelConfig,
     weights: &[Vec<f64>],
-    host: &HostBatch,
+    batch: &Batch<C64>,
     seed: u64,
 ) -> Result<Vec<Vec<f64>>> {
     let mut store = ParamStore::new(be.clone());
@@ -277,7 +261,7 @@ fn analytic<B: Backend>(
             value.set_buf(be.upload_f64(w)?)?;
         }
     }
-    let batch = host.upload(&be)?;
+    let batch = batch.to_backend(host, &be)?;
     forward_backward(&net, &mut store, &batch, true, seed)?;
     store
         .param_ids()

@@ -10,7 +10,8 @@ use moodgrad::optim::{Adam, AdamConfig, Interval, LrScheduler, ParamGroup, Sched
 use moodgrad::params::ParamStore;
 use moodgrad::rng::Rng;
 use moodgrad::tensor::Tensor;
-use moodgrad::train::{Batch, train_step};
+use moodgrad::train::lyrics::NoLyrics;
+use moodgrad::train::{Batch, StepOptions, train_step};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,11 +69,11 @@ impl Run {
     fn batch(&self, order: &[usize]) -> Batch<B> {
         let be = &self.store.backend;
         let pick = |f: &dyn Fn(usize) -> Vec<f64>| order.iter().flat_map(|&i| f(i)).collect::<Vec<f64>>();
-        Batch {
-            audio: Tensor::from_f64(be, &[BATCH, 1, 16, 16], &pick(&|i| self.data[i].0.clone())).unwrap(),
-            lyrics: Tensor::from_f64(be, &[BATCH, 6], &pick(&|i| self.data[i].1.clone())).unwrap(),
-            target: Tensor::from_f64(be, &[BATCH, 2], &pick(&|i| self.data[i].2.to_vec())).unwrap(),
-        }
+        Batch::with_vectors(
+            Tensor::from_f64(be, &[BATCH, 1, 16, 16], &pick(&|i| self.data[i].0.clone())).unwrap(),
+            Tensor::from_f64(be, &[BATCH, 6], &pick(&|i| self.data[i].1.clone())).unwrap(),
+            Tensor::from_f64(be, &[BATCH, 2], &pick(&|i| self.data[i].2.to_vec())).unwrap(),
+        )
     }
 
     /// Runs until `until` steps are done (each epoch's shuffle drawn at its first step).
@@ -87,7 +88,8 @@ impl Run {
             }
             let b = self.batch(&order[k * BATCH..(k + 1) * BATCH]);
             let seed = self.rng.next_u64();
-            train_step(&self.net, &mut self.store, &mut self.opt, &b, Some(1.0), seed).unwrap();
+            let options = StepOptions::mse(Some(1.0), seed);
+            train_step(&self.net, &mut self.store, &mut self.opt, &mut NoLyrics, &b, &options, None).unwrap();
             self.step += 1;
             if self.step.is_multiple_of(STEPS_PER_EPOCH) {
                 self.sched.step(&mut self.opt);

@@ -9,12 +9,11 @@ use moodgrad::backend::{Backend, Precision};
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::io::{self, HostData, TensorFile};
 use moodgrad::nn::{ModelConfig, SeedNet};
-use moodgrad::ops;
-use moodgrad::optim::{Adam, AdamConfig, clip_coefficient, grad_norm};
+use moodgrad::optim::{Adam, AdamConfig};
 use moodgrad::params::{ParamStore, Slot};
 use moodgrad::rng::Rng;
-use moodgrad::tape::Tape;
-use moodgrad::train::Batch;
+use moodgrad::train::lyrics::NoLyrics;
+use moodgrad::train::{Batch, Objective, StepOptions, train_step};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -65,11 +64,11 @@ fn run<B: Backend>(be: B, path: &Path, f: &TensorFile) -> Run {
     let mut store = ParamStore::new(be.clone());
     let net = SeedNet::new(cfg, &mut store, &mut Rng::new(0)).unwrap();
     io::load_state_dict(&mut store, path, &strip(f, "init."), &[]).unwrap();
-    let batch = Batch {
-        audio: io::tensor_from_file(&be, path, f, "input.audio", 4).unwrap(),
-        lyrics: io::tensor_from_file(&be, path, f, "input.lyrics", 2).unwrap(),
-        target: io::tensor_from_file(&be, path, f, "input.target", 2).unwrap(),
-    };
+    let batch = Batch::with_vectors(
+        io::tensor_from_file(&be, path, f, "input.audio", 4).unwrap(),
+        io::tensor_from_file(&be, path, f, "input.lyrics", 2).unwrap(),
+        io::tensor_from_file(&be, path, f, "input.target", 2).unwrap(),
+    );
     let lr: f64 = m["lr"].parse().unwrap();
     let clip: f64 = m["clip"].parse().unwrap();
     let mut opt = Adam::new(AdamConfig { lr, ..Default::default() });
@@ -83,28 +82,25 @@ fn run<B: Backend>(be: B, path: &Path, f: &TensorFile) -> Run {
         after: BTreeMap::new(),
         counters: BTreeMap::new(),
     };
+    // PyTorch's loop: the seed's objective (MSE), clip_grad_norm_(clip), Adam: `train_step`.
+    let options = StepOptions { objective: Objective::MSE, clip: Some(clip), seed: 0 };
     for step in 0..2 {
-        store.zero_grad();
-        let mut tape = Tape::new(be.clone());
-        let a = tape.input(batch.audio.clone(), false);
-        let l = tape.input(batch.lyrics.clone(), false);
-        let t = tape.input(batch.target.clone(), false);
-        let out = net.forward(&mut tape, &mut store, &a, &l, true, 0).unwrap();
-        let loss = ops::mse_loss(&mut tape, &out.pred, &t).unwrap();
-        r.loss[step] = loss.value().to_f64(&be).unwrap()[0];
-        if step == 0 {
-            r.output = out.pred.value().to_f64(&be).unwrap();
-            r.audio = out.audio.as_ref().unwrap().value().to_f64(&be).unwrap();
-        }
-        tape.backward(&loss, &mut store).unwrap();
-        let norm = grad_norm(&store).unwrap();
-        r.norm[step] = norm;
-        if step == 0 {
-            for id in store.param_ids() {
-                r.grads.insert(store.name(id).to_string(), be.download_f64(store.grad(id).unwrap()).unwrap());
+        let mut read_grads = |store: &ParamStore<B>, _norm: f64| -> moodgrad::Result<()> {
+            if step == 0 {
+                for id in store.param_ids() {
+                    r.grads.insert(store.name(id).to_string(), be.download_f64(store.grad(id).unwrap())?);
+                }
             }
+            Ok(())
+        };
+        let rep =
+            train_step(&net, &mut store, &mut opt, &mut NoLyrics, &batch, &options, Some(&mut read_grads)).unwrap();
+        r.loss[step] = rep.loss;
+        r.norm[step] = rep.grad_norm;
+        if step == 0 {
+            r.output = rep.pred.to_f64(&be).unwrap();
+            r.audio = rep.audio.as_ref().unwrap().to_f64(&be).unwrap();
         }
-        opt.step(&mut store, clip_coefficient(norm, clip)).unwrap();
         let snap = if step == 0 { &mut r.after_step1 } else { &mut r.after };
         for e in store.entries() {
             match &e.slot {

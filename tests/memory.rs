@@ -33,11 +33,11 @@ fn setup() -> (SeedNet, ParamStore<B>, Batch<B>) {
     let net = SeedNet::new(cfg, &mut store, &mut Rng::new(1)).unwrap();
     let mut r = Rng::new(2);
     let v = |r: &mut Rng, k: usize| -> Vec<f64> { (0..k).map(|_| r.normal()).collect() };
-    let batch = Batch {
-        audio: Tensor::from_f64(&be, &[N, 1, H, W], &v(&mut r, N * H * W)).unwrap(),
-        lyrics: Tensor::from_f64(&be, &[N, 6], &v(&mut r, N * 6)).unwrap(),
-        target: Tensor::from_f64(&be, &[N, 2], &[0.2, 0.7, 0.6, 0.4]).unwrap(),
-    };
+    let batch = Batch::with_vectors(
+        Tensor::from_f64(&be, &[N, 1, H, W], &v(&mut r, N * H * W)).unwrap(),
+        Tensor::from_f64(&be, &[N, 6], &v(&mut r, N * 6)).unwrap(),
+        Tensor::from_f64(&be, &[N, 2], &[0.2, 0.7, 0.6, 0.4]).unwrap(),
+    );
     (net, store, batch)
 }
 
@@ -106,9 +106,9 @@ fn training_step_memory(fused: bool) {
     let live0 = be.memory().live_bytes;
     be.reset_peak();
     let mut tape = Tape::new(be.clone());
-    let a = tape.input(batch.audio.clone(), false);
-    let l = tape.input(batch.lyrics.clone(), false);
-    let t = tape.input(batch.target.clone(), false);
+    let a = tape.input(batch.audio.clone().unwrap(), false);
+    let l = tape.input(batch.lyrics_vectors().unwrap().clone(), false);
+    let t = tape.input(batch.target.clone().unwrap(), false);
     let out = net.forward(&mut tape, &mut store, &a, &l, true, 0).unwrap();
     let loss = ops::mse_loss(&mut tape, &out.pred, &t).unwrap();
     drop(out);
@@ -150,8 +150,8 @@ fn an_evaluation_forward_holds_two_activations_at_most() {
     let live0 = be.memory().live_bytes;
     be.reset_peak();
     let mut tape = Tape::no_grad(be.clone());
-    let a = tape.input(batch.audio.clone(), false);
-    let l = tape.input(batch.lyrics.clone(), false);
+    let a = tape.input(batch.audio.clone().unwrap(), false);
+    let l = tape.input(batch.lyrics_vectors().unwrap().clone(), false);
     let out = net.forward(&mut tape, &mut store, &a, &l, false, 0).unwrap();
     let peak = be.memory().peak_bytes - live0;
     // An op's input and output are live together, and a convolution adds its workspace; nothing
@@ -162,7 +162,7 @@ fn an_evaluation_forward_holds_two_activations_at_most() {
     assert!(be.memory().live_bytes - live0 <= SMALL, "values outlived the forward");
     // A recording tape holds its saved values after the same forward: the test can tell them apart.
     let mut tape = Tape::new(be.clone());
-    let a = tape.input(batch.audio.clone(), true);
+    let a = tape.input(batch.audio.clone().unwrap(), true);
     let _out = net.forward(&mut tape, &mut store, &a, &l, true, 0).unwrap();
     assert!(be.memory().live_bytes - live0 > largest_activation(), "a recording tape should hold its saved values");
 }

@@ -11,7 +11,8 @@ use moodgrad::params::ParamStore;
 use moodgrad::rng::Rng;
 use moodgrad::tape::Tape;
 use moodgrad::tensor::Tensor;
-use moodgrad::train::{Batch, train_step};
+use moodgrad::train::lyrics::NoLyrics;
+use moodgrad::train::{Batch, StepOptions, train_step};
 
 type B = Cpu<f32>;
 
@@ -97,11 +98,11 @@ fn small_batch(seed: u64, n: usize, h: usize, w: usize, t: usize) -> Batch<B> {
     let be = B::new();
     let mut r = Rng::new(seed);
     let v = |r: &mut Rng, k: usize| -> Vec<f64> { (0..k).map(|_| r.normal()).collect() };
-    Batch {
-        audio: Tensor::from_f64(&be, &[n, 1, h, w], &v(&mut r, n * h * w)).unwrap(),
-        lyrics: Tensor::from_f64(&be, &[n, t], &v(&mut r, n * t)).unwrap(),
-        target: Tensor::from_f64(&be, &[n, 2], &(0..n * 2).map(|_| r.uniform()).collect::<Vec<_>>()).unwrap(),
-    }
+    Batch::with_vectors(
+        Tensor::from_f64(&be, &[n, 1, h, w], &v(&mut r, n * h * w)).unwrap(),
+        Tensor::from_f64(&be, &[n, t], &v(&mut r, n * t)).unwrap(),
+        Tensor::from_f64(&be, &[n, 2], &(0..n * 2).map(|_| r.uniform()).collect::<Vec<_>>()).unwrap(),
+    )
 }
 
 #[test]
@@ -110,16 +111,16 @@ fn batchnorm_counts_batches_and_eval_uses_running_stats() {
     let batch = small_batch(1, 3, 16, 24, 5);
     let mut opt = Adam::new(AdamConfig::default());
     let nbt = store.find("audio_tower.features.1.num_batches_tracked").unwrap();
-    train_step(&net, &mut store, &mut opt, &batch, Some(1.0), 0).unwrap();
-    train_step(&net, &mut store, &mut opt, &batch, Some(1.0), 1).unwrap();
+    train_step(&net, &mut store, &mut opt, &mut NoLyrics, &batch, &StepOptions::mse(Some(1.0), 0), None).unwrap();
+    train_step(&net, &mut store, &mut opt, &mut NoLyrics, &batch, &StepOptions::mse(Some(1.0), 1), None).unwrap();
     assert_eq!(store.counter(nbt), Some(2));
     // Eval: no counter change, no running-stat change, same output twice.
     let rm = store.find("audio_tower.features.1.running_mean").unwrap();
     let before = store.value(rm).to_f64(&store.backend).unwrap();
     let eval = |store: &mut ParamStore<B>| {
         let mut tape = Tape::no_grad(B::new());
-        let a = tape.input(batch.audio.clone(), false);
-        let l = tape.input(batch.lyrics.clone(), false);
+        let a = tape.input(batch.audio.clone().unwrap(), false);
+        let l = tape.input(batch.lyrics_vectors().unwrap().clone(), false);
         let out = net.forward(&mut tape, store, &a, &l, false, 0).unwrap();
         out.pred.buf().to_vec()
     };
@@ -216,9 +217,9 @@ fn no_grad_tape_records_nothing_and_params_get_no_grad() {
     let (net, mut store) = build("model3", AttentionKind::Se, &[4, 8, 8, 16], 5);
     let batch = small_batch(2, 2, 16, 16, 5);
     let mut tape = Tape::no_grad(B::new());
-    let a = tape.input(batch.audio.clone(), false);
-    let l = tape.input(batch.lyrics.clone(), false);
-    let t = tape.input(batch.target.clone(), false);
+    let a = tape.input(batch.audio.clone().unwrap(), false);
+    let l = tape.input(batch.lyrics_vectors().unwrap().clone(), false);
+    let t = tape.input(batch.target.clone().unwrap(), false);
     let out = net.forward(&mut tape, &mut store, &a, &l, true, 0).unwrap();
     let loss = ops::mse_loss(&mut tape, &out.pred, &t).unwrap();
     assert!(!loss.tracked());
@@ -302,7 +303,17 @@ fn nan_in_the_batch_is_refused_and_nan_loss_changes_no_weight() {
     store.value_mut(w).set_buf(nan).unwrap();
     let before = io::state_dict(&store).unwrap();
     let mut opt = Adam::new(AdamConfig::default());
-    let e = train_step(&net, &mut store, &mut opt, &small_batch(3, 2, 16, 16, 5), Some(1.0), 0).unwrap_err();
+    let e = train_step(
+        &net,
+        &mut store,
+        &mut opt,
+        &mut NoLyrics,
+        &small_batch(3, 2, 16, 16, 5),
+        &StepOptions::mse(Some(1.0), 0),
+        None,
+    )
+    .map(|_| ())
+    .unwrap_err();
     assert!(e.to_string().contains("loss is NaN") && e.to_string().contains("no weights were changed"), "{e}");
     let after = io::state_dict(&store).unwrap();
     for (k, v) in &before {
@@ -333,10 +344,16 @@ fn wrong_input_shapes_are_errors_not_panics() {
     let (net, mut store) = build("model3", AttentionKind::Se, &[4, 8, 8, 16], 5);
     let mut bad = small_batch(4, 2, 16, 16, 6);
     let mut opt = Adam::new(AdamConfig::default());
-    let e = train_step(&net, &mut store, &mut opt, &bad, Some(1.0), 0).map(|_| ()).unwrap_err().to_string();
+    let e = train_step(&net, &mut store, &mut opt, &mut NoLyrics, &bad, &StepOptions::mse(Some(1.0), 0), None)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("lyrics vector") && e.contains("[2, 6]"), "{e}");
     bad = small_batch(4, 2, 4, 16, 5);
-    let e = train_step(&net, &mut store, &mut opt, &bad, Some(1.0), 0).map(|_| ()).unwrap_err().to_string();
+    let e = train_step(&net, &mut store, &mut opt, &mut NoLyrics, &bad, &StepOptions::mse(Some(1.0), 0), None)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("smaller than 8x8"), "{e}");
 }
 

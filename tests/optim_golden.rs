@@ -14,7 +14,8 @@ mod optim_common;
 use moodgrad::backend::Memory;
 use moodgrad::io;
 use moodgrad::optim::{Adam, AdamConfig, Interval, LrScheduler, ParamGroup, Schedule};
-use moodgrad::train::train_step;
+use moodgrad::train::lyrics::NoLyrics;
+use moodgrad::train::{StepOptions, train_step};
 use optim_common::*;
 use std::collections::BTreeMap;
 
@@ -51,7 +52,8 @@ fn train(run: &str, decoupled: bool) -> (io::TensorFile, Run) {
     for _ in 0..epochs {
         for b in &batches {
             r.lrs.push((0..opt.num_groups()).map(|i| opt.lr(i)).collect());
-            let rep = train_step(&net, &mut store, &mut opt, b, Some(clip), 0).unwrap();
+            let rep = train_step(&net, &mut store, &mut opt, &mut NoLyrics, b, &StepOptions::mse(Some(clip), 0), None)
+                .unwrap();
             r.loss.push(rep.loss);
             r.norm.push(rep.grad_norm);
             let g = biases

@@ -11,7 +11,8 @@ mod optim_common;
 use moodgrad::io::{self, HostData, HostTensor, TensorFile};
 use moodgrad::optim::Adam;
 use moodgrad::params::ParamStore;
-use moodgrad::train::train_step;
+use moodgrad::train::lyrics::NoLyrics;
+use moodgrad::train::{StepOptions, train_step};
 use optim_common::*;
 use std::path::Path;
 
@@ -41,7 +42,8 @@ fn one_step_after_pytorch_state_matches_pytorch() {
 
     let clip: f64 = f.metadata["clip"].parse().unwrap();
     let b = batch(&path, &f, "batch.");
-    let rep = train_step(&net, &mut store, &mut opt, &b, Some(clip), 0).unwrap();
+    let rep =
+        train_step(&net, &mut store, &mut opt, &mut NoLyrics, &b, &StepOptions::mse(Some(clip), 0), None).unwrap();
     // f64 on both sides from identical state: one step differs only by rounding (~1e-16 of
     // scale; measured ≤ 1e-15). A moment, step count or lr not carried over shows at ≥ 1e-4.
     let (tl, tn) = (vals(&f, "expect.loss")[0], vals(&f, "expect.grad_norm")[0]);
@@ -97,7 +99,8 @@ fn export_for_torch(
     io::write(&dir.join("optimizer.safetensors"), &opt.export_state(store).unwrap()).unwrap();
     io::write(&dir.join("batch.safetensors"), &strip(f, "batch.", false)).unwrap();
     let clip: f64 = f.metadata["clip"].parse().unwrap();
-    train_step(net, store, opt, &batch(path, f, "batch."), Some(clip), 0).unwrap();
+    train_step(net, store, opt, &mut NoLyrics, &batch(path, f, "batch."), &StepOptions::mse(Some(clip), 0), None)
+        .unwrap();
     io::write(&dir.join("weights_after.safetensors"), &state_dict_f64(store)).unwrap();
     let run = serde_json::json!({"clip": clip, "frozen": [f.metadata["frozen"]]});
     std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
@@ -110,7 +113,7 @@ fn exported_state_reloads_and_continues_identically() {
     let (path, f, net, mut store, mut opt) = resumed();
     let b = batch(&path, &f, "batch.");
     let clip = Some(f.metadata["clip"].parse().unwrap());
-    train_step(&net, &mut store, &mut opt, &b, clip, 0).unwrap();
+    train_step(&net, &mut store, &mut opt, &mut NoLyrics, &b, &StepOptions::mse(clip, 0), None).unwrap();
     let dir = std::env::temp_dir().join(format!("moodgrad-optim-state-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("optimizer.safetensors");
@@ -122,8 +125,8 @@ fn exported_state_reloads_and_continues_identically() {
     let mut opt2 = adam(&json(&f, "groups"), false);
     opt2.load_state(&store2, &file, &io::read(&file).unwrap()).unwrap();
     assert_eq!(opt.lrs(), opt2.lrs());
-    train_step(&net, &mut store, &mut opt, &b, clip, 0).unwrap();
-    train_step(&net, &mut store2, &mut opt2, &b, clip, 0).unwrap();
+    train_step(&net, &mut store, &mut opt, &mut NoLyrics, &b, &StepOptions::mse(clip, 0), None).unwrap();
+    train_step(&net, &mut store2, &mut opt2, &mut NoLyrics, &b, &StepOptions::mse(clip, 0), None).unwrap();
     assert_eq!(snapshot(&store), snapshot(&store2), "the reloaded optimiser diverged");
     let id = store.find("classifier_head.4.bias").unwrap();
     assert_eq!(opt2.step_count(id), Some(7), "5 PyTorch steps and 2 of ours");
@@ -143,7 +146,16 @@ fn moments_of_a_parameter_frozen_mid_training_survive_a_reload() {
     opt2.load_state(&store, &path, &saved).unwrap();
     assert_eq!(opt2.step_count(id), Some(5));
     let before = store.value(id).to_f64(&store.backend).unwrap();
-    train_step(&net, &mut store, &mut opt2, &batch(&path, &f, "batch."), Some(2.5), 0).unwrap();
+    train_step(
+        &net,
+        &mut store,
+        &mut opt2,
+        &mut NoLyrics,
+        &batch(&path, &f, "batch."),
+        &StepOptions::mse(Some(2.5), 0),
+        None,
+    )
+    .unwrap();
     assert_eq!(store.value(id).to_f64(&store.backend).unwrap(), before, "a frozen parameter moved");
     assert_eq!(opt2.step_count(id), Some(5));
 }

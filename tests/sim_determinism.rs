@@ -12,11 +12,12 @@ use moodgrad::backend::sim::ffi;
 use moodgrad::backend::{BnParams, ChannelGeom, ConvGeom, Precision};
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
-use moodgrad::optim::{Adam, AdamConfig, clip_coefficient, grad_norm};
+use moodgrad::optim::{Adam, AdamConfig};
 use moodgrad::params::{ParamStore, Slot};
 use moodgrad::rng::Rng;
 use moodgrad::tensor::Tensor;
-use moodgrad::train::{Batch, forward_backward};
+use moodgrad::train::lyrics::NoLyrics;
+use moodgrad::train::{Batch, Objective, StepOptions, train_step};
 use std::ffi::c_void;
 
 /// What one step produced, as raw bits.
@@ -69,25 +70,25 @@ fn step_with(seed: u64, p: Precision) -> Step {
     let audio = normal(n * h * w);
     let lyrics = normal(n * t);
     let target: Vec<f64> = normal(n * 2).iter().map(|v| 0.5 + 0.25 * v).collect();
-    let batch = Batch {
-        audio: Tensor::from_f64(&be, &[n, 1, h, w], &audio).unwrap(),
-        lyrics: Tensor::from_f64(&be, &[n, t], &lyrics).unwrap(),
-        target: Tensor::from_f64(&be, &[n, 2], &target).unwrap(),
-    };
+    let batch = Batch::with_vectors(
+        Tensor::from_f64(&be, &[n, 1, h, w], &audio).unwrap(),
+        Tensor::from_f64(&be, &[n, t], &lyrics).unwrap(),
+        Tensor::from_f64(&be, &[n, 2], &target).unwrap(),
+    );
 
-    // train_step, opened up so the gradients can be read before Adam consumes them.
+    // The training step itself; its hook reads the gradients between backward and the update.
     let mut opt = Adam::new(AdamConfig { lr: 1e-3, weight_decay: 1e-4, ..Default::default() });
-    let loss = forward_backward(&net, &mut store, &batch, true, 5).unwrap();
-    let norm = grad_norm(&store).unwrap();
-    let grads = store
-        .param_ids()
-        .into_iter()
-        .map(|id| {
+    let mut grads = Vec::new();
+    let mut read_grads = |store: &ParamStore<KernelBackend>, _norm: f64| -> moodgrad::Result<()> {
+        for id in store.param_ids() {
             let g = store.grad(id).unwrap_or_else(|| panic!("{} has no gradient", store.name(id)));
-            (store.name(id).to_string(), bits(&be.download(g).unwrap()))
-        })
-        .collect();
-    opt.step(&mut store, clip_coefficient(norm, 1.0)).unwrap();
+            grads.push((store.name(id).to_string(), bits(&be.download(g)?)));
+        }
+        Ok(())
+    };
+    let options = StepOptions { objective: Objective::MSE, clip: Some(1.0), seed: 5 };
+    let r = train_step(&net, &mut store, &mut opt, &mut NoLyrics, &batch, &options, Some(&mut read_grads)).unwrap();
+    let (loss, norm) = (r.loss, r.grad_norm);
     let values = store
         .entries()
         .iter()

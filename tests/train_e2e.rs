@@ -201,26 +201,24 @@ fn sigkill_mid_epoch_then_resume_reaches_the_uninterrupted_weights_bit_for_bit()
     same_tensors(&a.join("checkpoint/model.safetensors"), &b.join("checkpoint/model.safetensors"));
 
     let c = tmp("resume-c");
+    // The run holds at the start of epoch 2 until it is killed: once epoch 1's checkpoint is
+    // whole, the kill lands inside epoch 2 however fast or slow the machine is (nothing of an
+    // epoch reaches the disk before its end, so any instant of it leaves the same files).
     let mut child = bin()
         .args(train_args(&data, "tiny", &c, "4", "cpu"))
+        .env("MOODGRAD_INJECT_FAULT", "stall_in_epoch_2")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let log = c.join("log.jsonl");
     let start = Instant::now();
-    let first_epoch_s = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(l) = text.lines().next() {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            break v["seconds"].as_f64().unwrap();
-        }
+    while std::fs::read_to_string(&log).unwrap_or_default().lines().next().is_none() || !c.join("checkpoint").exists() {
         assert!(start.elapsed() < Duration::from_secs(300), "no epoch finished in 5 minutes");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(Duration::from_millis(20));
-    };
-    // Into the middle of epoch 2: SIGKILL, no chance to clean up.
-    std::thread::sleep(Duration::from_secs_f64(first_epoch_s * 0.5));
+    }
+    // SIGKILL, no chance to clean up.
     child.kill().unwrap();
     child.wait().unwrap();
     let done = std::fs::read_to_string(&log).unwrap().lines().count();

@@ -143,7 +143,7 @@ pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>>
         let b = HostBatch { songs: chunk.to_vec(), audio, n_mels, frames, target: Vec::new() };
         let mut tape = Tape::no_grad(s.store.backend.clone());
         let f = forward_batch(&mut s, &mut tape, &songs, &b, false, 0)?;
-        let pred = f.pred.value().to_f64(&s.store.backend)?;
+        let pred = f.out.pred.value().to_f64(&s.store.backend)?;
         for (r, &i) in chunk.iter().enumerate() {
             let (v, ar) = (pred[2 * r], pred[2 * r + 1]);
             if !(v.is_finite() && ar.is_finite()) {

@@ -10,7 +10,8 @@ use crate::nn::{AttentionKind, SeedNet};
 use crate::optim::{Adam, AdamConfig};
 use crate::params::ParamStore;
 use crate::rng::Rng;
-use crate::train::{Batch, train_step};
+use crate::train::lyrics::NoLyrics;
+use crate::train::{Batch, Objective, StepOptions, train_step};
 use std::path::Path;
 
 pub struct StepArgs<'a> {
@@ -51,16 +52,21 @@ pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
     let (mut losses, mut norms) = (Vec::new(), Vec::new());
     let (start, mut last) = (std::time::Instant::now(), 0.0);
     for s in 0..a.steps {
-        let r = train_step(&net, &mut store, &mut opt, &batch, a.clip, s as u64)?;
-        if s == 0 {
-            for id in store.param_ids() {
-                if let Some(g) = store.grad(id) {
-                    let shape = store.value(id).shape().to_vec();
-                    let v: Vec<f32> = be.download_f64(g)?.into_iter().map(|x| x as f32).collect();
-                    out.tensors.insert(format!("grad.{}", store.name(id)), HostTensor::f32(&shape, v));
+        let options = StepOptions { objective: Objective::MSE, clip: a.clip, seed: s as u64 };
+        // The first step's gradients, as backward left them (before clipping and the update).
+        let mut keep_grads = |store: &ParamStore<B>, _norm: f64| -> Result<()> {
+            if s == 0 {
+                for id in store.param_ids() {
+                    if let Some(g) = store.grad(id) {
+                        let shape = store.value(id).shape().to_vec();
+                        let v: Vec<f32> = be.download_f64(g)?.into_iter().map(|x| x as f32).collect();
+                        out.tensors.insert(format!("grad.{}", store.name(id)), HostTensor::f32(&shape, v));
+                    }
                 }
             }
-        }
+            Ok(())
+        };
+        let r = train_step(&net, &mut store, &mut opt, &mut NoLyrics, &batch, &options, Some(&mut keep_grads))?;
         let t0 = start.elapsed().as_secs_f64();
         println!(
             "step {:>3}  loss {:.6}  grad_norm {:.6}  {:.3} s  peak {:.1} MiB (counting allocator)",

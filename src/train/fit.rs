@@ -7,18 +7,18 @@
 //! uninterrupted run, bit for bit on the CPU.
 
 use super::dataset::{SongRecord, TrainData};
-use super::infer::{forward_batch, predict};
+use super::infer::predict;
 use super::log::{EpochRecord, GroupLr, LogWriter, SplitMetrics, read_log};
 use super::metrics::MetricsAcc;
 use super::run_dir::RunDir;
 use super::session::Session;
+use super::step::{Objective, StepOptions, train_step};
 use crate::backend::Backend;
 use crate::checkpoint;
 use crate::cputime::{PhaseTime, Stopwatch, timed};
 use crate::error::{Error, Result};
 use crate::io;
-use crate::optim::{Interval, clip_coefficient, grad_norm};
-use crate::tape::Tape;
+use crate::optim::Interval;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,39 +95,43 @@ pub fn fit<B: Backend>(
             let (next, wait) = timed(|| loader.next());
             data_wait += wait.wall_s;
             let Some((k, b)) = next else { break };
-            let b = b?;
+            let mut host = b?;
+            if epoch == 2 && k == 0 && crate::fault::injected("stall_in_epoch_2") {
+                // Hold here until killed: a kill inside epoch 2 whatever the machine's speed.
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
             let sw = Stopwatch::start();
             let seed = s.rng.next_u64();
-            s.store.zero_grad();
-            let mut tape = Tape::new(s.store.backend.clone());
-            let f = forward_batch(s, &mut tape, songs, &b, true, seed)?;
-            let loss = f.loss.expect("training batches have targets");
-            let mut lv = loss.value().to_f64(&s.store.backend)?[0];
             if epoch == 2 && crate::fault::injected("nan_loss_epoch_2") {
-                lv = f64::NAN;
+                host.target[0] = f32::NAN;
             }
-            if !lv.is_finite() {
-                let ids: Vec<&str> = b.songs.iter().map(|&i| songs[i].id.as_str()).collect();
-                return Err(Error::NonFinite(format!(
-                    "epoch {epoch}, step {}: the loss is {lv} (songs {}); training stopped and the last good checkpoint \
-                     ({}, epoch {}) is kept: lower the learning rate, or check those songs' spectrograms",
-                    k + 1,
-                    ids.join(", "),
-                    run.checkpoint().display(),
-                    s.epochs_done
-                )));
-            }
-            let pred = f.pred.value().to_f64(&s.store.backend)?;
-            drop(f.pred);
-            tape.backward(&loss, &mut s.store)?;
-            let norm = grad_norm(&s.store)?;
-            s.opt.step(&mut s.store, clip.map_or(1.0, |c| clip_coefficient(norm, c)))?;
+            let batch = host.upload(&s.store.backend, songs, s.net.config.inputs)?;
+            let options = StepOptions { objective: Objective::of(&s.cfg.train), clip, seed };
+            let step = train_step(&s.net, &mut s.store, &mut s.opt, s.lyrics.as_mut(), &batch, &options, None);
+            let r = step.map_err(|e| match e {
+                Error::NonFinite(why) => {
+                    let ids: Vec<&str> = host.songs.iter().map(|&i| songs[i].id.as_str()).collect();
+                    Error::NonFinite(format!(
+                        "epoch {epoch}, step {}: {why}; songs {}; training stopped and the last good checkpoint \
+                         ({}, epoch {}) is kept: lower the learning rate, or check those songs' spectrograms",
+                        k + 1,
+                        ids.join(", "),
+                        run.checkpoint().display(),
+                        s.epochs_done
+                    ))
+                }
+                e => e,
+            })?;
+            let (lv, norm) = (r.loss, r.grad_norm);
+            let pred = r.pred.to_f64(&s.store.backend)?;
             if s.sched.interval == Interval::Step {
                 s.sched.step(&mut s.opt);
             }
             steps.add(sw.elapsed());
-            let truth: Vec<f64> = b.target.iter().map(|&x| x as f64).collect();
-            let labels: Vec<_> = b.songs.iter().map(|&i| songs[i].quadrant).collect();
+            let truth: Vec<f64> = host.target.iter().map(|&x| x as f64).collect();
+            let labels: Vec<_> = host.songs.iter().map(|&i| songs[i].quadrant).collect();
             acc.push_batch(&truth, &pred, &labels)?;
             loss_sum += lv;
             norms.push(norm);

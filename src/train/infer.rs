@@ -1,27 +1,37 @@
-//! The model in eval mode over a list of songs (no tape: every intermediate dies at its last use),
-//! and the training objective shared with the loop.
+//! The model in evaluation mode over a list of songs (an evaluation tape: every intermediate
+//! dies at its last use), through the same forward and objective as the training step.
 
-use super::config::Loss;
 use super::dataset::SongRecord;
 use super::loader::{HostBatch, Prefetch, batches};
 use super::predictions::PredictionRow;
 use super::session::Session;
+use super::step::{Batch, BatchLyrics, Forward, Objective, record_forward};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::ops;
-use crate::tape::{Tape, Var};
+use crate::nn::Inputs;
+use crate::tape::Tape;
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
-/// A forward pass of one batch: the predictions and, when targets are given, the objective.
-pub struct Forward<B: Backend> {
-    pub pred: Var<B>,
-    pub loss: Option<Var<B>>,
+impl HostBatch {
+    /// The batch on `be` for a network taking `inputs`: spectrograms unless it is lyrics-only,
+    /// the songs' lyrics through the run's lyrics side, targets and quadrants when the batch has
+    /// targets.
+    pub fn upload<B: Backend>(&self, be: &B, songs: &[SongRecord], inputs: Inputs) -> Result<Batch<B>> {
+        let n = self.songs.len();
+        let audio = match inputs {
+            Inputs::Lyrics => None,
+            _ => Some(Tensor::new(vec![n, 1, self.n_mels, self.frames], be.upload_f32(&self.audio)?)?),
+        };
+        let target =
+            if self.target.is_empty() { None } else { Some(Tensor::new(vec![n, 2], be.upload_f32(&self.target)?)?) };
+        let quadrant = self.songs.iter().map(|&i| songs[i].quadrant.index() as u32).collect();
+        Ok(Batch { audio, lyrics: BatchLyrics::Songs(self.songs.clone()), target, quadrant })
+    }
 }
 
-/// The batch's inputs on `tape`, one forward, and the objective: MSE or L1 on (valence, arousal)
-/// plus `quadrant_loss` × the quadrant head's cross-entropy against the metadata's quadrant. A
-/// batch without targets (`target` empty) gives the predictions alone.
+/// One batch of the session's songs on `tape`: the forward and, with targets, the session's
+/// objective.
 pub fn forward_batch<B: Backend>(
     s: &mut Session<B>,
     tape: &mut Tape<B>,
@@ -30,34 +40,9 @@ pub fn forward_batch<B: Backend>(
     train: bool,
     seed: u64,
 ) -> Result<Forward<B>> {
-    let be = s.store.backend.clone();
-    let n = b.songs.len();
-    let audio = if s.net.config.inputs == crate::nn::Inputs::Lyrics {
-        None
-    } else {
-        let a = Tensor::new(vec![n, 1, b.n_mels, b.frames], be.upload_f32(&b.audio)?)?;
-        Some(tape.input(a, false))
-    };
-    let lyrics = s.lyrics.batch(tape, &mut s.store, &b.songs, train, seed ^ 0x6c79_7269)?;
-    let out = s.net.forward_inputs(tape, &mut s.store, audio.as_ref(), lyrics.as_ref(), train, seed)?;
-    drop((audio, lyrics));
-    // No targets (`moodgrad predict`): predictions only.
-    if b.target.is_empty() {
-        return Ok(Forward { pred: out.pred, loss: None });
-    }
-    let target = tape.input(Tensor::new(vec![n, 2], be.upload_f32(&b.target)?)?, false);
-    let mut loss = match s.cfg.train.loss {
-        Loss::Mse => ops::mse_loss(tape, &out.pred, &target)?,
-        Loss::L1 => ops::l1_loss(tape, &out.pred, &target)?,
-    };
-    if let Some(q) = &out.quadrant {
-        let labels: Vec<u32> = b.songs.iter().map(|&i| songs[i].quadrant.index() as u32).collect();
-        let ce = ops::cross_entropy(tape, q, &labels)?;
-        let w = tape.constant(Tensor::from_f64(&be, &[], &[s.cfg.train.quadrant_loss])?);
-        let ce = ops::mul(tape, &ce, &w)?;
-        loss = ops::add(tape, &loss, &ce)?;
-    }
-    Ok(Forward { pred: out.pred, loss: Some(loss) })
+    let batch = b.upload(&s.store.backend, songs, s.net.config.inputs)?;
+    let objective = Objective::of(&s.cfg.train);
+    record_forward(tape, &s.net, &mut s.store, s.lyrics.as_mut(), &batch, &objective, train, seed)
 }
 
 /// Predictions for `which` songs in eval mode, in their order, and the mean batch loss (the
@@ -74,7 +59,7 @@ pub fn predict<B: Backend>(
         let b = b?;
         let mut tape = Tape::no_grad(s.store.backend.clone());
         let f = forward_batch(s, &mut tape, songs, &b, false, 0)?;
-        let pred = f.pred.value().to_f64(&s.store.backend)?;
+        let pred = f.out.pred.value().to_f64(&s.store.backend)?;
         if let Some(l) = f.loss {
             let v = l.value().to_f64(&s.store.backend)?[0];
             if !v.is_finite() {

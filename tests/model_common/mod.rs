@@ -29,7 +29,7 @@ pub fn batch(be: &C64, n: usize, h: usize, w: usize, t: usize) -> Batch<C64> {
     };
     let (audio, lyrics) = (randn(&[n, 1, h, w]), randn(&[n, t]));
     let target = Tensor::from_f64(be, &[n, 2], &(0..n * 2).map(|i| (i as f64 * 0.37).fract()).collect::<Vec<_>>());
-    Batch { audio, lyrics, target: target.unwrap() }
+    Batch::with_vectors(audio, lyrics, target.unwrap())
 }
 
 /// One parameter's gradient after a training-mode forward + backward.

@@ -88,7 +88,7 @@ pub fn adam(groups: &Value, decoupled: bool) -> Adam<Be> {
 pub fn batch(path: &Path, f: &TensorFile, prefix: &str) -> Batch<Be> {
     let be = Be::new();
     let t = |k: &str, rank| io::tensor_from_file(&be, path, f, &format!("{prefix}{k}"), rank).unwrap();
-    Batch { audio: t("audio", 4), lyrics: t("lyrics", 2), target: t("target", 2) }
+    Batch::with_vectors(t("audio", 4), t("lyrics", 2), t("target", 2))
 }
 
 /// Every state_dict entry as f64 values (counters as their value).

@@ -26,7 +26,8 @@ use crate::params::ParamStore;
 use crate::rng::Rng;
 use crate::tape::Tape;
 use crate::tensor::{Tensor, shape_str};
-use crate::train::{Batch, train_step};
+use crate::train::lyrics::NoLyrics;
+use crate::train::{Batch, Objective, StepOptions, train_step};
 use std::time::Instant;
 
 /// What one workload measured; `throughput` is GB/s, TFLOP/s or samples/s by `kind`.
@@ -234,16 +235,17 @@ pub fn step<B: Backend>(be: &B, p: &Plan) -> Result<Vec<Record>> {
     let net = SeedNet::new(cfg, &mut store, &mut rng)?;
     let (b, (h, w)) = (p.batch, p.input);
     let target: Vec<f64> = (0..b * 2).map(|_| rng.uniform()).collect();
-    let batch = Batch {
-        audio: tensor(be, &mut rng, &[b, 1, h, w])?,
-        lyrics: tensor(be, &mut rng, &[b, lyrics_dim])?,
-        target: Tensor::from_f64(be, &[b, 2], &target)?,
-    };
+    let batch = Batch::with_vectors(
+        tensor(be, &mut rng, &[b, 1, h, w])?,
+        tensor(be, &mut rng, &[b, lyrics_dim])?,
+        Tensor::from_f64(be, &[b, 2], &target)?,
+    );
     let mut opt = Adam::new(AdamConfig::default());
     let (mut s, mut peak) = (0u64, 0usize);
     let ms = time_ms(be, p, || {
         s += 1;
-        let r = train_step(&net, &mut store, &mut opt, &batch, Some(1.0), s)?;
+        let options = StepOptions { objective: Objective::MSE, clip: Some(1.0), seed: s };
+        let r = train_step(&net, &mut store, &mut opt, &mut NoLyrics, &batch, &options, None)?;
         peak = peak.max(r.peak_bytes);
         Ok(())
     })?;

@@ -1,0 +1,313 @@
+//! The training step — forward, objective, backward, global-norm clip, Adam — and the objective,
+//! each written once: `fit` (so `moodgrad train`), `moodgrad step`, `bench kernels --op step`, the
+//! PyTorch goldens and the determinism tests all run `train_step`, so what they prove is what a
+//! run trains with.
+
+use super::config::{Loss, TrainSection};
+use super::lyrics::LyricsSide;
+use crate::backend::Backend;
+use crate::cputime::{PhaseTime, timed};
+use crate::error::{Error, Result};
+use crate::nn::{Outputs, SeedNet};
+use crate::ops;
+use crate::optim::{Adam, clip_coefficient, grad_norm};
+use crate::params::ParamStore;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+/// What training minimises: `loss` (MSE or L1) on (valence, arousal), plus `quadrant_weight` ×
+/// the quadrant head's cross-entropy when the network has that head.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Objective {
+    pub loss: Loss,
+    pub quadrant_weight: f64,
+}
+
+impl Objective {
+    /// The seed's objective: MSE alone.
+    pub const MSE: Objective = Objective { loss: Loss::Mse, quadrant_weight: 0.0 };
+
+    /// The objective a config's `[train]` section names.
+    pub fn of(train: &TrainSection) -> Objective {
+        Objective { loss: train.loss, quadrant_weight: train.quadrant_loss }
+    }
+
+    /// The objective of `out` against `target` ([B, 2]) on `tape`; `quadrant` holds each song's
+    /// quadrant index (0-3) and is read only when the network has a quadrant head.
+    pub fn record<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        out: &Outputs<B>,
+        target: &Var<B>,
+        quadrant: &[u32],
+    ) -> Result<Var<B>> {
+        let mut loss = match self.loss {
+            Loss::Mse => ops::mse_loss(tape, &out.pred, target)?,
+            Loss::L1 => ops::l1_loss(tape, &out.pred, target)?,
+        };
+        if let Some(logits) = &out.quadrant {
+            let rows = logits.value().shape()[0];
+            if quadrant.len() != rows {
+                return Err(Error::Invalid(format!(
+                    "the quadrant head needs one quadrant label per song: {} labels for a batch of {rows}",
+                    quadrant.len()
+                )));
+            }
+            let ce = ops::cross_entropy(tape, logits, quadrant)?;
+            let w = tape.constant(Tensor::from_f64(&tape.backend, &[], &[self.quadrant_weight])?);
+            let ce = ops::mul(tape, &ce, &w)?;
+            loss = ops::add(tape, &loss, &ce)?;
+        }
+        Ok(loss)
+    }
+}
+
+/// Where a batch's lyrics vectors come from.
+pub enum BatchLyrics<B: Backend> {
+    /// None (an audio-only network).
+    None,
+    /// [B, dim] vectors given as data (a batch file, a golden, a benchmark): a constant.
+    Vectors(Tensor<B>),
+    /// These songs of the run (indices into its song list): the run's `LyricsSide` gives their
+    /// vectors, from its table or recorded on the tape when the encoder trains.
+    Songs(Vec<usize>),
+}
+
+/// One batch on the device: the step's (and evaluation's) only batch type.
+pub struct Batch<B: Backend> {
+    /// [B, 1, n_mels, frames] spectrograms (None for a lyrics-only network).
+    pub audio: Option<Tensor<B>>,
+    pub lyrics: BatchLyrics<B>,
+    /// [B, 2] valence, arousal (None: predictions only).
+    pub target: Option<Tensor<B>>,
+    /// Each song's quadrant index (0-3), for the quadrant head; empty when the network has none.
+    pub quadrant: Vec<u32>,
+}
+
+impl<B: Backend> Batch<B> {
+    /// A bimodal batch with lyrics vectors given as data.
+    pub fn with_vectors(audio: Tensor<B>, lyrics: Tensor<B>, target: Tensor<B>) -> Self {
+        Batch { audio: Some(audio), lyrics: BatchLyrics::Vectors(lyrics), target: Some(target), quadrant: vec![] }
+    }
+
+    /// Reads `audio`, `lyrics` and `target` from a safetensors batch file, refusing, by tensor and
+    /// file, anything that does not fit `net` (so a bad file fails here, not deep inside an op).
+    pub fn from_file(be: &B, path: &std::path::Path, net: &crate::nn::ModelConfig) -> Result<Self> {
+        let file = crate::io::read(path)?;
+        let audio = crate::io::tensor_from_file(be, path, &file, "audio", 4)?;
+        let lyrics = crate::io::tensor_from_file(be, path, &file, "lyrics", 2)?;
+        let target = crate::io::tensor_from_file(be, path, &file, "target", 2)?;
+        let b = audio.shape()[0];
+        let refuse = |name: &str, shape: &[usize], want: String| {
+            Err(Error::file(path, format!("tensor `{name}` has shape {shape:?} but this model needs {want}")))
+        };
+        if audio.shape()[1] != 1 || b == 0 {
+            return refuse("audio", audio.shape(), "[B ≥ 1, 1, H, W] (one-channel spectrograms)".into());
+        }
+        if lyrics.shape() != [b, net.lyrics_dim] {
+            return refuse("lyrics", lyrics.shape(), format!("[{b}, {}] (one lyrics vector per clip)", net.lyrics_dim));
+        }
+        if target.shape() != [b, 2] {
+            return refuse("target", target.shape(), format!("[{b}, 2] (valence, arousal per clip)"));
+        }
+        Ok(Batch::with_vectors(audio, lyrics, target))
+    }
+
+    /// The lyrics vectors when they are given as data.
+    pub fn lyrics_vectors(&self) -> Option<&Tensor<B>> {
+        match &self.lyrics {
+            BatchLyrics::Vectors(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The same batch on another backend (through f64 on the host).
+    pub fn to_backend<C: Backend>(&self, from: &B, to: &C) -> Result<Batch<C>> {
+        let copy = |t: &Tensor<B>| Tensor::from_f64(to, t.shape(), &t.to_f64(from)?);
+        Ok(Batch {
+            audio: self.audio.as_ref().map(copy).transpose()?,
+            lyrics: match &self.lyrics {
+                BatchLyrics::None => BatchLyrics::None,
+                BatchLyrics::Vectors(v) => BatchLyrics::Vectors(copy(v)?),
+                BatchLyrics::Songs(s) => BatchLyrics::Songs(s.clone()),
+            },
+            target: self.target.as_ref().map(copy).transpose()?,
+            quadrant: self.quadrant.clone(),
+        })
+    }
+}
+
+/// A forward pass of one batch: the network's outputs and, when the batch has targets, the
+/// objective.
+pub struct Forward<B: Backend> {
+    pub out: Outputs<B>,
+    pub loss: Option<Var<B>>,
+}
+
+/// The batch's inputs on `tape`, one forward, and `objective` when the batch has targets.
+/// `lyrics` serves `BatchLyrics::Songs`; the lyrics encoder draws its dropout from `seed` mixed
+/// with a constant of its own, the network from `seed` itself.
+#[allow(clippy::too_many_arguments)]
+pub fn record_forward<B: Backend>(
+    tape: &mut Tape<B>,
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    lyrics: &mut dyn LyricsSide<B>,
+    batch: &Batch<B>,
+    objective: &Objective,
+    train: bool,
+    seed: u64,
+) -> Result<Forward<B>> {
+    let audio = batch.audio.as_ref().map(|a| tape.input(a.clone(), false));
+    let lyrics = match &batch.lyrics {
+        BatchLyrics::None => None,
+        BatchLyrics::Vectors(v) => Some(tape.input(v.clone(), false)),
+        BatchLyrics::Songs(songs) => lyrics.batch(tape, store, songs, train, seed ^ 0x6c79_7269)?,
+    };
+    let out = net.forward_inputs(tape, store, audio.as_ref(), lyrics.as_ref(), train, seed)?;
+    drop((audio, lyrics));
+    let loss = match &batch.target {
+        None => None,
+        Some(t) => {
+            let target = tape.input(t.clone(), false);
+            Some(objective.record(tape, &out, &target, &batch.quadrant)?)
+        }
+    };
+    Ok(Forward { out, loss })
+}
+
+/// The objective's value, refusing a non-finite one before anything is updated.
+fn loss_value<B: Backend>(loss: &Var<B>, be: &B) -> Result<f64> {
+    let lv = loss.value().to_f64(be)?[0];
+    if !lv.is_finite() {
+        return Err(Error::NonFinite(format!(
+            "the loss is {lv}; no weights were changed (check the batch for NaN/Inf, or lower the learning rate)"
+        )));
+    }
+    Ok(lv)
+}
+
+fn needs_target<B: Backend>(f: Forward<B>) -> Result<(Outputs<B>, Var<B>)> {
+    let loss = f.loss.ok_or_else(|| Error::Invalid("a training step needs a batch with targets".into()))?;
+    Ok((f.out, loss))
+}
+
+/// How one step runs: the objective, the clip and the dropout seed.
+#[derive(Clone, Copy, Debug)]
+pub struct StepOptions {
+    pub objective: Objective,
+    /// The max global gradient norm (None: no clipping).
+    pub clip: Option<f64>,
+    pub seed: u64,
+}
+
+impl StepOptions {
+    /// The seed's objective (MSE) with `clip` and dropout seed `seed`.
+    pub fn mse(clip: Option<f64>, seed: u64) -> Self {
+        StepOptions { objective: Objective::MSE, clip, seed }
+    }
+}
+
+/// Called between backward and the update with the parameters (gradients in place, unclipped)
+/// and the global gradient norm: how tests read a step's gradients.
+pub type GradHook<'a, B> = &'a mut dyn FnMut(&ParamStore<B>, f64) -> Result<()>;
+
+/// What one step did.
+pub struct StepReport<B: Backend> {
+    /// The loss before this step's update.
+    pub loss: f64,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The most bytes the backend held at once during the step (buffers and workspaces).
+    pub peak_bytes: usize,
+    /// Wall and CPU time of the forward (to the loss), the backward and the optimiser (gradient
+    /// norm, clipping, Adam). A kernel backend queues work asynchronously, so its phases are only
+    /// meaningful after a synchronise, which `train_step` does not add.
+    pub phases: StepPhases,
+    /// [B, 2] predictions of the forward pass (before the update).
+    pub pred: Tensor<B>,
+    /// The audio tower's vector of the forward pass (None without an audio tower).
+    pub audio: Option<Tensor<B>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepPhases {
+    pub forward: PhaseTime,
+    pub backward: PhaseTime,
+    pub optimizer: PhaseTime,
+}
+
+/// One training step: forward in training mode, the objective, backward (gradients replace old
+/// ones in `store`), `hook`, the global gradient norm, clipping, Adam.
+pub fn train_step<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    opt: &mut Adam<B>,
+    lyrics: &mut dyn LyricsSide<B>,
+    batch: &Batch<B>,
+    options: &StepOptions,
+    hook: Option<GradHook<'_, B>>,
+) -> Result<StepReport<B>> {
+    let be = store.backend.clone();
+    be.reset_peak();
+    store.zero_grad();
+    let mut tape = Tape::new(be.clone());
+    let (fwd, forward) = timed(|| -> Result<_> {
+        let f = record_forward(&mut tape, net, store, lyrics, batch, &options.objective, true, options.seed)?;
+        let (out, loss) = needs_target(f)?;
+        let lv = loss_value(&loss, &be)?;
+        Ok((out, loss, lv))
+    });
+    let (out, loss, lv) = fwd?;
+    // The report keeps the outputs' values (shared handles), not their places on the tape.
+    let pred = out.pred.value().clone();
+    let audio = out.audio.as_ref().map(|a| a.value().clone());
+    drop(out);
+    let (bwd, backward) = timed(|| tape.backward(&loss, store));
+    bwd?;
+    drop(loss);
+    let (norm, optimizer) = timed(|| -> Result<f64> {
+        let norm = grad_norm(store)?;
+        if let Some(h) = hook {
+            h(store, norm)?;
+        }
+        opt.step(store, options.clip.map_or(1.0, |c| clip_coefficient(norm, c)))?;
+        Ok(norm)
+    });
+    let phases = StepPhases { forward, backward, optimizer };
+    Ok(StepReport { loss: lv, grad_norm: norm?, peak_bytes: be.memory().peak_bytes, phases, pred, audio })
+}
+
+/// Forward + backward of the MSE objective on a batch with its lyrics vectors given (gradients
+/// left in `store`, replacing old ones); returns the loss. The first half of `train_step`, for
+/// gradient checks.
+pub fn forward_backward<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    batch: &Batch<B>,
+    train: bool,
+    seed: u64,
+) -> Result<f64> {
+    store.zero_grad();
+    let be = store.backend.clone();
+    let mut tape = Tape::new(be.clone());
+    let f = record_forward(&mut tape, net, store, &mut super::lyrics::NoLyrics, batch, &Objective::MSE, train, seed)?;
+    let (_, loss) = needs_target(f)?;
+    let lv = loss_value(&loss, &be)?;
+    tape.backward(&loss, store)?;
+    Ok(lv)
+}
+
+/// The MSE objective's value alone, recording nothing.
+pub fn forward_loss<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    batch: &Batch<B>,
+    train: bool,
+    seed: u64,
+) -> Result<f64> {
+    let be = store.backend.clone();
+    let mut tape = Tape::no_grad(be.clone());
+    let f = record_forward(&mut tape, net, store, &mut super::lyrics::NoLyrics, batch, &Objective::MSE, train, seed)?;
+    loss_value(&needs_target(f)?.1, &be)
+}
