@@ -6,6 +6,7 @@
 
 use moodgrad::backend::ConvGeom;
 use moodgrad::backend::cpu::conv::{self, ConvAlgo, Pass};
+use moodgrad::backend::cpu::conv::{SIMD_VAR, has_simd};
 use moodgrad::float::Float;
 use moodgrad::rng::Rng;
 
@@ -164,6 +165,26 @@ fn several_blocks_per_pass_in_f32() {
     assert!(check_all::<f32>(&g, 3, 2e-5) >= 9);
 }
 
+/// The f32 checks and the selection again in a child process with the AVX-512 kernels off
+/// (MOODGRAD_CPU_SIMD=off): the portable paths a CPU without AVX-512 runs (plain Rust, no fused
+/// multiply-add), so their verdict is known on every machine, not only on AVX2-only ones.
+#[test]
+fn the_f32_checks_hold_on_the_portable_paths() {
+    if std::env::var_os(SIMD_VAR).is_some() {
+        return;
+    }
+    let tests = ["every_algorithm_matches_the_definition_in_f32", "several_blocks_per_pass_in_f32", "selection_table"];
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(tests)
+        .args(["--exact", "--nocapture"])
+        .env(SIMD_VAR, "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "with {SIMD_VAR}=off:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("{} passed", tests.len())), "{stdout}");
+}
+
 #[test]
 fn unsupported_geometry_is_an_error_not_a_panic() {
     let g = ConvGeom { n: 1, c_in: 2, h: 9, w: 9, c_out: 3, kh: 3, kw: 3, stride: 2, pad: 1 };
@@ -222,7 +243,10 @@ fn gradients_of_every_algorithm_through_the_tape_match_finite_differences() {
 
 #[test]
 fn selection_table() {
-    let simd = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f");
+    let simd = cfg!(target_arch = "x86_64")
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::env::var(SIMD_VAR).map_or(true, |v| v != "off");
+    assert_eq!(has_simd::<f32>(), simd);
     let prod = [(1, 64, 128, 1292), (64, 128, 64, 646), (128, 256, 32, 323), (256, 512, 16, 161), (512, 512, 16, 161)];
     for n in [1, 2, 16] {
         for (ci, co, h, w) in prod {

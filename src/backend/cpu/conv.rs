@@ -12,7 +12,7 @@
 //! pass of its adjoint (dy with the flipped, transposed kernel), so every algorithm's forward
 //! also serves as its input gradient.
 
-use super::microkernel::has_simd;
+pub use super::microkernel::{SIMD_VAR, has_simd};
 use super::winograd_transform::{F2, F4};
 use super::{direct, im2col, winograd};
 use crate::backend::ConvGeom;

@@ -13,12 +13,20 @@ pub const NR: usize = 32;
 /// Rows of the broadcast operand.
 pub const MR: usize = 8;
 
+/// Set to `off`, the AVX-512 kernels are not used even where the CPU has them: the portable
+/// paths that a CPU without AVX-512 runs, on any machine (tests/conv_algos.rs checks them so).
+pub const SIMD_VAR: &str = "MOODGRAD_CPU_SIMD";
+
 /// Whether `tile` and `direct_tile` have a SIMD kernel for `T` on this CPU: the convolution
 /// selection only picks the Winograd and direct paths where they do.
 pub fn has_simd<T: Float>() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        TypeId::of::<T>() == TypeId::of::<f32>() && std::is_x86_feature_detected!("avx512f")
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let avx512 = *AVX512.get_or_init(|| {
+            std::is_x86_feature_detected!("avx512f") && std::env::var(SIMD_VAR).map_or(true, |v| v != "off")
+        });
+        TypeId::of::<T>() == TypeId::of::<f32>() && avx512
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
