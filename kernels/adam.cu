@@ -3,7 +3,7 @@
 #include "common.cuh"
 #include "device.cuh"
 
-// Per element, in float, in exactly the order of src/backend/cpu/adam.rs (torch's single-tensor
+// Per element, in float, in exactly the order of engine/src/backend/cpu/adam.rs (torch's single-tensor
 // Adam; the comments give the torch call each line mirrors):
 //   g ← g·grad_scale;  decoupled: w ← w·decay (decay = 1 − lr·wd)  else if wd ≠ 0: g ← g + wd·w
 //   m ← m + (1−β1)(g − m);  v ← v·β2 + (1−β2)·g·g;  w ← w − step_size·(m / (sqrt(v)/bc2_sqrt + eps))

@@ -1,7 +1,7 @@
 // The attention core's kernels: the scaled, key-masked softmax (forward and backward, one warp per
 // row, sums in double) and the head layout permutes. The batched products are cuBLAS
 // (cublasSgemmStridedBatched; the host GEMM on sim). Each computes what
-// src/backend/cpu/attention.rs computes, in the same operation order.
+// engine/src/backend/cpu/attention.rs computes, in the same operation order.
 #include "common.cuh"
 #include "device.cuh"
 

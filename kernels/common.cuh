@@ -3,7 +3,7 @@
 // the same source as C++20 so CI runs every kernel on the CPU.
 //
 //   SIM_EXPORT(name)         once per kernel, at file scope after its definition: the host
-//                            launcher the registry (build.rs) points at. Nothing under nvcc.
+//                            launcher the registry (engine/build.rs) points at. Nothing under nvcc.
 //   DYNAMIC_SHARED(T, name)  inside a kernel: `name` is a T* to the launch's dynamic shared
 //                            memory (16-byte aligned). Replaces `extern __shared__ T name[]`.
 #pragma once

@@ -14,7 +14,7 @@
 // Operands are rounded to TF32 (cvt.rna, as cuDNN/cuBLAS TF32 do) when the fragments are read
 // from shared memory. Shared memory, shared_bytes(BM) = 3 stages × (A BM×36 + B 128×36 floats):
 // 108 KiB at BM = 128, 81 KiB at BM = 64, above the 48 KiB default: the launcher opts in
-// (src/backend/kernel/conv_tc.rs). The `_m64_` kernels (BM = 64, warps of 32 × 32) serve layers
+// (engine/src/backend/kernel/conv_tc.rs). The `_m64_` kernels (BM = 64, warps of 32 × 32) serve layers
 // with at most 64 rows (MODEL_4's 64 → 64 convolution, block 1's forward).
 //
 // Shared layouts (bank-conflict-free fragment reads; the +4/+8 pads keep rows 16-byte aligned):

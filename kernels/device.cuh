@@ -1,5 +1,5 @@
 // Shared __device__ helpers for every kernel family: the dropout hash (bit-identical to
-// src/rng.rs), warp/block reductions in float and double, GELU, and index walkers that let
+// engine/src/rng.rs), warp/block reductions in float and double, GELU, and index walkers that let
 // grid-stride loops track `i / hw` without an integer division per element.
 //
 // Everything here compiles both under nvcc and as plain C++20 against the host SIMT layer
@@ -22,7 +22,7 @@ constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kMaxWarps = 32;
 
-// ---- counter-based RNG, bit for bit src/rng.rs -------------------------------------------
+// ---- counter-based RNG, bit for bit engine/src/rng.rs -------------------------------------------
 
 // SplitMix64's finaliser.
 __device__ inline unsigned long long mix64(unsigned long long z) {
@@ -57,7 +57,7 @@ __device__ inline float gelu_grad(float x) {
 constexpr float kSqrt2OverPi = 0.79788456080286535588f;
 constexpr float kGeluCubic = 0.044715f;
 
-// In float, in the CPU's operation order (src/backend/cpu/pointwise.rs, gelu_tanh).
+// In float, in the CPU's operation order (engine/src/backend/cpu/pointwise.rs, gelu_tanh).
 __device__ inline float gelu_tanh(float x) {
     const float inner = kSqrt2OverPi * (x + kGeluCubic * x * x * x);
     return 0.5f * x * (1.0f + tanhf(inner));

@@ -2,7 +2,7 @@
 // masks, row bias, column concat/split and the non-finite counter.
 //
 // All are memory-bound grid-stride loops under the ABI's EW(n) launch (block 256, grid
-// min(ceil(n/256), 4096)); each computes exactly what src/backend/cpu/pointwise.rs and dense.rs
+// min(ceil(n/256), 4096)); each computes exactly what engine/src/backend/cpu/pointwise.rs and dense.rs
 // compute, in the same operation order, so results agree to the last bit except where nvcc fuses
 // a multiply-add (≤ 1 ulp, covered by the tests' tolerances).
 #include "common.cuh"

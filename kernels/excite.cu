@@ -5,7 +5,7 @@
 //   backward: dz = dgate·gate·(1 − gate), dW2 = dzᵀ·hidden, dpre = (hidden > 0)·(dz·W2),
 //             dW1 = dpreᵀ·sq, dsq = dpre·W1
 // Every dot product accumulates in double, the CPU backend's order up to the summation order
-// (src/backend/cpu/excite.rs), and every sum over the batch runs in sample order inside one
+// (engine/src/backend/cpu/excite.rs), and every sum over the batch runs in sample order inside one
 // thread: dW1 and dW2 are bit-reproducible, with no atomics. These tensors are tiny (16×512 in
 // the model) next to the activation passes around them (pool.cu, se.cu); what matters here is
 // the launches saved.

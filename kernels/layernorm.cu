@@ -1,5 +1,5 @@
 // LayerNorm over the last axis of [rows, cols]: one warp per row for the statistics, the affine
-// map and the input gradient (double sums, as src/backend/cpu/layernorm.rs), and a deterministic
+// map and the input gradient (double sums, as engine/src/backend/cpu/layernorm.rs), and a deterministic
 // γ/β gradient: partial column sums over fixed chunks of rows, then `sum_rows` (reduce.cu) adds the
 // chunks in order.
 #include "common.cuh"

@@ -1,6 +1,6 @@
 // Mean-reduced losses. Forwards reduce in double with one block (the ABI's grid 1; losses see a
 // batch of a few hundred values at most) and write a 1-element buffer; backwards are elementwise
-// and read the 1-element upstream gradient dl. Operation order follows src/backend/cpu/loss.rs.
+// and read the 1-element upstream gradient dl. Operation order follows engine/src/backend/cpu/loss.rs.
 #include "common.cuh"
 #include "device.cuh"
 

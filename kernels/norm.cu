@@ -1,7 +1,7 @@
 // Batch normalisation over NC(HW): per-channel statistics in double (many blocks per channel,
 // partials combined in a fixed order: bit-identical from run to run),
 // elementwise apply passes in float (forward) and double (backward), as
-// src/backend/cpu/norm.rs computes them.
+// engine/src/backend/cpu/norm.rs computes them.
 #include "common.cuh"
 #include "device.cuh"
 

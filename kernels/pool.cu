@@ -1,5 +1,5 @@
 // Max-pool with arg-max, global average pool, and per-plane scaling (the squeeze-and-excitation
-// gate), forward and backward, as src/backend/cpu/pool.rs computes them.
+// gate), forward and backward, as engine/src/backend/cpu/pool.rs computes them.
 #include "common.cuh"
 #include "device.cuh"
 #include "plane.cuh"

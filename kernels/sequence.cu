@@ -1,6 +1,6 @@
 // Token-level kernels: embedding gather, its deterministic backward (each table row sums its own
 // tokens' gradients in a fixed order: no atomics) and slices along an axis. As
-// src/backend/cpu/sequence.rs.
+// engine/src/backend/cpu/sequence.rs.
 #include "common.cuh"
 #include "device.cuh"
 

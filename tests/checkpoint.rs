@@ -3,13 +3,13 @@
 //! refused by name and change nothing.
 
 use moodgrad::backend::cpu::Cpu;
-use moodgrad::checkpoint::{self, Checkpoint};
 use moodgrad::io::{self, TensorFile};
 use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
 use moodgrad::optim::{Adam, AdamConfig, Interval, LrScheduler, ParamGroup, Schedule};
 use moodgrad::params::ParamStore;
 use moodgrad::rng::Rng;
 use moodgrad::tensor::Tensor;
+use moodgrad::train::checkpoint::{self, Checkpoint};
 use moodgrad::train::lyrics::NoLyrics;
 use moodgrad::train::{Batch, StepOptions, train_step};
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! The sm_90 cubins embedded by build.rs (loaded instead of JIT-compiling the PTX when the device's
+//! The sm_90 cubins embedded by engine/build.rs (loaded instead of JIT-compiling the PTX when the device's
 //! compute capability is exactly 9.0): present for every kernel file when the build had nvcc,
 //! ELF images for sm_90, each defining its file's kernels.
 
@@ -6,9 +6,9 @@ use moodgrad::backend::kernel::cuda::{embedded_cubins, embedded_kernels};
 
 #[test]
 fn every_kernel_file_has_an_sm90_cubin_defining_its_kernels() {
-    let built = option_env!("MOODGRAD_PTX_BUILT") == Some("1");
+    let built = moodgrad::build_info::ptx_built();
     if std::env::var_os("MOODGRAD_REQUIRE_PTX").is_some() {
-        assert!(built, "MOODGRAD_REQUIRE_PTX is set but build.rs found no nvcc (set NVCC)");
+        assert!(built, "MOODGRAD_REQUIRE_PTX is set but engine/build.rs found no nvcc (set NVCC)");
     }
     if !built {
         assert!(embedded_cubins().is_empty(), "a build without nvcc cannot have cubins");

@@ -1179,7 +1179,7 @@ fn adam_and_adamw_steps() {
         let (mut w, mut m, mut v) = (w0.clone(), m0.clone(), v0.clone());
         cpu().adam_update(&mut w, &g, &mut m, &mut v, &hp).unwrap();
 
-        // The host's f64 → f32 roundings, exactly as src/backend/cpu/adam.rs forms them.
+        // The host's f64 → f32 roundings, exactly as engine/src/backend/cpu/adam.rs forms them.
         let t = step as i32;
         let step_size = (hp.lr / (1.0 - hp.beta1.powi(t))) as f32;
         let bc2_sqrt = (1.0 - hp.beta2.powi(t)).sqrt() as f32;

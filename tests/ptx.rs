@@ -1,13 +1,13 @@
-//! The PTX embedded by build.rs: present for every kernel file when the build had nvcc (CI sets
+//! The PTX embedded by engine/build.rs: present for every kernel file when the build had nvcc (CI sets
 //! MOODGRAD_REQUIRE_PTX=1 after installing the pinned nvcc), and loadable by driver 580.
 
 use moodgrad::backend::kernel::cuda::{embedded_kernels, embedded_ptx};
 
 #[test]
 fn every_kernel_file_has_ptx_the_driver_can_load() {
-    let built = option_env!("MOODGRAD_PTX_BUILT") == Some("1");
+    let built = moodgrad::build_info::ptx_built();
     if std::env::var_os("MOODGRAD_REQUIRE_PTX").is_some() {
-        assert!(built, "MOODGRAD_REQUIRE_PTX is set but build.rs found no nvcc (set NVCC)");
+        assert!(built, "MOODGRAD_REQUIRE_PTX is set but engine/build.rs found no nvcc (set NVCC)");
     }
     if !built {
         eprintln!("skipped: this build had no nvcc, so no PTX was embedded (the CUDA backend would use NVRTC)");

@@ -1117,7 +1117,7 @@ int run_grid(const char* name, const unsigned* grid, const unsigned* block, unsi
 }  // namespace sim
 
 // ---- misaligned accesses ------------------------------------------------------------------
-// build.rs compiles with -fsanitize=alignment -fno-sanitize-recover=alignment: every pointer
+// engine/build.rs compiles with -fsanitize=alignment -fno-sanitize-recover=alignment: every pointer
 // dereference checks the type's alignment and calls the handler below on a misaligned address
 // (no libubsan: these definitions are the whole runtime). The layouts are GCC's/compiler-rt's
 // "v1" type-mismatch data.

@@ -371,7 +371,7 @@ namespace detail {
 // A parameter's type as one byte: base type in bits 0-3 (0 = other, 1 void, 2 bool, 3 char,
 // 4 signed char, 5 unsigned char, 6 short, 7 unsigned short, 8 int, 9 unsigned int, 10 long,
 // 11 unsigned long, 12 long long, 13 unsigned long long, 14 float, 15 double), bit 4 pointer,
-// bit 5 pointee const, bit 6 pointer to pointer. src/backend/sim/ffi.rs decodes it.
+// bit 5 pointee const, bit 6 pointer to pointer. engine/src/backend/sim/ffi.rs decodes it.
 template <class T>
 constexpr unsigned char base_code() {
     using U = std::remove_cv_t<T>;
@@ -446,7 +446,7 @@ unsigned info(void (*)(A...), const unsigned char** codes) {
 }  // namespace sim
 
 // One per kernel, at file scope after the kernel's definition: the launcher and type info the
-// generated registry (build.rs) points at.
+// generated registry (engine/build.rs) points at.
 #define SIM_EXPORT(name)                                                                             \
     extern "C" int moodgrad_sim_launch_##name(const unsigned* grid, const unsigned* block,           \
                                               unsigned shared_bytes, void** args) {                  \

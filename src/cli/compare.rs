@@ -90,7 +90,7 @@ fn run_one<B: Backend>(
         println!("  reusing {}", dir.display());
         return read_csv(&done);
     }
-    let resume = crate::checkpoint::exists(&run.checkpoint());
+    let resume = crate::train::checkpoint::exists(&run.checkpoint());
     let mut last = String::new();
     train_run(be, cfg, data, dir, resume, &mut |line| {
         if line.starts_with("epoch") || line.starts_with("test:") {

@@ -2,8 +2,8 @@
 
 use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::gradcheck::{NetCheck, check_network};
 use crate::nn::ModelConfig;
+use crate::train::gradcheck::{NetCheck, check_network};
 
 /// Central-difference step. With weights O(0.1) and f64, h = 1e-5 keeps truncation (≈h²) and
 /// rounding (≈1e-16/h) errors near 1e-10, so the pass mark below has four orders of headroom.

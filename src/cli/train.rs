@@ -150,7 +150,7 @@ pub fn train_run<B: Backend>(
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
     write_info(&run, data_dir, &data, &s)?;
     if resume {
-        let ck = crate::checkpoint::load(&run.checkpoint())?;
+        let ck = crate::train::checkpoint::load(&run.checkpoint())?;
         s.restore(&run.checkpoint(), &ck, Some(&run.best()))?;
         say(&format!("  resumed after epoch {}", s.epochs_done));
     }

@@ -4,11 +4,13 @@
 
 pub mod baselines;
 pub mod bootstrap;
+pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod dataset;
 pub mod early_stop;
 pub mod fit;
+pub mod gradcheck;
 pub mod infer;
 pub mod loader;
 pub mod log;

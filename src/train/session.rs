@@ -6,13 +6,13 @@ use super::early_stop::EarlyStopping;
 use super::lyrics::LyricsSide;
 use super::schedule::schedule_for;
 use crate::backend::Backend;
-use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::io::{self, TensorFile};
 use crate::nn::SeedNet;
 use crate::optim::{Adam, AdamConfig, LrScheduler, ParamGroup};
 use crate::params::ParamStore;
 use crate::rng::{Rng, mix64};
+use crate::train::checkpoint::Checkpoint;
 use serde_json::json;
 use std::path::Path;
 

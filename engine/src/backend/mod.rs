@@ -1,6 +1,6 @@
 //! The device interface every op is written against, as small op-family traits.
 //!
-//! Ops (src/ops) never touch memory directly: they call these primitives, so a kernel-launching
+//! Ops (engine/src/ops) never touch memory directly: they call these primitives, so a kernel-launching
 //! backend (CUDA, or the host SIMT simulator) slots in beside `cpu` without any op changing.
 //! Every primitive takes its sizes as a named geometry (`geom`), checks each buffer's length
 //! against it before touching anything, and returns `Result` because a device launch can fail
@@ -292,7 +292,7 @@ pub trait Pool: Memory {
     ) -> Result<Self::Buf>;
 }
 
-/// The squeeze-and-excitation block's excitation MLP (src/backend/geom.rs `ExciteGeom`): the
+/// The squeeze-and-excitation block's excitation MLP (engine/src/backend/geom.rs `ExciteGeom`): the
 /// small [n, c] work between the squeeze and the scale, one primitive (one kernel) each way.
 pub trait Excite: Memory {
     /// Returns (hidden, gate): hidden = relu(sq·W1ᵀ), gate = sigmoid(hidden·W2ᵀ).

@@ -52,7 +52,7 @@ impl<B: Memory> Tensor<B> {
         self.buf
     }
     /// Mutable access for in-place primitives, which never change a buffer's length.
-    pub(crate) fn buf_mut(&mut self) -> &mut B::Buf {
+    pub fn buf_mut(&mut self) -> &mut B::Buf {
         &mut self.buf
     }
     /// Replaces the data, keeping the shape; refuses a buffer of another length.
