@@ -46,6 +46,23 @@ fn batched_clips_per_second(files: &[PathBuf], cores: usize, params: &Preprocess
     Ok(files.len() as f64 / start.elapsed().as_secs_f64())
 }
 
+#[derive(clap::Args, Clone, Debug)]
+pub struct PreprocessBenchArgs {
+    #[arg(long, default_value_t = 16)]
+    pub files: usize,
+    /// The notebooks' preprocessing (ref = max, first frames, pad 0).
+    #[arg(long)]
+    pub legacy: bool,
+    /// Also time the batched front end (mel + dB + crop/pad as one batch) on this device:
+    /// cpu, cuda[:N], sim, or auto (CUDA when a GPU answers).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+pub fn run(a: &PreprocessBenchArgs) -> Result<()> {
+    preprocess(a.files, a.legacy, a.device.as_deref().map(str::parse).transpose()?)
+}
+
 /// `device`: also time the batched front end there (`sim` is for correctness, not speed).
 pub fn preprocess(files: usize, legacy: bool, device: Option<DeviceChoice>) -> Result<()> {
     let device = device.map(Device::open).transpose()?;

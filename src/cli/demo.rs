@@ -8,11 +8,11 @@
 //! cache, reused by later demos) and `run/` (replaced by each demo; `moodgrad evaluate`,
 //! `predict` and `compare` take it like any run).
 
-use super::train::train_run;
 use crate::data::synth::SynthConfig;
 use crate::error::{Error, Result};
 use crate::train::config::Config;
 use crate::train::predictions::evaluate;
+use crate::train::run::train_run;
 use std::path::Path;
 
 /// Marks a folder as the demo's own, so a later demo may replace its `run/`.
@@ -69,7 +69,7 @@ fn run_on<B: crate::backend::Backend>(be: B, a: &DemoArgs) -> Result<()> {
         println!("moodgrad demo: reusing the synthetic dataset in {}", data.display());
     } else {
         println!("moodgrad demo: synthesising {} songs into {}", a.songs, data.display());
-        crate::cli::synth::run(
+        crate::cli::synth::write(
             &data,
             &SynthConfig { songs: a.songs, seed: a.seed, sample_rate: 22050, max_seconds: 30.8 },
         )?;
@@ -112,7 +112,7 @@ fn prepare_folder(out: &Path, run: &Path) -> Result<()> {
         return Err(Error::file(out, "exists and is not a moodgrad demo folder; choose another --out"));
     }
     crate::data::create_dir(out)?;
-    crate::data::write_atomic(&marker, b"written by moodgrad demo; its run/ is replaced by the next demo\n")?;
+    crate::io::write_atomic(&marker, b"written by moodgrad demo; its run/ is replaced by the next demo\n")?;
     if run.exists() {
         std::fs::remove_dir_all(run)
             .map_err(|e| Error::file(run, format!("cannot clear the previous demo run: {e}")))?;

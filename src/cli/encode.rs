@@ -21,7 +21,34 @@ use std::path::{Path, PathBuf};
 /// The `format` metadata of the output file.
 pub const FORMAT: &str = "moodgrad-lyrics-vectors-v1";
 
-pub struct EncodeArgs<'a> {
+#[derive(clap::Args, Clone, Debug)]
+pub struct EncodeArgs {
+    /// A Hugging Face model folder (config.json, model.safetensors, tokenizer files), or a hub name
+    /// found in the local Hugging Face cache (never downloaded).
+    #[arg(long)]
+    pub model: String,
+    /// A lyric file, or a folder searched recursively for *.txt.
+    #[arg(long)]
+    pub lyrics: PathBuf,
+    /// cls (the [CLS] hidden state, the seed's choice), pooler (tanh(dense([CLS]))) or mean
+    /// (masked mean, sentence-transformers').
+    #[arg(long, default_value = "cls")]
+    pub pool: String,
+    #[arg(long, default_value_t = 512)]
+    pub max_len: usize,
+    /// Lyrics per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Output safetensors: one F32 [hidden] tensor per lyric, named by its file stem.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// The arguments resolved.
+pub struct EncodeOptions<'a> {
     pub model: &'a str,
     pub lyrics: &'a Path,
     pub pooling: Pooling,
@@ -44,7 +71,16 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-pub fn run(args: &EncodeArgs) -> Result<()> {
+pub fn run(a: &EncodeArgs) -> Result<()> {
+    let args = &EncodeOptions {
+        model: &a.model,
+        lyrics: &a.lyrics,
+        pooling: a.pool.parse()?,
+        max_len: a.max_len,
+        batch: a.batch,
+        out: &a.out,
+        device: a.device.parse()?,
+    };
     let o = encode(args)?;
     let mut t = format!(
         "encode: {} lyrics → {} ({} floats each, pooling {}, max_len {}) on {} in {:.1} s\n  model: {}\n",
@@ -128,7 +164,7 @@ fn read_all(files: &[PathBuf], o: &mut Outcome) -> Result<Vec<(String, String)>>
     Ok(out)
 }
 
-pub fn encode(args: &EncodeArgs) -> Result<Outcome> {
+pub fn encode(args: &EncodeOptions) -> Result<Outcome> {
     let t0 = std::time::Instant::now();
     if args.batch == 0 {
         return Err(Error::Invalid("--batch must be at least 1".into()));
@@ -169,7 +205,7 @@ pub fn encode(args: &EncodeArgs) -> Result<Outcome> {
 
 fn encode_on<B: crate::backend::Backend>(
     be: B,
-    args: &EncodeArgs,
+    args: &EncodeOptions,
     lyrics: &[(String, String)],
 ) -> Result<(Vec<Vec<f32>>, usize, String)> {
     let mut store = ParamStore::new(be);

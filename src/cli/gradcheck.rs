@@ -16,7 +16,36 @@ pub const TOLERANCE: f64 = 1e-5;
 /// floor; a wrong kernel is off by O(1).
 pub const TOLERANCE_F32: f64 = 1e-3;
 
-pub fn run(cfg: ModelConfig, input: [usize; 4], seed: u64, samples: usize, device: DeviceChoice) -> Result<()> {
+#[derive(clap::Args, Clone, Debug)]
+pub struct GradcheckArgs {
+    #[command(flatten)]
+    pub model: super::ModelArgs,
+    /// Input BxCxHxW (C must be 1).
+    #[arg(long, default_value = "2x1x16x24")]
+    pub input: String,
+    #[arg(long, default_value = "64,128,256,512")]
+    pub channels: String,
+    #[arg(long, default_value_t = 16)]
+    pub lyrics_dim: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Elements checked per parameter tensor (the largest-gradient one plus random ones).
+    #[arg(long, default_value_t = 3)]
+    pub samples: usize,
+    /// Where the analytic gradients are computed: cpu (f64), cuda[:N] or sim (f32 kernels).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+pub fn run(a: &GradcheckArgs) -> Result<()> {
+    let mut cfg = a.model.config()?;
+    cfg.channels = super::parse_channels(&a.channels)?;
+    cfg.lyrics_dim = a.lyrics_dim;
+    check(cfg, super::parse_dims::<4>(&a.input)?, a.seed, a.samples, a.device.parse()?)
+}
+
+/// The check itself on a resolved network and input.
+pub fn check(cfg: ModelConfig, input: [usize; 4], seed: u64, samples: usize, device: DeviceChoice) -> Result<()> {
     if input[1] != 1 {
         return Err(Error::Invalid(format!("--input must have 1 channel (a spectrogram), got {}", input[1])));
     }

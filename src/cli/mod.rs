@@ -10,7 +10,6 @@ pub mod gradcheck;
 pub mod init;
 pub mod predict;
 pub mod preprocess;
-pub mod preprocess_lyrics;
 pub mod step;
 pub mod synth;
 pub mod train;
@@ -19,6 +18,28 @@ use crate::error::{Error, Result};
 use crate::io::TensorFile;
 use crate::nn::{AttentionKind, ModelConfig};
 use std::path::Path;
+
+/// The network's shape: a seed preset and its attention variant (flattened into the commands
+/// that build a network).
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// model3 (one conv per block), model4 (two) or model5.
+    #[arg(long, default_value = "model3")]
+    pub model: String,
+    /// se (the guide's fix) or legacy (the notebooks' feature attention).
+    #[arg(long, default_value = "se")]
+    pub attention: String,
+}
+
+impl ModelArgs {
+    /// The preset's network with this attention.
+    pub fn config(&self) -> Result<ModelConfig> {
+        ModelConfig::preset(&self.model, self.attention.parse()?)
+    }
+    pub fn attention(&self) -> Result<AttentionKind> {
+        self.attention.parse()
+    }
+}
 
 /// "3x1x40x72" -> [3, 1, 40, 72].
 /// `--device` and `--precision` (None: the device's default) opened, flags checked first.

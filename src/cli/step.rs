@@ -12,9 +12,49 @@ use crate::params::ParamStore;
 use crate::rng::Rng;
 use crate::train::lyrics::NoLyrics;
 use crate::train::{Batch, Objective, StepOptions, train_step};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub struct StepArgs<'a> {
+#[derive(clap::Args, Clone, Debug)]
+pub struct StepArgs {
+    #[command(flatten)]
+    pub model: super::ModelArgs,
+    /// state_dict as safetensors (block widths are read from it).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// safetensors with `audio` [B,1,H,W], `lyrics` [B,T], `target` [B,2].
+    #[arg(long)]
+    pub batch: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Max global gradient norm; 0 turns clipping off.
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// AdamW (decoupled weight decay) instead of Adam.
+    #[arg(long)]
+    pub adamw: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and
+    /// sim (PyTorch's defaults).
+    #[arg(long)]
+    pub precision: Option<String>,
+}
+
+/// The arguments resolved.
+pub struct StepPlan<'a> {
     pub model: &'a str,
     pub attention: AttentionKind,
     pub weights: &'a Path,
@@ -29,13 +69,30 @@ pub struct StepArgs<'a> {
 }
 
 pub fn run(a: &StepArgs) -> Result<()> {
+    let (beta1, beta2, eps, weight_decay) = (a.beta1, a.beta2, a.eps, a.weight_decay);
+    let adam = AdamConfig { lr: a.lr, beta1, beta2, eps, weight_decay, decoupled: a.adamw };
+    run_plan(&StepPlan {
+        model: &a.model.model,
+        attention: a.model.attention()?,
+        weights: &a.weights,
+        batch: &a.batch,
+        steps: a.steps,
+        adam,
+        clip: (a.clip > 0.0).then_some(a.clip),
+        out: &a.out,
+        device: a.device.parse()?,
+        precision: crate::backend::precision::parse_precision(a.precision.as_deref())?,
+    })
+}
+
+pub fn run_plan(a: &StepPlan) -> Result<()> {
     let dev = Device::open_with(a.device, a.precision)?;
     println!("device: {} ({} convolutions)", dev.name(), dev.precision());
     crate::on_device!(dev, |b| run_on(b, a))
 }
 
 /// The same on any backend (the CUDA issue adds `--device`).
-pub fn run_on<B: Backend>(be: B, a: &StepArgs) -> Result<()> {
+pub fn run_on<B: Backend>(be: B, a: &StepPlan) -> Result<()> {
     if a.steps == 0 {
         return Err(Error::Invalid("--steps must be at least 1".into()));
     }

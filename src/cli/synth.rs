@@ -2,10 +2,32 @@
 
 use crate::data::synth::{SynthConfig, generate};
 use crate::error::Result;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub fn run(out: &Path, cfg: &SynthConfig) -> Result<()> {
+#[derive(clap::Args, Clone, Debug)]
+pub struct SynthArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 40)]
+    pub songs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// 22050 or 44100.
+    #[arg(long, default_value_t = 22050)]
+    pub sample_rate: u32,
+    /// Scale clip lengths so the longest possible is this many seconds (MERGE: 30.8).
+    #[arg(long, default_value_t = 30.8)]
+    pub max_seconds: f64,
+}
+
+pub fn run(a: &SynthArgs) -> Result<()> {
+    let cfg = SynthConfig { songs: a.songs, seed: a.seed, sample_rate: a.sample_rate, max_seconds: a.max_seconds };
+    write(&a.out, &cfg)
+}
+
+/// Writes the dataset and prints what it holds.
+pub fn write(out: &Path, cfg: &SynthConfig) -> Result<()> {
     let t0 = Instant::now();
     let songs = generate(out, cfg)?;
     let mut q = [0usize; 4];
