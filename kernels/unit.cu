@@ -1,4 +1,4 @@
-// The fused VGG unit (issue 10): BatchNorm → ReLU → optional 2×2/2 max-pool over a bias-free
+// The fused VGG unit: BatchNorm → ReLU → optional 2×2/2 max-pool over a bias-free
 // conv output z, as engine/src/backend/cpu/unit.rs computes it. Forward reads z once and writes only the
 // (pooled) output; nothing but z is saved: the backward recomputes the ReLU mask and the pool's
 // arg-max from z (unit_route), then reuses norm.cu's bn_backward_reduce / bn_backward_apply on the

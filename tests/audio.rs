@@ -34,8 +34,8 @@ const MP3S: [&str; 2] = ["music_44k_stereo_31s.mp3", "tones_22k_mono_5s.mp3"];
 /// WAV: the same PCM samples reach both sides, so only float rounding (f32 power, libsoxr's
 /// FFT kernels, BLAS summation order) separates us from librosa.
 const WAV_DB_TOL: f64 = 0.05;
-/// MP3: symphonia and mpg123 are different float decoders of the same frames. The issue allows
-/// 0.5 dB for that; on these fixtures they agree to 1.5e-6 per sample and the mel-dB to 0.003 dB,
+/// MP3: symphonia and mpg123 are different float decoders of the same frames; 0.5 dB would be
+/// fair for that, but on these fixtures they agree to 1.5e-6 per sample and the mel-dB to 0.003 dB,
 /// so we hold MP3 to the WAV bound too (loosen towards 0.5 only for a decoder difference shown).
 const MP3_DB_TOL: f64 = 0.05;
 

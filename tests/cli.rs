@@ -104,7 +104,7 @@ fn step_from_init_writes_everything_and_bad_files_fail_cleanly() {
     }
 }
 
-/// The gradient check the issue found unreliable: model4 + legacy attention at 2x1x24x20, seeds 0
+/// The gradient check once found unreliable: model4 + legacy attention at 2x1x24x20, seeds 0
 /// and 2 failed on a correct network (a ReLU/max-pool kink within ±h of a checked weight). They now
 /// pass, reporting the skipped kinks; seeds 0-31 all pass (recorded in docs/numerics.md). With a
 /// deliberately wrong ReLU backward (1e-3 too large) the same command must fail.

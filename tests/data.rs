@@ -358,8 +358,8 @@ fn require_signal_path(wav: &Path) {
     }
 }
 
-fn run_pre(data: &Path, out: &Path, legacy: bool, format: CacheFormat) -> moodgrad::cli::preprocess::Outcome {
-    moodgrad::cli::preprocess::preprocess(&moodgrad::cli::preprocess::PreprocessArgs {
+fn run_pre(data: &Path, out: &Path, legacy: bool, format: CacheFormat) -> moodgrad::data::preprocess::Outcome {
+    moodgrad::data::preprocess::preprocess(&moodgrad::data::preprocess::PreprocessOptions {
         data,
         out: Some(out),
         jobs: Some(2),

@@ -1,4 +1,4 @@
-//! The SE block folded with the global average pool (`ops::squeeze_excite_pool`, issue 10):
+//! The SE block folded with the global average pool (`ops::squeeze_excite_pool`):
 //! f64 finite differences, equality with the two unfused ops, and the fused and unfused models
 //! giving the same loss and gradients.
 

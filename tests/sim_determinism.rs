@@ -240,7 +240,7 @@ fn split_k_second_pass(kernel: &str, partials: &[f32], splits: usize, len: usize
 fn the_same_comparison_catches_a_float_atomic_split_k_sum() {
     // The harness's power: the bit comparison above (`differing`, schedules A and B) is only
     // evidence of determinism if it would see a reduction whose result depends on block order.
-    // Here it is given the mutation the issue names, split-K partials summed with float
+    // Here it is given the mutation most likely to creep in, split-K partials summed with float
     // atomicAdd (one block per slot, so each element's 48 additions happen in block-claim
     // order), and must report a difference, while the production fixed-order splitk_sum over the
     // same partials must not. Not flaky: the partials span 2^±24, so nearly every reordering of

@@ -14,7 +14,7 @@
 //! * f64 engine vs transformers' f64 (model.double() of the same weights): 1e-9. Both compute the
 //!   same formulas in double with different summation orders: ~1e-15 of the scale expected; any
 //!   semantic difference (a mask, an eps, a position offset) is ≥ 1e-6.
-//! * f32 engine vs transformers' f64: the bounds, 1e-5 for outputs and 1e-4 for gradients
+//! * f32 engine vs transformers' f64: 1e-5 for outputs and 1e-4 for gradients
 //!   (transformers' own f32 is within 3e-6 of its f64, `f32_vs_f64_max_rel`).
 //! * sim (the CUDA kernels on the host) vs the f32 CPU backend: 1e-5 / 1e-4 likewise: both are f32
 //!   with double reductions; they differ by summation order, expf ulps and, on a GPU, fused

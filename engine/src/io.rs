@@ -7,7 +7,8 @@ use crate::params::{ParamStore, Slot};
 use crate::tensor::{Tensor, numel, shape_str};
 use safetensors::Dtype;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A tensor on the host, as read from or written to a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,21 +157,41 @@ pub fn encode(path: &Path, file: &TensorFile) -> Result<Vec<u8>> {
     safetensors::serialize(views, meta).map_err(|e| Error::file(path, format!("cannot encode: {e}")))
 }
 
-/// Writes atomically: a temporary file beside the target, flushed to disk, then a rename, so an
-/// interrupted write never leaves a truncated file under the real name.
+/// Writes a tensor file atomically and durably (see `write_atomic`).
 pub fn write(path: &Path, file: &TensorFile) -> Result<()> {
-    write_bytes_atomic(path, &encode(path, file)?)
+    write_atomic(path, &encode(path, file)?)
 }
 
-/// `bytes` to `path` through a synced temporary file and a rename.
-pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary name beside `path` (same folder, so the rename is atomic), unique per process and
+/// call so that concurrent writers never share one: `.<name>.tmp-<pid>-<n>`.
+pub fn temp_beside(path: &Path) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// The one file writer: `bytes` to a temporary file beside `path`, flushed to disk, renamed over
+/// `path`, then the folder synced, so a reader, a crash or a kill sees the old file or the whole
+/// new one, never a truncated one. The temporary file is removed on failure.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::file(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, format!("cannot move the finished file into place: {e}")))
+    let tmp = temp_beside(path);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::file(path, format!("cannot write: {e} (is the folder writable and the disk not full?)")));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::file(path, format!("cannot move the finished temporary file into place: {e}"))
+    })?;
+    // The rename itself reaches the disk with the folder's entry.
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(folder)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::file(folder, format!("cannot sync the folder after writing {}: {e}", path.display())))
 }
 
 /// Every state_dict entry (parameters, buffers, counters) as host tensors under its name.

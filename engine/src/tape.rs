@@ -40,9 +40,6 @@ impl<B: Backend> Var<B> {
     pub fn tracked(&self) -> bool {
         self.slot.is_some()
     }
-    pub fn into_value(self) -> Tensor<B> {
-        self.value
-    }
 }
 
 /// Given d(loss)/d(output) (owned: a backward may write its result over it), returns
@@ -91,10 +88,6 @@ impl<B: Backend> Tape<B> {
         let mut t = Self::new(backend);
         t.grad_enabled = false;
         t
-    }
-
-    pub fn grad_enabled(&self) -> bool {
-        self.grad_enabled
     }
 
     fn leaf(&mut self, t: Tensor<B>, tracked: bool) -> Var<B> {

@@ -1,4 +1,4 @@
-//! Audio preprocessing exactly as librosa 0.11 (issue 4): decode, resample to 22050 Hz mono,
+//! Audio preprocessing exactly as librosa 0.11: decode, resample to 22050 Hz mono,
 //! STFT, Slaney mel, power_to_db, centre-crop/pad to a fixed frame count.
 //!
 //! This file is the interface between the signal path (`decode`, `resample`, `spectrum`, …,

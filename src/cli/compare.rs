@@ -5,7 +5,6 @@
 //! Every run is an ordinary RUN folder under `OUT/<model>/<fixed|legacy>/seed<k>/`; a run whose
 //! test predictions exist is reused, an interrupted one resumed, so a killed study continues.
 
-use super::train::train_run;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::train::baselines::{self, Labelled};
@@ -13,6 +12,7 @@ use crate::train::compare::{ModelRuns, build};
 use crate::train::config::Config;
 use crate::train::dataset;
 use crate::train::predictions::read_csv;
+use crate::train::run::train_run;
 use crate::train::run_dir::RunDir;
 use std::path::{Path, PathBuf};
 
@@ -133,8 +133,8 @@ fn run_on<B: Backend>(be: B, a: &CompareArgs) -> Result<()> {
     let base = baselines::compute(train_labels.as_deref().unwrap_or(&[]), &test, "test", 0);
     let table = build(&models, &base, "test", crate::train::bootstrap::DEFAULT_RESAMPLES, 0)?;
     let (md, csv): (PathBuf, PathBuf) = (a.out.join("compare.md"), a.out.join("compare.csv"));
-    crate::data::write_atomic(&md, table.to_markdown().as_bytes())?;
-    crate::data::write_atomic(&csv, table.to_csv().as_bytes())?;
+    crate::io::write_atomic(&md, table.to_markdown().as_bytes())?;
+    crate::io::write_atomic(&csv, table.to_csv().as_bytes())?;
     println!("{}", table.to_markdown());
     println!("wrote {} and {}", md.display(), csv.display());
     Ok(())

@@ -2,7 +2,6 @@
 //! model converted by tools/pth_to_safetensors.py) scored on a split of its own data or of another
 //! dataset.
 
-use super::train::lyrics_side;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
@@ -12,6 +11,7 @@ use crate::train::infer::predict;
 use crate::train::lyrics_encoder::LyricsPlaces;
 use crate::train::metrics::EvalReport;
 use crate::train::predictions::{PredictionRow, evaluate, write_csv};
+use crate::train::run::lyrics_side;
 use crate::train::run_dir::RunDir;
 use crate::train::session::Session;
 use std::path::{Path, PathBuf};

@@ -15,9 +15,9 @@
 //! (atomically) with one line per clip. A clip is fresh (not redone) when its manifest line names
 //! the same source path, size, mtime, preprocessing parameters and format, and its output exists.
 
-use super::write_atomic;
 use crate::audio::PreprocessParams;
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::io::{HostTensor, TensorFile};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -231,14 +231,7 @@ pub fn write_shard(path: &Path, clips: &[(String, usize, usize, Vec<f32>)]) -> R
         file.tensors.insert(id.clone(), HostTensor::f32(&[*m, *f], data.clone()));
     }
     file.metadata.insert("format".into(), "moodgrad mel-dB spectrograms, keyed by Audio_Song".into());
-    let tmp = super::temp_beside(path);
-    crate::io::write(&tmp, &file).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::file(path, format!("cannot rename the finished shard into place: {e}"))
-    })
+    crate::io::write(path, &file)
 }
 
 /// A float as Python's `repr` writes it (what pandas' `to_csv` writes): shortest round-trip digits,

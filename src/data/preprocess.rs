@@ -1,12 +1,13 @@
 //! `moodgrad preprocess`: a MERGE folder → a spectrogram cache (see `crate::data::cache` for the
 //! files and the resume rules, `crate::data::merge` for the layouts).
 
+use super::cache::{self, CacheFormat, Entry, Manifest, MasterRow};
+use super::create_dir;
+use super::merge::{Dataset, Skip, SkipKind, Song, read_lyrics};
 use super::preprocess_lyrics::{self, LyricsOutcome};
 use crate::audio::{AudioError, PreprocessParams, mel_db_from_file};
-use crate::data::cache::{self, CacheFormat, Entry, Manifest, MasterRow};
-use crate::data::merge::{Dataset, Skip, SkipKind, Song, read_lyrics};
-use crate::data::{create_dir, write_atomic};
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -15,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub struct PreprocessArgs<'a> {
+pub struct PreprocessOptions<'a> {
     pub data: &'a Path,
     /// Default: `<data>/moodgrad-cache/<fixed|legacy>` (where `moodgrad train` looks).
     pub out: Option<&'a Path>,
@@ -133,22 +134,7 @@ fn remove_stale_temps(dir: &Path) {
     }
 }
 
-pub fn run(args: &PreprocessArgs) -> Result<()> {
-    let o = preprocess(args)?;
-    print_report(&o, args);
-    if o.new + o.unchanged == 0 {
-        let first = o.skipped.first().map(|s| format!(" (first: {} — {}: {})", s.song, s.kind.label(), s.detail));
-        return Err(Error::Invalid(format!(
-            "nothing could be processed: all {} songs were skipped{}; see {}",
-            o.skipped.len(),
-            first.unwrap_or_default(),
-            o.out.join(cache::SKIPPED).display()
-        )));
-    }
-    Ok(())
-}
-
-pub fn preprocess(args: &PreprocessArgs) -> Result<Outcome> {
+pub fn preprocess(args: &PreprocessOptions) -> Result<Outcome> {
     let t0 = Instant::now();
     let data = std::fs::canonicalize(args.data).map_err(|e| {
         Error::file(args.data, format!("cannot open the data folder: {e} (pass --data the MERGE folder)"))
@@ -465,41 +451,4 @@ pub fn report_text(o: &Outcome) -> String {
         t += &format!("  warning: {w}\n");
     }
     t
-}
-
-fn print_report(o: &Outcome, args: &PreprocessArgs) {
-    let mut t = format!(
-        "preprocess: {} songs listed; {} processed ({} new, {} unchanged); {} skipped; {:.1} s, {:.1} new clips/s on {} jobs\n",
-        o.listed,
-        o.new + o.unchanged,
-        o.new,
-        o.unchanged,
-        o.skipped.len(),
-        o.seconds,
-        o.new as f64 / o.seconds.max(1e-9),
-        o.jobs
-    );
-    if let Some(l) = &o.lyrics {
-        t += &format!(
-            "  lyrics: {} tokenized ({} new, {} unchanged) with {} at max_len {} → {}/ (lyrics_path points there)\n",
-            l.new + l.unchanged,
-            l.new,
-            l.unchanged,
-            l.tokenizer,
-            l.max_len,
-            o.out.join(preprocess_lyrics::DIR).display()
-        );
-    }
-    t += &report_text(o);
-    t += &format!(
-        "  cache: {} ({}, {} parameters): {}, {}, {}\n",
-        o.out.display(),
-        args.format.name(),
-        if args.legacy { "legacy" } else { "fixed" },
-        cache::MASTER_LIST,
-        cache::MANIFEST,
-        cache::SKIPPED
-    );
-    // A closed pipe (`| head`) is not an error worth a panic.
-    let _ = std::io::stdout().write_all(t.as_bytes());
 }

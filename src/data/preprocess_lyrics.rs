@@ -9,10 +9,11 @@
 //! max_len changed. Each .pt is written atomically and the manifest last, so an interrupted run
 //! leaves complete files and redoes at most what it had not recorded.
 
-use crate::data::cache::source_stamp;
-use crate::data::merge::{Song, read_lyrics};
-use crate::data::{create_dir, write_atomic};
+use super::cache::source_stamp;
+use super::create_dir;
+use super::merge::{Song, read_lyrics};
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::text::hf::{CacheRoots, resolve_model_path};
 use crate::text::tokenize::LyricsTokenizer;
 use crate::text::torch_pt::write_tokenized_pt;

@@ -14,8 +14,9 @@
 //! quarter spread down to 5 s. Everything is a function of (seed, song index): the same seed
 //! gives byte-identical files.
 
-use super::{create_dir, wav, write_atomic};
+use super::{create_dir, wav};
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use crate::rng::{Rng, mix64};
 use rayon::prelude::*;
 use std::path::Path;

@@ -170,11 +170,6 @@ impl SeedNet {
         Ok(SeedNet { config, audio, head_fc1, head_fc2, quadrant })
     }
 
-    /// Smallest input height/width the tower accepts (each pool halves, floor).
-    pub fn min_input_side(&self) -> usize {
-        1 << (self.config.channels.len() - 1)
-    }
-
     /// One forward pass of a bimodal network (see `forward_inputs` for the others).
     pub fn forward<B: Backend>(
         &self,

@@ -451,7 +451,7 @@ impl LyricsTokenizer {
     /// Writes the wrapped tokenizer as a `tokenizer.json` (pretty, like transformers), atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         let s = self.base.to_string(true).map_err(|e| self.err(e))?;
-        crate::data::write_atomic(path, s.as_bytes())
+        crate::io::write_atomic(path, s.as_bytes())
     }
 
     /// Bytes of text this tokenizer has tokenized so far (all calls together).

@@ -44,7 +44,7 @@ const ALIGN: usize = 64;
 pub fn write_tokenized_pt(path: &Path, enc: &Encoding) -> Result<()> {
     check(enc).map_err(|m| Error::file(path, m))?;
     let bytes = tokenized_pt_bytes(&archive_name(path), enc);
-    crate::data::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// The bytes of [`write_tokenized_pt`] with the given archive folder name.

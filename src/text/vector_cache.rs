@@ -172,7 +172,7 @@ impl VectorCache {
             return Ok(());
         }
         let bytes = self.encode();
-        crate::data::write_atomic(&self.path, &bytes)?;
+        crate::io::write_atomic(&self.path, &bytes)?;
         self.dirty = false;
         Ok(())
     }

@@ -9,9 +9,9 @@
 use super::config::{Preprocessing, SplitName};
 use super::metrics::Quadrant;
 use crate::audio::PreprocessParams;
-use crate::cli::preprocess::{PreprocessArgs, preprocess, report_text};
 use crate::data::cache::{self, CacheFormat, Manifest};
 use crate::data::merge::{CsvTable, Split, detect};
+use crate::data::preprocess::{PreprocessOptions, preprocess, report_text};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -89,7 +89,7 @@ pub fn open(dir: &Path, preprocessing: Preprocessing, split: SplitName) -> Resul
     } else {
         let out = dir.join("moodgrad-cache").join(cache_subdir(preprocessing));
         let legacy = preprocessing == Preprocessing::Legacy;
-        let args = PreprocessArgs {
+        let args = PreprocessOptions {
             data: dir,
             out: Some(&out),
             jobs: None,

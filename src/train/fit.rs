@@ -70,7 +70,7 @@ pub fn fit<B: Backend>(
             text += &serde_json::to_string(r).expect("an epoch record serialises");
             text.push('\n');
         }
-        crate::data::write_atomic(&run.log(), text.as_bytes())?;
+        crate::io::write_atomic(&run.log(), text.as_bytes())?;
     }
     let mut log = LogWriter::append_to(&run.log())?;
     let mut epochs_run = 0;

@@ -21,6 +21,7 @@ pub mod outputs;
 pub mod plot;
 pub mod predictions;
 pub mod report;
+pub mod run;
 pub mod run_dir;
 pub mod schedule;
 pub mod session;

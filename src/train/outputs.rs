@@ -84,5 +84,5 @@ fn write_baselines(path: &std::path::Path, baselines: &[baselines::BaselineResul
     }
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))
         .map_err(|e| crate::error::Error::Invalid(format!("baselines: {e}")))?;
-    crate::data::write_atomic(path, text.as_bytes())
+    crate::io::write_atomic(path, text.as_bytes())
 }

@@ -68,7 +68,7 @@ pub fn write_csv(path: &Path, rows: &[PredictionRow]) -> Result<()> {
         .map_err(io)?;
     }
     let bytes = w.into_inner().map_err(|e| Error::file(path, format!("cannot write predictions: {e}")))?;
-    crate::data::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Reads a file written by `write_csv`; a bad row is an error naming the file, line and column.

@@ -215,6 +215,6 @@ impl RunReport<'_> {
 
     /// Writes the markdown atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::data::write_atomic(path, self.to_markdown().as_bytes())
+        crate::io::write_atomic(path, self.to_markdown().as_bytes())
     }
 }

@@ -1,9 +1,11 @@
 //! Named geometries of the backend primitives, with the length checks every backend runs
 //! before touching a buffer and the 32-bit index guard of the CUDA kernels.
 //!
-//! A primitive never takes positional sizes: it takes one of these structs, and its first line
-//! checks each buffer against it (`Error::Shape` naming the op and the buffer), so a shape can
-//! never be paired with a buffer of another length, whatever the caller did.
+//! A backend primitive (the op-family traits of `backend`) never takes positional sizes: it takes
+//! one of these structs, and its first line checks each buffer against it (`Error::Shape` naming
+//! the op and the buffer), so a shape can never be paired with a buffer of another length,
+//! whatever the caller did. Below the traits, the raw device's `gemm` keeps cuBLAS's
+//! (m, k, n) arguments; only the dense family, after its own check, calls it.
 
 use crate::error::{Error, Result};
 

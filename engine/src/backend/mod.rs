@@ -218,7 +218,7 @@ impl<B: Memory> UnitAffine<'_, B> {
     }
 }
 
-/// The fused VGG unit's passes around a bias-free 3×3 convolution (issue 10): BatchNorm →
+/// The fused VGG unit's passes around a bias-free 3×3 convolution: BatchNorm →
 /// ReLU → optional 2×2 max-pool in one pass forward, one routing pass and one normalisation pass
 /// backward. Nothing but z is saved: the ReLU mask and the pool's arg-max are recomputed from z.
 pub trait Unit: Memory {

@@ -1,4 +1,4 @@
-//! The SE block followed by global average pooling, folded into one op (issue 10): since the
+//! The SE block followed by global average pooling, folded into one op: since the
 //! gate is constant over each channel's plane, GAP(x · g) = g · mean(x). The forward reads x once
 //! (its channel means) and writes only [N, C]; the SE output map is never formed, x is not saved,
 //! and the backward makes one pass over the activation (writing dx) instead of three (GAP's

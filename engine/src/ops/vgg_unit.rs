@@ -1,4 +1,4 @@
-//! The VGG unit as one op (issue 10): conv (no bias) → BatchNorm → ReLU → optional 2×2 max-pool.
+//! The VGG unit as one op: conv (no bias) → BatchNorm → ReLU → optional 2×2 max-pool.
 //!
 //! The conv bias is folded away: BatchNorm subtracts the batch mean, so in training the bias
 //! changes nothing and its true gradient is exactly 0 (PyTorch's f32 autograd returns rounding

@@ -13,7 +13,7 @@ use crate::text::tokenize::LyricsTokenizer;
 use serde_json::json;
 use std::path::Path;
 
-/// Sizes of the built-in encoder (issue 8: 2 layers, hidden 128, 4 heads, FFN 512, ~8k WordPiece).
+/// Sizes of the built-in encoder (2 layers, hidden 128, 4 heads, FFN 512, ~8k WordPiece).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BuiltinConfig {
     /// Largest vocabulary learned (specials included); fewer when the lyrics have fewer pieces.
@@ -129,7 +129,7 @@ pub fn save_hf_dir<B: Backend>(
     crate::data::create_dir(dir)?;
     let cfg = serde_json::to_vec_pretty(&config_json(&encoder.config))
         .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
-    crate::data::write_atomic(&dir.join("config.json"), &cfg)?;
+    crate::io::write_atomic(&dir.join("config.json"), &cfg)?;
     tokenizer.save(&dir.join("tokenizer.json"))?;
     let mut file = TensorFile::default();
     let be = &store.backend;

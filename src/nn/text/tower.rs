@@ -173,7 +173,7 @@ impl LyricsTower {
         crate::data::create_dir(dir)?;
         let cfg = serde_json::to_vec_pretty(&config_json(&self.encoder.config))
             .map_err(|e| Error::Invalid(format!("config.json: {e}")))?;
-        crate::data::write_atomic(&dir.join("config.json"), &cfg)?;
+        crate::io::write_atomic(&dir.join("config.json"), &cfg)?;
         self.tokenizer.save(&dir.join("tokenizer.json"))
     }
 

@@ -70,6 +70,30 @@ pub struct ModelSection {
     pub modality: Modality,
 }
 
+impl ModelSection {
+    /// The section that describes `network` (the inverse of `Config::model_config`).
+    pub fn of(network: &ModelConfig) -> ModelSection {
+        ModelSection {
+            convs_per_block: network.convs_per_block,
+            channels: network.channels.clone(),
+            attention: match network.attention {
+                AttentionKind::Se => Attention::Se,
+                AttentionKind::Legacy => Attention::Legacy,
+            },
+            se_reduction: network.se_reduction,
+            audio_hidden: network.audio_hidden,
+            audio_out: network.audio_out,
+            head_hidden: network.head_hidden,
+            dropout: network.dropout,
+            modality: match network.inputs {
+                crate::nn::Inputs::Bimodal => Modality::Bimodal,
+                crate::nn::Inputs::Audio => Modality::Audio,
+                crate::nn::Inputs::Lyrics => Modality::Lyrics,
+            },
+        }
+    }
+}
+
 /// `[lyrics]`: the lyrics encoder.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LyricsSection {
@@ -130,24 +154,15 @@ pub struct LrGroup {
 impl Config {
     /// A preset by name (see the module docs).
     pub fn preset(name: &str) -> Result<Config> {
-        let convs_per_block = match name {
-            "model3" | "model5" | "tiny" => 1,
-            "model4" => 2,
-            _ => return Err(Error::Invalid(format!("unknown preset `{name}`: use {}", PRESETS.join(", ")))),
-        };
+        if !PRESETS.contains(&name) {
+            return Err(Error::Invalid(format!("unknown preset `{name}`: use {}", PRESETS.join(", "))));
+        }
+        // The network of each preset is the seed's, from the one table in nn (tiny shrinks
+        // MODEL_3's below).
+        let network = ModelConfig::preset(if name == "tiny" { "model3" } else { name }, AttentionKind::Se)?;
         let mut c = Config {
             preset: name.to_string(),
-            model: ModelSection {
-                convs_per_block,
-                channels: vec![64, 128, 256, 512],
-                attention: Attention::Se,
-                se_reduction: 16,
-                audio_hidden: 256,
-                audio_out: 64,
-                head_hidden: 100,
-                dropout: 0.5,
-                modality: Modality::Bimodal,
-            },
+            model: ModelSection::of(&network),
             lyrics: LyricsSection {
                 model: "bert-base-uncased".into(),
                 mode: LyricsMode::Frozen,
@@ -230,7 +245,7 @@ impl Config {
 
     /// Writes `to_toml` to `path` atomically (`RUN/config.toml`).
     pub fn write_resolved(&self, path: &Path) -> Result<()> {
-        crate::data::write_atomic(path, self.to_toml()?.as_bytes())
+        crate::io::write_atomic(path, self.to_toml()?.as_bytes())
     }
 
     /// The notebook ("legacy") counterpart of this config, as `moodgrad compare` trains it: legacy

@@ -1,4 +1,4 @@
-//! The fused VGG unit's BatchNorm → ReLU → max-pool passes (issue 10) on the CPU.
+//! The fused VGG unit's BatchNorm → ReLU → max-pool passes on the CPU.
 //!
 //! Forward reads z once and writes only the (pooled) output; the ReLU mask and the pool's
 //! arg-max are never stored: the backward recomputes them from z, writing the routed gradient

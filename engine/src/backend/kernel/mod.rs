@@ -1,6 +1,6 @@
 //! The kernel-launching backend: every backend primitive as launches of kernels/*.cu, with the
 //! grids and argument lists of docs/kernel-abi.md. Runs on CUDA and on the host simulator. One
-//! file per op family, beside the kernel file it launches.
+//! launcher file per op family, named after the kernels/*.cu file whose kernels it launches.
 
 mod allocator;
 mod attention;
