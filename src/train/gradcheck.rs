@@ -11,7 +11,7 @@ use crate::nn::{ModelConfig, SeedNet};
 use crate::params::{ParamStore, Slot};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
-use crate::train::{Batch, forward_backward, forward_loss};
+use crate::train::{Batch, mse_objective};
 
 type C64 = Cpu<f64>;
 
@@ -76,7 +76,7 @@ pub fn check_network(
         None => analytic(&be, be.clone(), &config, &weights, &batch, seed)?,
         Some(d) => crate::on_device!(d, |b| analytic(&be, Clone::clone(b), &config, &weights, &batch, seed))?,
     };
-    let f0 = forward_loss(&net, &mut store, &batch, true, seed)?;
+    let f0 = mse_objective(&net, &mut store, &batch, true, seed, false)?;
     let ids = store.param_ids();
     let mut rows = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
@@ -97,7 +97,7 @@ pub fn check_network(
             let orig = store.value(id).buf()[j];
             let mut at = |d: f64| -> Result<f64> {
                 store.value_mut(id).buf_mut().make_mut()[j] = orig + d;
-                forward_loss(&net, &mut store, &batch, true, seed)
+                mse_objective(&net, &mut store, &batch, true, seed, false)
             };
             // A kink at distance δ from the point leaves [x − h, x + h] once h < δ: shrink the
             // step (rounding grows as ε·|L|/h, still far below the tolerance at h/100).
@@ -160,7 +160,7 @@ fn analytic<B: Backend>(
         }
     }
     let batch = batch.to_backend(host, &be)?;
-    forward_backward(&net, &mut store, &batch, true, seed)?;
+    mse_objective(&net, &mut store, &batch, true, seed, true)?;
     store
         .param_ids()
         .iter()

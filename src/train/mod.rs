@@ -28,6 +28,6 @@ pub mod session;
 pub mod step;
 
 pub use step::{
-    Batch, BatchLyrics, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, forward_backward,
-    forward_loss, record_forward, train_step,
+    Batch, BatchLyrics, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,
+    record_forward, train_step,
 };

@@ -278,36 +278,27 @@ pub fn train_step<B: Backend>(
     Ok(StepReport { loss: lv, grad_norm: norm?, peak_bytes: be.memory().peak_bytes, phases, pred, audio })
 }
 
-/// Forward + backward of the MSE objective on a batch with its lyrics vectors given (gradients
-/// left in `store`, replacing old ones); returns the loss. The first half of `train_step`, for
-/// gradient checks.
-pub fn forward_backward<B: Backend>(
+/// The MSE objective on a batch with its lyrics vectors given, for gradient checks: its value
+/// and, with `backward`, the gradients (left in `store`, replacing old ones) — `train_step`
+/// without the update, or the loss alone on a tape that records nothing.
+pub fn mse_objective<B: Backend>(
     net: &SeedNet,
     store: &mut ParamStore<B>,
     batch: &Batch<B>,
     train: bool,
     seed: u64,
+    backward: bool,
 ) -> Result<f64> {
-    store.zero_grad();
     let be = store.backend.clone();
-    let mut tape = Tape::new(be.clone());
+    let mut tape = if backward { Tape::new(be.clone()) } else { Tape::no_grad(be.clone()) };
+    if backward {
+        store.zero_grad();
+    }
     let f = record_forward(&mut tape, net, store, &mut super::lyrics::NoLyrics, batch, &Objective::MSE, train, seed)?;
     let (_, loss) = needs_target(f)?;
     let lv = loss_value(&loss, &be)?;
-    tape.backward(&loss, store)?;
+    if backward {
+        tape.backward(&loss, store)?;
+    }
     Ok(lv)
-}
-
-/// The MSE objective's value alone, recording nothing.
-pub fn forward_loss<B: Backend>(
-    net: &SeedNet,
-    store: &mut ParamStore<B>,
-    batch: &Batch<B>,
-    train: bool,
-    seed: u64,
-) -> Result<f64> {
-    let be = store.backend.clone();
-    let mut tape = Tape::no_grad(be.clone());
-    let f = record_forward(&mut tape, net, store, &mut super::lyrics::NoLyrics, batch, &Objective::MSE, train, seed)?;
-    loss_value(&needs_target(f)?.1, &be)
 }

@@ -7,7 +7,7 @@ use moodgrad::nn::{AttentionKind, ModelConfig, SeedNet};
 use moodgrad::params::ParamStore;
 use moodgrad::rng::Rng;
 use moodgrad::tensor::Tensor;
-use moodgrad::train::{Batch, forward_backward};
+use moodgrad::train::{Batch, mse_objective};
 
 pub type C64 = Cpu<f64>;
 
@@ -47,7 +47,7 @@ pub fn loss_and_grads(cfg: &ModelConfig, width: usize, setup: impl Fn(&mut SeedN
     let mut store = ParamStore::new(be.clone());
     let mut net = SeedNet::new(cfg.clone(), &mut store, &mut Rng::new(3)).unwrap();
     setup(&mut net);
-    let loss = forward_backward(&net, &mut store, &batch(&be, 3, 12, width, cfg.lyrics_dim), true, 0).unwrap();
+    let loss = mse_objective(&net, &mut store, &batch(&be, 3, 12, width, cfg.lyrics_dim), true, 0, true).unwrap();
     let grads = store
         .param_ids()
         .into_iter()

@@ -197,7 +197,7 @@ pub fn workspace_bytes<T: Float>(algo: ConvAlgo, pass: Pass, g: &ConvGeom) -> us
     let elems = match (algo, pass) {
         (ConvAlgo::Im2col, _) => im2col::workspace_elems(pass, g),
         (ConvAlgo::Direct, Pass::BackwardInput) => g.weight_len() + forward_elems(algo, &im2col::adjoint(g), e),
-        (_, Pass::BackwardInput) => forward_elems(algo, &winograd::adjoint(g), e),
+        (_, Pass::BackwardInput) => forward_elems(algo, &im2col::adjoint(g), e),
         (_, Pass::Forward) => forward_elems(algo, g, e),
         (ConvAlgo::Direct, Pass::BackwardWeight) => direct::backward_weight_workspace(g),
         (ConvAlgo::WinogradF2, Pass::BackwardWeight) => winograd::backward_weight_workspace::<F2>(g, e),

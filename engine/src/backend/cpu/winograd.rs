@@ -91,22 +91,7 @@ pub fn forward<S: TileSize, T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: &Con
 /// The input gradient: the forward pass of the adjoint convolution (dy with the flipped,
 /// transposed kernel, padding 2 - pad), reading `w` flipped in the weight transform.
 pub fn backward_input<S: TileSize, T: Float>(dy: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
-    forward_impl::<S, T>(dy, w, true, None, &adjoint(g))
-}
-
-/// The adjoint geometry of a stride-1 3×3 convolution.
-pub fn adjoint(g: &ConvGeom) -> ConvGeom {
-    ConvGeom {
-        n: g.n,
-        c_in: g.c_out,
-        h: g.out_h(),
-        w: g.out_w(),
-        c_out: g.c_in,
-        kh: 3,
-        kw: 3,
-        stride: 1,
-        pad: 2 - g.pad,
-    }
+    forward_impl::<S, T>(dy, w, true, None, &super::im2col::adjoint(g))
 }
 
 /// `flip`: `w` holds the weights of the convolution whose adjoint `g` is.

@@ -96,15 +96,7 @@ impl Norm for KernelBackend {
         g: &ChannelGeom,
         bp: &BnParams,
     ) -> Result<(DevBuf, DevBuf, DevBuf)> {
-        let op = "batchnorm_forward_train";
-        let per_channel = [
-            ("gamma", gamma.len()),
-            ("beta", beta.len()),
-            ("running_mean", running_mean.len()),
-            ("running_var", running_var.len()),
-        ];
-        g.check(op, &[("x", x.len())], &[], &per_channel)?;
-        g.check_i32(op)?;
+        check_bn("batchnorm_forward_train", g, x, gamma, beta, running_mean, running_var)?;
         running_mean.make_unique()?;
         running_var.make_unique()?;
         let (mean, invstd) = self.batch_stats(x, None, running_mean, running_var, g, bp)?;
@@ -124,15 +116,7 @@ impl Norm for KernelBackend {
         g: &ChannelGeom,
         eps: f64,
     ) -> Result<DevBuf> {
-        let op = "batchnorm_forward_eval";
-        let per_channel = [
-            ("gamma", gamma.len()),
-            ("beta", beta.len()),
-            ("running_mean", running_mean.len()),
-            ("running_var", running_var.len()),
-        ];
-        g.check(op, &[("x", x.len())], &[], &per_channel)?;
-        g.check_i32(op)?;
+        check_bn("batchnorm_forward_eval", g, x, gamma, beta, running_mean, running_var)?;
         let (invstd, y) = (self.buf(g.c)?, self.buf(g.len())?);
         self.launch("bn_eval_invstd", ew(g.c), B1, 0, &[p(running_var), p(&invstd), i(g.c)?, f(eps)])?;
         let args = [p(x), p(gamma), p(beta), p(running_mean), p(&invstd), p(&y), i(g.n)?, i(g.c)?, i(g.hw)?];
@@ -159,4 +143,24 @@ impl Norm for KernelBackend {
         self.launch("bn_backward_apply", ew(g.len()), B1, 0, &args)?;
         Ok((dx, dgamma, dbeta))
     }
+}
+
+/// The BatchNorm forward passes' buffers against `g` (and its 32-bit index range).
+fn check_bn(
+    op: &'static str,
+    g: &ChannelGeom,
+    x: &DevBuf,
+    gamma: &DevBuf,
+    beta: &DevBuf,
+    running_mean: &DevBuf,
+    running_var: &DevBuf,
+) -> Result<()> {
+    let per_channel = [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+    ];
+    g.check(op, &[("x", x.len())], &[], &per_channel)?;
+    g.check_i32(op)
 }
