@@ -5,30 +5,11 @@ use super::dataset::SongRecord;
 use super::loader::{HostBatch, Prefetch, batches};
 use super::predictions::PredictionRow;
 use super::session::Session;
-use super::step::{Batch, BatchLyrics, Forward, Objective, record_forward};
+use super::step::{Forward, Objective, record_forward};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::Inputs;
 use crate::tape::Tape;
-use crate::tensor::Tensor;
 use std::sync::Arc;
-
-impl HostBatch {
-    /// The batch on `be` for a network taking `inputs`: spectrograms unless it is lyrics-only,
-    /// the songs' lyrics through the run's lyrics side, targets and quadrants when the batch has
-    /// targets.
-    pub fn upload<B: Backend>(&self, be: &B, songs: &[SongRecord], inputs: Inputs) -> Result<Batch<B>> {
-        let n = self.songs.len();
-        let audio = match inputs {
-            Inputs::Lyrics => None,
-            _ => Some(Tensor::new(vec![n, 1, self.n_mels, self.frames], be.upload_f32(&self.audio)?)?),
-        };
-        let target =
-            if self.target.is_empty() { None } else { Some(Tensor::new(vec![n, 2], be.upload_f32(&self.target)?)?) };
-        let quadrant = self.songs.iter().map(|&i| songs[i].quadrant.index() as u32).collect();
-        Ok(Batch { audio, lyrics: BatchLyrics::Songs(self.songs.clone()), target, quadrant })
-    }
-}
 
 /// One batch of the session's songs on `tape`: the forward and, with targets, the session's
 /// objective.

@@ -2,20 +2,42 @@
 //! while the step computes batch k, the thread reads batch k + 1 (and one more).
 
 use super::dataset::SongRecord;
+use super::step::{Batch, BatchLyrics};
+use crate::backend::Backend;
 use crate::data::npy;
 use crate::error::{Error, Result};
+use crate::nn::Inputs;
+use crate::tensor::Tensor;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
-/// One batch on the host: song indices, [B, 1, 128, T] spectrograms, [B, 2] targets.
+/// One batch on the host, as the loader thread reads it: song indices, [B, 1, 128, T]
+/// spectrograms, [B, 2] targets. `upload` makes it the step's `Batch` on a device.
 pub struct HostBatch {
     pub songs: Vec<usize>,
     pub audio: Vec<f32>,
     pub n_mels: usize,
     pub frames: usize,
     pub target: Vec<f32>,
+}
+
+impl HostBatch {
+    /// The batch on `be` for a network taking `inputs`: spectrograms unless it is lyrics-only,
+    /// the songs' lyrics through the run's lyrics side, targets and quadrants when the batch has
+    /// targets.
+    pub fn upload<B: Backend>(&self, be: &B, songs: &[SongRecord], inputs: Inputs) -> Result<Batch<B>> {
+        let n = self.songs.len();
+        let audio = match inputs {
+            Inputs::Lyrics => None,
+            _ => Some(Tensor::new(vec![n, 1, self.n_mels, self.frames], be.upload_f32(&self.audio)?)?),
+        };
+        let target =
+            if self.target.is_empty() { None } else { Some(Tensor::new(vec![n, 2], be.upload_f32(&self.target)?)?) };
+        let quadrant = self.songs.iter().map(|&i| songs[i].quadrant.index() as u32).collect();
+        Ok(Batch { audio, lyrics: BatchLyrics::Songs(self.songs.clone()), target, quadrant })
+    }
 }
 
 /// Reads one song's [n_mels, frames] spectrogram, refusing non-finite values by song and file.
