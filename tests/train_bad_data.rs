@@ -197,6 +197,20 @@ fn resume_with_another_config_is_refused_naming_the_difference() {
 }
 
 #[test]
+fn resume_without_the_best_weights_is_refused_naming_the_file() {
+    let d = dataset("resume-best");
+    let run = tmp("resume-best-run");
+    let (ok, out) = train(&d, &run, &[]);
+    assert!(ok, "{out}");
+    let best = run.join("best.safetensors");
+    std::fs::remove_file(&best).unwrap();
+    // Before this was refused, the resumed run ended writing its last weights as the "best".
+    let (ok, out) = train(&d, &run, &["--resume"]);
+    assert!(!ok && out.contains("best.safetensors") && out.contains("records epoch 1 as the best"), "{out}");
+    assert!(!best.exists(), "nothing was written under the best's name");
+}
+
+#[test]
 fn a_lyrics_model_that_is_not_found_stops_before_any_work() {
     let d = tmp("hub");
     let (ok, out) = moodgrad(&["synth", "--out", s(&d), "--songs", "8"]);

@@ -120,6 +120,16 @@ impl<B: Backend> Session<B> {
         let sched = LrScheduler::state_from_json(&ck.scheduler)?;
         let best = match (es.best(), best_file) {
             (Some(_), Some(p)) if self.keeps_best() && p.exists() => Some(io::read(p)?),
+            // Going on without it would end the run with the last weights under the best's name.
+            (Some((epoch, _)), Some(p)) if self.keeps_best() => {
+                return Err(Error::file(
+                    p,
+                    format!(
+                        "missing: the checkpoint records epoch {epoch} as the best, but its weights are gone; put \
+                         the file back (a copy of this run's best.safetensors), or start the run again in a new --out"
+                    ),
+                ));
+            }
             _ => None,
         };
         io::load_state_dict(&mut self.store, dir, &ck.model, &[])?;
