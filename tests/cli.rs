@@ -84,6 +84,15 @@ fn step_from_init_writes_everything_and_bad_files_fail_cleanly() {
     assert!(!ok && out.contains("w.safetensors") && !out.contains("panicked"), "{out}");
     let (ok, out) = moodgrad(&[&args[..], &["--attention", "legacy"]].concat());
     assert!(!ok && out.contains("missing tensor") && !out.contains("panicked"), "{out}");
+    // A weights file without one conv weight names that tensor (not a neighbour's shape).
+    let mut partial = moodgrad::io::read(&w).unwrap();
+    partial.tensors.remove("audio_tower.features.4.weight");
+    let pw = d.join("partial.safetensors");
+    moodgrad::io::write(&pw, &partial).unwrap();
+    let mut a5 = args;
+    a5[2] = pw.to_str().unwrap();
+    let (ok, out) = moodgrad(&a5);
+    assert!(!ok && out.contains("`audio_tower.features.4.weight` is missing") && out.contains("partial"), "{out}");
     let mut a3 = args;
     a3[4] = "/nonexistent/batch.safetensors";
     let (ok, out) = moodgrad(&a3);

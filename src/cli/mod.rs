@@ -95,6 +95,23 @@ pub fn config_for_weights(
         ));
     }
     let per = cfg.convs_per_block;
+    // The k-th conv of the seed's layout sits at features.(block·(3·per + 1) + 3·j): conv, bn, relu
+    // per conv, a pool after each block. A conv weight that is absent shifts every later one, so
+    // name it here rather than let the widths inferred below fail on a neighbour's shape.
+    for (k, &(index, _)) in convs.iter().enumerate() {
+        let want = k / per * (3 * per + 1) + 3 * (k % per);
+        if index != want {
+            let present: Vec<String> = convs.iter().map(|c| c.0.to_string()).collect();
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor `audio_tower.features.{want}.weight` is missing (conv weights found at features {}; \
+                     {per} conv(s) per block for --model {model}): is the file complete, and the --model right?",
+                    present.join(", ")
+                ),
+            ));
+        }
+    }
     if !convs.len().is_multiple_of(per) {
         return Err(Error::file(
             path,
