@@ -365,6 +365,13 @@ impl CsvTable {
         }
         let mut rows = Vec::new();
         let mut bad = Vec::new();
+        let bad_row = |song: String, line, detail: String| Skip {
+            song,
+            kind: SkipKind::BadCsvRow,
+            file: path.to_path_buf(),
+            line: Some(line),
+            detail,
+        };
         let mut rec = csv::ByteRecord::new();
         loop {
             let line_before = line_at(rdr.position().byte());
@@ -388,41 +395,23 @@ impl CsvTable {
                         }
                     }
                     if let Some(i) = utf8_err {
-                        bad.push(Skip {
-                            song: first,
-                            kind: SkipKind::BadCsvRow,
-                            file: path.to_path_buf(),
-                            line: Some(line),
-                            detail: format!(
-                                "column `{}` is not UTF-8 text (save the file as UTF-8)",
-                                headers.get(i).map(String::as_str).unwrap_or("?")
-                            ),
-                        });
+                        let column = headers.get(i).map(String::as_str).unwrap_or("?");
+                        let why = format!("column `{column}` is not UTF-8 text (save the file as UTF-8)");
+                        bad.push(bad_row(first, line, why));
                     } else if fields.len() != headers.len() {
-                        bad.push(Skip {
-                            song: first,
-                            kind: SkipKind::BadCsvRow,
-                            file: path.to_path_buf(),
-                            line: Some(line),
-                            detail: format!(
-                                "{} fields where the header has {} (a field with a comma must be in double quotes)",
-                                fields.len(),
-                                headers.len()
-                            ),
-                        });
+                        let why = format!(
+                            "{} fields where the header has {} (a field with a comma must be in double quotes)",
+                            fields.len(),
+                            headers.len()
+                        );
+                        bad.push(bad_row(first, line, why));
                     } else {
                         rows.push((line, fields));
                     }
                 }
                 Err(e) => {
                     let line = e.position().map(|p| line_at(p.byte())).unwrap_or(line_before);
-                    bad.push(Skip {
-                        song: "?".into(),
-                        kind: SkipKind::BadCsvRow,
-                        file: path.to_path_buf(),
-                        line: Some(line),
-                        detail: format!("unreadable row: {e}"),
-                    });
+                    bad.push(bad_row("?".into(), line, format!("unreadable row: {e}")));
                     if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }) {
                         break;
                     }

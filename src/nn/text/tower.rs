@@ -133,7 +133,17 @@ impl LyricsTower {
         let config = cfg.encoder_config(&tokenizer)?;
         check_max_len(&config, max_len, Path::new("the built-in encoder"))?;
         let encoder = TextEncoder::new(store, prefix, &config, &mut Rng::new(seed))?;
-        Ok(LyricsTower {
+        Ok(LyricsTower::builtin_parts(encoder, tokenizer, pooling, max_len))
+    }
+
+    /// A built-in tower from its parts (it trains whole).
+    fn builtin_parts(
+        encoder: TextEncoder,
+        tokenizer: LyricsTokenizer,
+        pooling: Pooling,
+        max_len: usize,
+    ) -> LyricsTower {
+        LyricsTower {
             encoder,
             tokenizer,
             pooling,
@@ -141,7 +151,7 @@ impl LyricsTower {
             source: TowerSource::Builtin,
             mode: TowerMode::Full,
             fingerprint: OnceLock::new(),
-        })
+        }
     }
 
     /// A built-in tower saved with [`save_files`](Self::save_files) (config.json, tokenizer.json):
@@ -157,15 +167,7 @@ impl LyricsTower {
         let tokenizer = LyricsTokenizer::from_tokenizer_json(&dir.join("tokenizer.json"))?;
         check_max_len(&config, max_len, &dir.join("config.json"))?;
         let encoder = TextEncoder::new(store, prefix, &config, &mut Rng::new(0))?;
-        Ok(LyricsTower {
-            encoder,
-            tokenizer,
-            pooling,
-            max_len,
-            source: TowerSource::Builtin,
-            mode: TowerMode::Full,
-            fingerprint: OnceLock::new(),
-        })
+        Ok(LyricsTower::builtin_parts(encoder, tokenizer, pooling, max_len))
     }
 
     /// config.json and tokenizer.json into `dir` (beside the run's weights).
