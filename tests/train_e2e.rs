@@ -353,4 +353,10 @@ fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     assert!(ok, "{again}");
     assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md);
     println!("second compare: {:.1} s", t0.elapsed().as_secs_f64());
+    // Other settings over the same --out: the finished runs are not reported as the new study's.
+    let mut other = args.to_vec();
+    other[10] = "2";
+    let (ok, text) = moodgrad(&other);
+    assert!(!ok && text.contains("trained with another config") && text.contains("epochs"), "{text}");
+    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md, "the table stays the old study's");
 }

@@ -87,6 +87,12 @@ fn run_one<B: Backend>(
     let run = RunDir::new(dir);
     let done = run.predictions("test");
     if done.is_file() && run.best().is_file() {
+        // Reported as this study's run only if it was trained with this study's settings.
+        run.check_config(
+            &cfg,
+            "a finished run here was trained with another config",
+            "give the study another --out (or delete this run folder to retrain it)",
+        )?;
         println!("  reusing {}", dir.display());
         return read_csv(&done);
     }

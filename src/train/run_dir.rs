@@ -50,31 +50,33 @@ impl RunDir {
                 Err(Error::file(&self.root, "already holds a run; continue it with --resume, or choose another --out"))
             }
             (false, true) => Err(Error::file(&self.root, "holds no run to resume (no config.toml / checkpoint)")),
-            (true, true) => {
-                let saved = Config::load(&self.config())?;
-                if saved != *cfg {
-                    let (a, b) = (saved.to_toml()?, cfg.to_toml()?);
-                    let diff: Vec<String> = a
-                        .lines()
-                        .zip(b.lines())
-                        .filter(|(x, y)| x != y)
-                        .take(5)
-                        .map(|(x, y)| format!("`{x}` (run) vs `{y}` (now)"))
-                        .collect();
-                    return Err(Error::file(
-                        self.config(),
-                        format!(
-                            "--resume with another config: {}; resume with the run's own settings or start a new --out",
-                            diff.join("; ")
-                        ),
-                    ));
-                }
-                Ok(())
-            }
+            (true, true) => self.check_config(
+                cfg,
+                "--resume with another config",
+                "resume with the run's own settings or start a new --out",
+            ),
             (false, false) => {
                 crate::data::create_dir(&self.root)?;
                 cfg.write_resolved(&self.config())
             }
         }
+    }
+
+    /// Refuses `cfg` unless it is the run's own (`config.toml`): `what` and up to five differing
+    /// lines, then `fix`.
+    pub fn check_config(&self, cfg: &Config, what: &str, fix: &str) -> Result<()> {
+        let saved = Config::load(&self.config())?;
+        if saved == *cfg {
+            return Ok(());
+        }
+        let (a, b) = (saved.to_toml()?, cfg.to_toml()?);
+        let diff: Vec<String> = a
+            .lines()
+            .zip(b.lines())
+            .filter(|(x, y)| x != y)
+            .take(5)
+            .map(|(x, y)| format!("`{x}` (run) vs `{y}` (now)"))
+            .collect();
+        Err(Error::file(self.config(), format!("{what}: {}; {fix}", diff.join("; "))))
     }
 }
