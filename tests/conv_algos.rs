@@ -171,6 +171,7 @@ fn several_blocks_per_pass_in_f32() {
 #[test]
 fn the_f32_checks_hold_on_the_portable_paths() {
     if std::env::var_os(SIMD_VAR).is_some() {
+        // This process already runs the portable paths: the tests named below do so themselves.
         return;
     }
     let tests = ["every_algorithm_matches_the_definition_in_f32", "several_blocks_per_pass_in_f32", "selection_table"];

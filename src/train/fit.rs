@@ -6,6 +6,7 @@
 //! epoch k + 1 exactly, so after a kill at any instant `--resume` ends with the same weights as an
 //! uninterrupted run, bit for bit on the CPU.
 
+use super::checkpoint;
 use super::dataset::{SongRecord, TrainData};
 use super::infer::predict;
 use super::log::{EpochRecord, GroupLr, LogWriter, SplitMetrics, read_log};
@@ -18,7 +19,6 @@ use crate::cputime::{PhaseTime, Stopwatch, timed};
 use crate::error::{Error, Result};
 use crate::io;
 use crate::optim::Interval;
-use crate::train::checkpoint;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;

@@ -2,6 +2,7 @@
 //! gradcheck`): every parameter tensor, through the whole network, on the CPU or any device,
 //! judged with the engine's kink-aware quotients (`moodgrad_engine::gradcheck`).
 
+use super::{Batch, mse_objective};
 use crate::backend::Backend;
 use crate::backend::cpu::Cpu;
 use crate::device::Device;
@@ -11,7 +12,6 @@ use crate::nn::{ModelConfig, SeedNet};
 use crate::params::{ParamStore, Slot};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
-use crate::train::{Batch, mse_objective};
 
 type C64 = Cpu<f64>;
 

@@ -44,7 +44,7 @@ impl RunDir {
 
     /// Prepares the folder for a new run, or checks that `--resume` continues the same one.
     pub fn prepare(&self, cfg: &Config, resume: bool) -> Result<()> {
-        let has_run = self.config().exists() || crate::train::checkpoint::exists(&self.checkpoint());
+        let has_run = self.config().exists() || super::checkpoint::exists(&self.checkpoint());
         match (has_run, resume) {
             (true, false) => {
                 Err(Error::file(&self.root, "already holds a run; continue it with --resume, or choose another --out"))

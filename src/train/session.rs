@@ -1,6 +1,7 @@
 //! A training session: the model, its parameters, the optimiser, the schedule, early stopping
 //! and the run's random stream, built from a config, saved to and restored from a checkpoint.
 
+use super::checkpoint::Checkpoint;
 use super::config::{Config, Restore};
 use super::early_stop::EarlyStopping;
 use super::lyrics::LyricsSide;
@@ -12,7 +13,6 @@ use crate::nn::SeedNet;
 use crate::optim::{Adam, AdamConfig, LrScheduler, ParamGroup};
 use crate::params::ParamStore;
 use crate::rng::{Rng, mix64};
-use crate::train::checkpoint::Checkpoint;
 use serde_json::json;
 use std::path::Path;
 
