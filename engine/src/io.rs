@@ -194,12 +194,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::file(folder, format!("cannot sync the folder after writing {}: {e}", path.display())))
 }
 
-/// Every state_dict entry (parameters, buffers, counters) as host tensors under its name.
+/// Every state_dict entry (parameters, buffers, counters) as host tensors under its name, in the
+/// backend's precision: F32 (PyTorch's checkpoints), or F64 from the f64 CPU backend, whose
+/// weights a file must hold exactly (its best-epoch copy, checkpoints, goldens).
 pub fn state_dict<B: Backend>(store: &ParamStore<B>) -> Result<BTreeMap<String, HostTensor>> {
     let be = &store.backend;
+    let f64_store = <B::Elem as crate::float::Float>::NAME == "f64";
     let mut out = BTreeMap::new();
     for e in store.entries() {
         let t = match &e.slot {
+            Slot::Param { value, .. } | Slot::Buffer { value } if f64_store => {
+                HostTensor::f64(value.shape(), value.to_f64(be)?)
+            }
             Slot::Param { value, .. } | Slot::Buffer { value } => host_f32(be, value)?,
             Slot::Counter(c) => HostTensor::i64(&[], vec![*c]),
         };

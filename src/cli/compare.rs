@@ -12,7 +12,7 @@ use crate::train::compare::{ModelRuns, build};
 use crate::train::config::Config;
 use crate::train::dataset;
 use crate::train::predictions::read_csv;
-use crate::train::run::train_run;
+use crate::train::run::{RunStart, train_run};
 use crate::train::run_dir::RunDir;
 use std::path::{Path, PathBuf};
 
@@ -98,7 +98,7 @@ fn run_one<B: Backend>(
     }
     let resume = crate::train::checkpoint::exists(&run.checkpoint());
     let mut last = String::new();
-    train_run(be, cfg, data, dir, resume, &mut |line| {
+    train_run(be, cfg, data, dir, &RunStart::resume(resume), &mut |line| {
         if line.starts_with("epoch") || line.starts_with("test:") {
             last = line.to_string();
         }

@@ -12,7 +12,7 @@ use crate::data::synth::SynthConfig;
 use crate::error::{Error, Result};
 use crate::train::config::Config;
 use crate::train::predictions::evaluate;
-use crate::train::run::train_run;
+use crate::train::run::{RunStart, train_run};
 use std::path::Path;
 
 /// Marks a folder as the demo's own, so a later demo may replace its `run/`.
@@ -75,7 +75,7 @@ fn run_on<B: crate::backend::Backend>(be: B, a: &DemoArgs) -> Result<()> {
         )?;
     }
     let cfg = demo_config(a.epochs, a.seed)?;
-    let rows = train_run(be, cfg, &data, &run, false, &mut |line| println!("{line}"))?;
+    let rows = train_run(be, cfg, &data, &run, &RunStart::fresh(), &mut |line| println!("{line}"))?;
     let report = evaluate("test", &rows);
     let mean = train_mean_mae(&run)?;
     println!(

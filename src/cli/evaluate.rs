@@ -91,6 +91,9 @@ fn print_report(r: &EvalReport) {
         println!("  {name:<8} MAE {:.4}  RMSE {:.4}  R² {:.4}  Pearson {:.4}", d.mae, d.rmse, d.r2, d.pearson);
     }
     println!("  quadrant accuracy {:.4}  macro-F1 {:.4}", r.quadrant.accuracy, r.quadrant.macro_f1);
+    if let Some(l) = r.loss {
+        println!("  loss {l:.6} (the training objective, as the log's validation loss)");
+    }
 }
 
 /// The run's data folder as `run.json` recorded it.
@@ -129,9 +132,11 @@ fn evaluate_on<B: Backend>(be: B, a: &EvaluateArgs, source: &Source) -> Result<(
     let lyrics = lyrics_side(&cfg, &mut store, &data, &places, &mut |l| eprintln!("{l}"))?;
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
     s.load_weights(&weights)?;
-    let (rows, _) = predict(&mut s, &songs, data.splits.get(split), cfg.train.batch_size)?;
+    let (rows, loss) = predict(&mut s, &songs, data.splits.get(split), cfg.train.batch_size)?;
     if let (Source::Run(run), None) = (source, &a.data) {
         write_csv(&run.predictions(&a.split), &rows)?;
     }
-    Ok((evaluate(&a.split, &rows), rows))
+    let mut report = evaluate(&a.split, &rows);
+    report.loss = Some(loss).filter(|l| l.is_finite());
+    Ok((report, rows))
 }

@@ -5,7 +5,8 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::train::config::{Config, LyricsMode};
-use crate::train::run::train_run;
+use crate::train::init_weights::{self, InitWeights};
+use crate::train::run::{RunStart, train_run};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -33,6 +34,19 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start from these weights (safetensors under PyTorch's names, e.g. a converted state_dict or
+    /// another run's best.safetensors) instead of the seed's initialisation. Strict: every tensor
+    /// with its shape, nothing extra. Recorded in run.json.
+    #[arg(long, value_name = "FILE")]
+    pub init_weights: Option<PathBuf>,
+    /// With --init-weights: rename file keys starting with FROM to start with TO first (e.g.
+    /// `model.=` for a wrapper's state_dict); repeatable, the first match applies.
+    #[arg(long, value_name = "FROM=TO", value_parser = init_weights::parse_prefix, requires = "init_weights")]
+    pub init_prefix: Vec<(String, String)>,
+    /// With --init-weights: load the tensors that match and report the missing and unused ones
+    /// (PyTorch's strict=False) instead of refusing.
+    #[arg(long, requires = "init_weights")]
+    pub init_partial: bool,
     /// auto (CUDA if a GPU answers, else CPU), cpu, cuda[:N], or sim (CUDA kernels on the host).
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -96,5 +110,11 @@ pub fn run(a: &TrainArgs) -> Result<()> {
 }
 
 fn run_on<B: Backend>(be: B, a: &TrainArgs, cfg: Config) -> Result<()> {
-    train_run(be, cfg, &a.data, &a.out, a.resume, &mut |line| println!("{line}")).map(|_| ())
+    let init = a.init_weights.as_ref().map(|path| InitWeights {
+        path: path.clone(),
+        prefix_map: a.init_prefix.clone(),
+        partial: a.init_partial,
+    });
+    let start = RunStart { resume: a.resume, init };
+    train_run(be, cfg, &a.data, &a.out, &start, &mut |line| println!("{line}")).map(|_| ())
 }

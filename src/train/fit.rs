@@ -1,4 +1,4 @@
-//! The training loop: shuffled batches, dropout, clipping, the schedule, early stopping that
+//! The training loop: shuffled (or fixed-order) batches, dropout, clipping, the schedule, early stopping that
 //! restores a deep copy of the true best epoch, one log line and one checkpoint per epoch.
 //!
 //! Determinism: every random choice (the shuffle, each step's dropout seed) comes from the
@@ -81,8 +81,10 @@ pub fn fit<B: Backend>(
         let epoch = s.epochs_done + 1;
         let t0 = Instant::now();
         let mut order = data.splits.train.clone();
-        for i in (1..order.len()).rev() {
-            order.swap(i, s.rng.below(i + 1));
+        if s.cfg.train.shuffle {
+            for i in (1..order.len()).rev() {
+                order.swap(i, s.rng.below(i + 1));
+            }
         }
         let plan = super::loader::batches(&order, bs);
         let pb = bar(plan.len() as u64, epoch, epochs);
@@ -96,8 +98,8 @@ pub fn fit<B: Backend>(
             data_wait += wait.wall_s;
             let Some((k, b)) = next else { break };
             let mut host = b?;
-            if epoch == 2 && k == 0 && crate::fault::injected("stall_in_epoch_2") {
-                // Hold here until killed: a kill inside epoch 2 whatever the machine's speed.
+            if k == 0 && crate::fault::stall_epoch() == Some(epoch) {
+                // Hold here until killed: a kill inside this epoch whatever the machine's speed.
                 loop {
                     std::thread::sleep(std::time::Duration::from_secs(1));
                 }

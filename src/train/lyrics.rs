@@ -22,6 +22,11 @@ pub trait LyricsSide<B: Backend>: Send {
     ) -> Result<Option<Var<B>>>;
     /// A short description for logs and reports.
     fn describe(&self) -> String;
+    /// Writes what this side learned from the data before training (the built-in encoder's
+    /// vocabulary) into the run's `dir`; nothing for the others.
+    fn save_learned(&self, _dir: &std::path::Path) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Audio-only models.

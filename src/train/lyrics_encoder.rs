@@ -23,7 +23,7 @@ pub struct LyricsPlaces<'a> {
     /// cached, as `predict` does for new songs).
     pub cache: Option<&'a Path>,
     /// `RUN/lyrics_encoder/`: the built-in encoder's config.json and tokenizer.json. Read when
-    /// present (resume, evaluate, predict); written when a new built-in vocabulary is learned.
+    /// present (resume, evaluate, predict); a new built-in vocabulary goes there by `save_learned`.
     pub encoder_files: &'a Path,
     /// Whether a missing built-in vocabulary may be learned here (a new run) or is an error.
     pub learn: bool,
@@ -32,7 +32,18 @@ pub struct LyricsPlaces<'a> {
 /// Checks, before any work, that the config's lyrics model can be found (a folder, or a hub name
 /// in the local Hugging Face cache); the error names the places looked and `--lyrics-model builtin`.
 pub fn check_model(cfg: &Config) -> Result<()> {
-    if cfg.model.modality == Modality::Audio || cfg.builtin_lyrics() {
+    if cfg.model.modality == Modality::Audio {
+        return Ok(());
+    }
+    if !cfg.lyrics.vectors.is_empty() {
+        let p = Path::new(&cfg.lyrics.vectors);
+        return if p.is_file() {
+            Ok(())
+        } else {
+            Err(Error::file(p, "[lyrics] vectors: no such file (write one with `moodgrad encode`)"))
+        };
+    }
+    if cfg.builtin_lyrics() {
         return Ok(());
     }
     crate::text::hf::resolve_model(&cfg.lyrics.model).map(|_| ())
@@ -53,6 +64,36 @@ fn tower_mode(cfg: &Config) -> TowerMode {
         LyricsMode::Finetune => TowerMode::Full,
         LyricsMode::TopK => TowerMode::FineTuneTop(cfg.lyrics.layers),
     }
+}
+
+/// The lyrics side of `[lyrics] vectors`: song i's vector is the file's tensor named by its id
+/// (or, failing that, by its lyric file's stem, as `moodgrad encode` names them). A song without
+/// one, or a vector of another width or with a non-finite value, is an error naming both.
+pub fn vectors_from_file(cfg: &Config, songs: &[SongRecord]) -> Result<FixedVectors> {
+    let path = Path::new(&cfg.lyrics.vectors);
+    let file = crate::io::read(path)?;
+    let mut dim = None;
+    let mut rows = Vec::with_capacity(songs.len());
+    for s in songs {
+        let stem = s.lyric.as_ref().and_then(|p| p.file_stem()).map(|x| x.to_string_lossy().into_owned());
+        let t = file.tensors.get(&s.id).or_else(|| stem.as_ref().and_then(|k| file.tensors.get(k))).ok_or_else(|| {
+            Error::file(path, format!("no vector for song {} (a tensor named `{}`); encode its lyric again", s.id, s.id))
+        })?;
+        if t.shape.len() != 1 || dim.is_some_and(|d| d != t.shape[0]) {
+            return Err(Error::file(
+                path,
+                format!("song {}: vector of shape {:?}, expected [{}]", s.id, t.shape, dim.unwrap_or(t.len())),
+            ));
+        }
+        dim = Some(t.shape[0]);
+        let v: Vec<f32> = t.to_f64().iter().map(|&x| x as f32).collect();
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(Error::file(path, format!("song {}: the vector holds a non-finite value", s.id)));
+        }
+        rows.push(v);
+    }
+    let dim = dim.ok_or_else(|| Error::file(path, "no songs to look up"))?;
+    Ok(FixedVectors { dim, rows, what: format!("vectors given as data ({}, width {dim})", path.display()) })
 }
 
 /// Each song's lyric text, in song order; a missing or unreadable lyric is an error naming the
@@ -90,7 +131,16 @@ pub fn build<B: Backend>(
     if cfg.model.modality == Modality::Audio {
         return Ok(Box::new(NoLyrics));
     }
+    if !cfg.lyrics.vectors.is_empty() {
+        return Err(Error::Invalid(format!(
+            "this run read its lyric vectors from {} ([lyrics] vectors): new songs need vectors from an encoder; \
+             train with [lyrics] model set and no `vectors` to predict from lyric text",
+            cfg.lyrics.vectors
+        )));
+    }
     let (pool, max_len) = (pooling(cfg.lyrics.pool), cfg.lyrics.max_len);
+    // A vocabulary learned here is saved by `save_learned`, once the run's folder exists.
+    let mut learned = false;
     let mut tower = if cfg.builtin_lyrics() {
         if places.encoder_files.join("tokenizer.json").is_file() {
             LyricsTower::builtin_from_files(store, PREFIX, places.encoder_files, pool, max_len)?
@@ -111,7 +161,7 @@ pub fn build<B: Backend>(
                 max_len,
                 cfg.train.seed,
             )?;
-            t.save_files(places.encoder_files)?;
+            learned = true;
             t
         }
     } else if cfg.lyrics.mode == LyricsMode::Frozen {
@@ -143,7 +193,7 @@ pub fn build<B: Backend>(
         pool.name(),
         tower.hidden_size()
     );
-    Ok(Box::new(EncoderLyrics { tower, texts, what }))
+    Ok(Box::new(EncoderLyrics { tower, texts, what, learned }))
 }
 
 /// A progress bar for the one-off encoding (hidden when stderr is not a terminal).
@@ -165,6 +215,8 @@ pub struct EncoderLyrics {
     /// Song i's lyric.
     pub texts: Vec<String>,
     what: String,
+    /// A built-in vocabulary learned by this run (not yet in the run's folder).
+    learned: bool,
 }
 
 impl<B: Backend> LyricsSide<B> for EncoderLyrics {
@@ -190,5 +242,8 @@ impl<B: Backend> LyricsSide<B> for EncoderLyrics {
     }
     fn describe(&self) -> String {
         self.what.clone()
+    }
+    fn save_learned(&self, dir: &Path) -> Result<()> {
+        if self.learned { self.tower.save_files(dir) } else { Ok(()) }
     }
 }

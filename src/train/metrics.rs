@@ -246,13 +246,15 @@ impl MetricsAcc {
             valence: self.valence.finish(),
             arousal: self.arousal.finish(),
             quadrant: self.confusion.classification(),
+            loss: None,
         }
     }
 }
 
 /// What `moodgrad evaluate --json` prints, one line:
 /// `{"split": "test", "n": N, "valence": {"mae", "rmse", "r2", "pearson"}, "arousal": {…},
-/// "quadrant": {"accuracy", "macro_f1"}}`.
+/// "quadrant": {"accuracy", "macro_f1"}, "loss"}` (`loss`, where computed: the training objective on
+/// the split, as the log's validation loss is, the mean over batches of each batch's mean).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub split: String,
@@ -260,6 +262,8 @@ pub struct EvalReport {
     pub valence: Regression,
     pub arousal: Regression,
     pub quadrant: Classification,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
 }
 
 impl EvalReport {

@@ -12,6 +12,7 @@ pub mod early_stop;
 pub mod fit;
 pub mod gradcheck;
 pub mod infer;
+pub mod init_weights;
 pub mod loader;
 pub mod log;
 pub mod lyrics;

@@ -6,6 +6,7 @@ use super::config::{Config, Modality};
 use super::dataset::{self, SongRecord, TrainData};
 use super::fit::{FitSummary, fit};
 use super::infer::predict;
+use super::init_weights::{self, InitWeights};
 use super::lyrics::LyricsSide;
 use super::lyrics_encoder::{self, LyricsPlaces};
 use super::outputs::write_report;
@@ -14,7 +15,7 @@ use super::report::TrainingSummary;
 use super::run_dir::RunDir;
 use super::session::Session;
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::params::ParamStore;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,22 +28,50 @@ pub fn lyrics_side<B: Backend>(
     places: &LyricsPlaces,
     say: &mut dyn FnMut(&str),
 ) -> Result<Box<dyn LyricsSide<B>>> {
+    if cfg.model.modality != Modality::Audio && !cfg.lyrics.vectors.is_empty() {
+        return Ok(Box::new(lyrics_encoder::vectors_from_file(cfg, &data.songs)?));
+    }
     // `build` gives audio-only models no lyrics side; only the others read their lyric files.
     let texts =
         if cfg.model.modality == Modality::Audio { Vec::new() } else { lyrics_encoder::read_texts(&data.songs, say)? };
     lyrics_encoder::build(cfg, store, texts, &data.splits.train, places, say)
 }
 
+/// Where a run starts: fresh (the seed's initialisation, or `init` weights) or resumed from
+/// its checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct RunStart {
+    pub resume: bool,
+    pub init: Option<InitWeights>,
+}
+
+impl RunStart {
+    pub fn fresh() -> Self {
+        RunStart::default()
+    }
+    pub fn resume(resume: bool) -> Self {
+        RunStart { resume, init: None }
+    }
+}
+
 /// Trains `cfg` on `data_dir` into `out` (or resumes it) and evaluates the test split; returns
-/// the test predictions. `say` receives the progress lines.
+/// the test predictions. `say` receives the progress lines. Nothing is written to `out` until the
+/// data, the lyrics side and any initial weights have loaded: a run that cannot start leaves the
+/// folder as it was.
 pub fn train_run<B: Backend>(
     be: B,
     cfg: Config,
     data_dir: &Path,
     out: &Path,
-    resume: bool,
+    start: &RunStart,
     say: &mut dyn FnMut(&str),
 ) -> Result<Vec<PredictionRow>> {
+    let resume = start.resume;
+    if resume && start.init.is_some() {
+        return Err(Error::Invalid(
+            "--init-weights starts a new run, --resume continues one from its checkpoint: give one of them".into(),
+        ));
+    }
     let run = RunDir::new(out);
     say(&format!("moodgrad train: preset {} → {} on {}", cfg.preset, out.display(), be.name()));
     // Before any work: a lyrics model that cannot be found stops the run here.
@@ -51,14 +80,28 @@ pub fn train_run<B: Backend>(
     for n in &data.notes {
         say(&format!("  {n}"));
     }
-    run.prepare(&cfg, resume)?;
+    run.check(&cfg, resume)?;
     let songs = Arc::new(data.songs.clone());
     let mut store = ParamStore::new(be);
     let files = run.encoder_files();
     let places = LyricsPlaces { cache: Some(&data.cache), encoder_files: &files, learn: !resume };
     let lyrics = lyrics_side(&cfg, &mut store, &data, &places, say)?;
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
-    write_info(&run, data_dir, &data, &s)?;
+    let init = match &start.init {
+        Some(w) => {
+            let record = init_weights::apply(&mut s, w)?;
+            for l in &record.lines {
+                say(&format!("  {l}"));
+            }
+            Some(record.json)
+        }
+        None => None,
+    };
+    if !resume {
+        run.create(&cfg)?;
+        s.lyrics.save_learned(&files)?;
+    }
+    write_info(&run, data_dir, &data, &s, init)?;
     if resume {
         let ck = super::checkpoint::load(&run.checkpoint())?;
         s.restore(&run.checkpoint(), &ck, Some(&run.best()))?;
@@ -77,8 +120,23 @@ pub fn train_run<B: Backend>(
 }
 
 /// `run.json`: what a later `evaluate`/`predict` needs to find again.
-fn write_info<B: Backend>(run: &RunDir, data_arg: &Path, data: &TrainData, s: &Session<B>) -> Result<()> {
+/// A resumed run keeps the initial weights its first start recorded.
+fn write_info<B: Backend>(
+    run: &RunDir,
+    data_arg: &Path,
+    data: &TrainData,
+    s: &Session<B>,
+    init: Option<serde_json::Value>,
+) -> Result<()> {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let init = match init {
+        Some(v) => v,
+        None => std::fs::read(run.info())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("init_weights").cloned())
+            .unwrap_or(serde_json::Value::Null),
+    };
     let info = serde_json::json!({
         "moodgrad": env!("CARGO_PKG_VERSION"),
         "data": abs(data_arg),
@@ -87,6 +145,7 @@ fn write_info<B: Backend>(run: &RunDir, data_arg: &Path, data: &TrainData, s: &S
         "lyrics_dim": s.lyrics.dim(),
         "device": s.store.backend.name(),
         "songs": {"train": data.splits.train.len(), "validate": data.splits.validate.len(), "test": data.splits.test.len()},
+        "init_weights": init,
     });
     crate::io::write_atomic(&run.info(), serde_json::to_string_pretty(&info).expect("JSON").as_bytes())
 }

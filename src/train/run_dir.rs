@@ -42,8 +42,9 @@ impl RunDir {
         self.root.join("report.md")
     }
 
-    /// Prepares the folder for a new run, or checks that `--resume` continues the same one.
-    pub fn prepare(&self, cfg: &Config, resume: bool) -> Result<()> {
+    /// Checks, writing nothing, that the folder can take a new run, or that `--resume` continues
+    /// the same one. A new run's folder is made by `create` once everything it needs has loaded.
+    pub fn check(&self, cfg: &Config, resume: bool) -> Result<()> {
         let has_run = self.config().exists() || super::checkpoint::exists(&self.checkpoint());
         match (has_run, resume) {
             (true, false) => {
@@ -55,11 +56,14 @@ impl RunDir {
                 "--resume with another config",
                 "resume with the run's own settings or start a new --out",
             ),
-            (false, false) => {
-                crate::data::create_dir(&self.root)?;
-                cfg.write_resolved(&self.config())
-            }
+            (false, false) => Ok(()),
         }
+    }
+
+    /// The folder of a new run, with its resolved config.
+    pub fn create(&self, cfg: &Config) -> Result<()> {
+        crate::data::create_dir(&self.root)?;
+        cfg.write_resolved(&self.config())
     }
 
     /// Refuses `cfg` unless it is the run's own (`config.toml`): `what` and up to five differing

@@ -19,8 +19,8 @@ pub const MODEL_KEYS: [&str; 9] = [
     "dropout",
     "modality",
 ];
-pub const LYRICS_KEYS: [&str; 6] = ["model", "mode", "layers", "lr", "max_len", "pool"];
-pub const TRAIN_KEYS: [&str; 13] = [
+pub const LYRICS_KEYS: [&str; 7] = ["model", "mode", "layers", "lr", "max_len", "pool", "vectors"];
+pub const TRAIN_KEYS: [&str; 14] = [
     "epochs",
     "batch_size",
     "lr",
@@ -34,6 +34,7 @@ pub const TRAIN_KEYS: [&str; 13] = [
     "loss",
     "quadrant_loss",
     "restore",
+    "shuffle",
 ];
 pub const DATA_KEYS: [&str; 2] = ["preprocessing", "split"];
 
@@ -72,6 +73,10 @@ fn float(key: &str, v: &Value) -> Result<f64, Msg> {
         Value::Integer(i) => Ok(*i as f64),
         _ => Err(wrong(key, "a number", v)),
     }
+}
+
+fn boolean(key: &str, v: &Value) -> Result<bool, Msg> {
+    v.as_bool().ok_or_else(|| wrong(key, "true or false", v))
 }
 
 fn string(key: &str, v: &Value) -> Result<String, Msg> {
@@ -148,6 +153,7 @@ impl LyricsSection {
             "lr" => self.lr = float(&k, v)?,
             "max_len" => self.max_len = usize_(&k, v)?,
             "pool" => self.pool = choice(&k, v, Pool::parse, Pool::NAMES)?,
+            "vectors" => self.vectors = string(&k, v)?,
             _ => return Err(unknown("lyrics", key, &LYRICS_KEYS)),
         }
         Ok(())
@@ -171,6 +177,7 @@ impl TrainSection {
             "loss" => self.loss = choice(&k, v, Loss::parse, Loss::NAMES)?,
             "quadrant_loss" => self.quadrant_loss = float(&k, v)?,
             "restore" => self.restore = choice(&k, v, Restore::parse, Restore::NAMES)?,
+            "shuffle" => self.shuffle = boolean(&k, v)?,
             _ => return Err(unknown("train", key, &TRAIN_KEYS)),
         }
         Ok(())

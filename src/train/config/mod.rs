@@ -108,6 +108,10 @@ pub struct LyricsSection {
     /// Tokens per lyric (padding and truncation length).
     pub max_len: usize,
     pub pool: Pool,
+    /// Lyric vectors given as data: a safetensors file with one F32 [dim] vector per song id (what
+    /// `moodgrad encode` writes), used as they are instead of running `model` (mode "frozen"
+    /// only). Empty: vectors come from `model`.
+    pub vectors: String,
 }
 
 /// `[train]`: optimisation.
@@ -134,6 +138,9 @@ pub struct TrainSection {
     /// metadata's Quadrant; 0 leaves the head out.
     pub quadrant_loss: f64,
     pub restore: Restore,
+    /// Shuffle the training songs every epoch (PyTorch's `DataLoader(shuffle=True)`); false keeps
+    /// the split's order, as `shuffle=False` does.
+    pub shuffle: bool,
 }
 
 /// `[data]`.
@@ -170,6 +177,7 @@ impl Config {
                 lr: 1e-5,
                 max_len: 512,
                 pool: Pool::Cls,
+                vectors: String::new(),
             },
             train: TrainSection {
                 epochs: 50,
@@ -185,6 +193,7 @@ impl Config {
                 loss: Loss::Mse,
                 quadrant_loss: 0.0,
                 restore: Restore::Best,
+                shuffle: true,
             },
             data: DataSection { preprocessing: Preprocessing::Fixed, split: SplitName::Tvt70 },
         };

@@ -47,12 +47,23 @@ pub fn check(c: &Config) -> Result<(), Problem> {
     if l.max_len < 2 {
         return Err(("lyrics.max_len", format!("= {}: needs room for [CLS] and [SEP] (at least 2)", l.max_len)));
     }
-    if l.model == super::BUILTIN && l.mode.is_frozen() && c.model.modality != super::Modality::Audio {
+    if l.model == super::BUILTIN && l.mode.is_frozen() && c.model.modality != super::Modality::Audio && l.vectors.is_empty()
+    {
         return Err((
             "lyrics.mode",
             format!(
                 "= \"{}\" with model = \"builtin\": the built-in encoder starts from random weights and trains with \
                  the model; set mode = \"finetune\" (and lyrics.lr near train.lr, e.g. 1e-3)",
+                l.mode
+            ),
+        ));
+    }
+    if !l.vectors.is_empty() && l.mode != LyricsMode::Frozen {
+        return Err((
+            "lyrics.vectors",
+            format!(
+                "is set with mode = \"{}\": vectors given as data are constants, so nothing of the encoder can \
+                 train; use mode = \"frozen\", or remove `vectors` to run the encoder",
                 l.mode
             ),
         ));
