@@ -159,7 +159,7 @@ fn resolved_config_writes_every_key() {
             "modality"
         ])
     );
-    assert_eq!(keys("lyrics"), sorted(&["model", "mode", "layers", "lr", "max_len", "pool"]));
+    assert_eq!(keys("lyrics"), sorted(&["model", "mode", "layers", "lr", "max_len", "pool", "vectors"]));
     assert_eq!(
         keys("train"),
         sorted(&[
@@ -175,7 +175,8 @@ fn resolved_config_writes_every_key() {
             "seed",
             "loss",
             "quadrant_loss",
-            "restore"
+            "restore",
+            "shuffle"
         ])
     );
     assert_eq!(keys("data"), sorted(&["preprocessing", "split"]));
@@ -442,4 +443,48 @@ fn log_reader_ignores_a_torn_tail_and_names_bad_lines() {
     assert!(line.contains("null"));
     let back = log::parse_log(&format!("{line}\n"), p).unwrap();
     assert!(back[0].val.loss.is_nan() && back[0].val.arousal.pearson.is_nan());
+}
+
+fn compare_args(config: Option<&Path>) -> moodgrad::cli::compare::CompareArgs {
+    moodgrad::cli::compare::CompareArgs {
+        data: "unused".into(),
+        out: "unused".into(),
+        models: vec![],
+        config: config.map(Path::to_path_buf),
+        lyrics_model: None,
+        epochs: None,
+        seeds: 1,
+        device: "cpu".into(),
+        precision: None,
+    }
+}
+
+/// `compare --config FILE`: the file's keys apply on top of each model's preset, so MODEL_4 keeps
+/// two convs per block and MODEL_5 keeps fine-tuning its encoder in its own learning-rate group;
+/// a file that sets what tells the models apart is refused, naming the key.
+#[test]
+fn compare_config_keeps_each_models_identity() {
+    let dir = std::env::temp_dir().join(format!("moodgrad-compare-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shared.toml");
+    std::fs::write(&file, "preset = \"model3\"\n[model]\nchannels = [8, 16, 32, 64]\n[train]\nepochs = 7\nlr = 2e-3\n").unwrap();
+    let a = compare_args(Some(&file));
+    let cfg = |m: &str| moodgrad::cli::compare::model_config(&a, m).unwrap();
+    for m in ["model3", "model4", "model5"] {
+        let (c, preset) = (cfg(m), Config::preset(m).unwrap());
+        assert_eq!(c.preset, m);
+        assert_eq!((c.train.epochs, c.train.lr, c.model.channels.clone()), (7, 2e-3, vec![8, 16, 32, 64]), "{m}");
+        assert_eq!(c.model.convs_per_block, preset.model.convs_per_block, "{m}");
+        assert_eq!(c.lyrics.mode, preset.lyrics.mode, "{m}");
+    }
+    assert_eq!(cfg("model4").model.convs_per_block, 2);
+    let groups: Vec<&str> = cfg("model5").lr_groups().iter().map(|g| g.name).collect();
+    assert_eq!(groups, ["audio", "lyrics", "head"], "model5 fine-tunes its encoder in its own group");
+    assert_eq!(cfg("model5").lr_groups()[1].lr, Config::preset("model5").unwrap().lyrics.lr);
+    assert!(!cfg("model3").lr_groups().iter().any(|g| g.name == "lyrics"));
+    for (key, line) in [("lyrics.mode", "[lyrics]\nmode = \"frozen\"\n"), ("model.convs_per_block", "[model]\nconvs_per_block = 1\n")] {
+        std::fs::write(&file, line).unwrap();
+        let e = moodgrad::cli::compare::model_config(&a, "model5").unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("shared.toml"), "{e}");
+    }
 }

@@ -316,7 +316,14 @@ fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     synth(&data, 16, 23);
     let out = tmp("compare-out");
     let cfg = data.join("small.toml");
-    std::fs::write(&cfg, "preset = \"tiny\"\n").unwrap();
+    // The tiny preset's sizes, applied on top of model3 (compare keeps each model's identity).
+    std::fs::write(
+        &cfg,
+        "[model]\nchannels = [8, 16]\nse_reduction = 4\naudio_hidden = 16\naudio_out = 8\nhead_hidden = 16\n\
+         [lyrics]\nmodel = \"builtin\"\nlr = 1e-3\nmax_len = 64\n[train]\nbatch_size = 4\npatience = 3\n\
+         [data]\nsplit = \"random\"\n",
+    )
+    .unwrap();
     let args = [
         "compare",
         "--data",
@@ -337,6 +344,8 @@ fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     let (ok, text) = moodgrad(&args);
     assert!(ok, "{text}");
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    let (table, runs) = md.split_once("Runs (this call):").expect("compare.md lists its runs");
+    assert_eq!(runs.matches(": trained").count(), 4, "{runs}");
     for row in
         ["| model3 | legacy |", "| model3 | fixed |", "| model3 | Δ fixed − legacy |", "| train mean | baseline |"]
     {
@@ -351,12 +360,15 @@ fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     let t0 = Instant::now();
     let (ok, again) = moodgrad(&args);
     assert!(ok, "{again}");
-    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md);
+    let md2 = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    let (table2, runs2) = md2.split_once("Runs (this call):").unwrap();
+    assert_eq!(table2, table, "the reused runs give the same table");
+    assert_eq!(runs2.matches(": reused (finished earlier with the same resolved config)").count(), 4, "{runs2}");
     println!("second compare: {:.1} s", t0.elapsed().as_secs_f64());
     // Other settings over the same --out: the finished runs are not reported as the new study's.
     let mut other = args.to_vec();
     other[10] = "2";
     let (ok, text) = moodgrad(&other);
     assert!(!ok && text.contains("trained with another config") && text.contains("epochs"), "{text}");
-    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md, "the table stays the old study's");
+    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md2, "the table stays the old study's");
 }
