@@ -21,14 +21,11 @@ use moodgrad::text::hf::HfModelDir;
 use std::path::PathBuf;
 use text_common::{fixtures, read_st};
 
+#[path = "minilm_common/mod.rs"]
+mod minilm_common;
+
 fn model_dir() -> Option<PathBuf> {
-    match std::env::var_os("MOODGRAD_MINILM_DIR") {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
-        _ => {
-            eprintln!("skipped: set MOODGRAD_MINILM_DIR to all-MiniLM-L6-v2's folder to run this test");
-            None
-        }
-    }
+    minilm_common::minilm_dir()
 }
 
 fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {

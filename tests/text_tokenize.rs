@@ -426,14 +426,13 @@ fn train_wordpiece_equals_the_tokenizers_trainer_where_it_is_deterministic() {
 }
 
 /// With MOODGRAD_MINILM_DIR pointing at the real all-MiniLM-L6-v2 folder: its own tokenizer gives
-/// the ids of fixture (c). Prints a note and checks nothing without it (CI has no model).
+/// the ids of fixture (c). Skipped without it, a failure then under MOODGRAD_REQUIRE_MINILM=1.
+#[path = "minilm_common/mod.rs"]
+mod minilm_common;
+
 #[test]
 fn minilm_dir_from_env_matches_reference_ids() {
-    let Some(dir) = std::env::var_os("MOODGRAD_MINILM_DIR") else {
-        println!("MOODGRAD_MINILM_DIR not set: skipped");
-        return;
-    };
-    let dir = std::path::PathBuf::from(dir);
+    let Some(dir) = minilm_common::minilm_dir() else { return };
     let (t, meta) = read_st(&fixtures().join("minilm_reference.safetensors"));
     let texts: Vec<String> = serde_json::from_str(&meta["texts"]).unwrap();
     let max_len: usize = meta["max_len"].parse().unwrap();

