@@ -467,7 +467,8 @@ fn compare_config_keeps_each_models_identity() {
     let dir = std::env::temp_dir().join(format!("moodgrad-compare-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("shared.toml");
-    std::fs::write(&file, "preset = \"model3\"\n[model]\nchannels = [8, 16, 32, 64]\n[train]\nepochs = 7\nlr = 2e-3\n").unwrap();
+    std::fs::write(&file, "preset = \"model3\"\n[model]\nchannels = [8, 16, 32, 64]\n[train]\nepochs = 7\nlr = 2e-3\n")
+        .unwrap();
     let a = compare_args(Some(&file));
     let cfg = |m: &str| moodgrad::cli::compare::model_config(&a, m).unwrap();
     for m in ["model3", "model4", "model5"] {
@@ -482,7 +483,9 @@ fn compare_config_keeps_each_models_identity() {
     assert_eq!(groups, ["audio", "lyrics", "head"], "model5 fine-tunes its encoder in its own group");
     assert_eq!(cfg("model5").lr_groups()[1].lr, Config::preset("model5").unwrap().lyrics.lr);
     assert!(!cfg("model3").lr_groups().iter().any(|g| g.name == "lyrics"));
-    for (key, line) in [("lyrics.mode", "[lyrics]\nmode = \"frozen\"\n"), ("model.convs_per_block", "[model]\nconvs_per_block = 1\n")] {
+    for (key, line) in
+        [("lyrics.mode", "[lyrics]\nmode = \"frozen\"\n"), ("model.convs_per_block", "[model]\nconvs_per_block = 1\n")]
+    {
         std::fs::write(&file, line).unwrap();
         let e = moodgrad::cli::compare::model_config(&a, "model5").unwrap_err().to_string();
         assert!(e.contains(key) && e.contains("shared.toml"), "{e}");

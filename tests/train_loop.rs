@@ -280,8 +280,7 @@ fn the_train_command_matches_the_pytorch_loop_in_f32() {
         };
         let (tol_train, tol_val) = ((3.0 * cond("train_loss")).max(1e-6), (3.0 * cond("val_loss")).max(1e-6));
         let (t_train, t_val) = (vals(&f, &format!("{p32}train_loss")), vals(&f, &format!("{p32}val_loss")));
-        let (e_train, e_val) =
-            (rel_err(&train, &t_train, max_abs(&t_train)), rel_err(&val, &t_val, max_abs(&t_val)));
+        let (e_train, e_val) = (rel_err(&train, &t_train, max_abs(&t_train)), rel_err(&val, &t_val, max_abs(&t_val)));
         eprintln!(
             "{case} f32: train {train:?} (torch {t_train:?}) err {e_train:.1e} of {tol_train:.1e}; val {val:?} (torch \
              {t_val:?}) err {e_val:.1e} of {tol_val:.1e}; best {best}"

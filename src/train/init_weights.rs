@@ -44,13 +44,17 @@ pub fn apply<B: Backend>(s: &mut Session<B>, init: &InitWeights) -> Result<InitR
     let file = io::read(path)?;
     for (name, t) in &file.tensors {
         if t.is_float() && t.to_f64().iter().any(|v| !v.is_finite()) {
-            return Err(Error::file(path, format!("tensor `{name}` holds NaN or infinity: these weights cannot start a run")));
+            return Err(Error::file(
+                path,
+                format!("tensor `{name}` holds NaN or infinity: these weights cannot start a run"),
+            ));
         }
     }
     let lyrics_in_model = s.store.entries().iter().any(|e| e.name.starts_with("lyrics_tower."));
     let opts = LoadOptions { strict: !init.partial, prefix_map: init.prefix_map.clone(), rename: None };
-    let report =
-        io::load_state_dict_with(&mut s.store, path, &file, &opts, |k| !lyrics_in_model && k.starts_with("lyrics_tower."))?;
+    let report = io::load_state_dict_with(&mut s.store, path, &file, &opts, |k| {
+        !lyrics_in_model && k.starts_with("lyrics_tower.")
+    })?;
     if report.loaded.is_empty() {
         return Err(Error::file(
             path,
@@ -72,7 +76,11 @@ pub fn apply<B: Backend>(s: &mut Session<B>, init: &InitWeights) -> Result<InitR
         ));
     }
     if !report.unexpected.is_empty() {
-        lines.push(format!("  in the file but not in the model, unused: {} ({})", report.unexpected.len(), shown(&report.unexpected)));
+        lines.push(format!(
+            "  in the file but not in the model, unused: {} ({})",
+            report.unexpected.len(),
+            shown(&report.unexpected)
+        ));
     }
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
     let json = json!({

@@ -76,9 +76,13 @@ pub fn vectors_from_file(cfg: &Config, songs: &[SongRecord]) -> Result<FixedVect
     let mut rows = Vec::with_capacity(songs.len());
     for s in songs {
         let stem = s.lyric.as_ref().and_then(|p| p.file_stem()).map(|x| x.to_string_lossy().into_owned());
-        let t = file.tensors.get(&s.id).or_else(|| stem.as_ref().and_then(|k| file.tensors.get(k))).ok_or_else(|| {
-            Error::file(path, format!("no vector for song {} (a tensor named `{}`); encode its lyric again", s.id, s.id))
-        })?;
+        let t =
+            file.tensors.get(&s.id).or_else(|| stem.as_ref().and_then(|k| file.tensors.get(k))).ok_or_else(|| {
+                Error::file(
+                    path,
+                    format!("no vector for song {} (a tensor named `{}`); encode its lyric again", s.id, s.id),
+                )
+            })?;
         if t.shape.len() != 1 || dim.is_some_and(|d| d != t.shape[0]) {
             return Err(Error::file(
                 path,

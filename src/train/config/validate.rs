@@ -47,7 +47,10 @@ pub fn check(c: &Config) -> Result<(), Problem> {
     if l.max_len < 2 {
         return Err(("lyrics.max_len", format!("= {}: needs room for [CLS] and [SEP] (at least 2)", l.max_len)));
     }
-    if l.model == super::BUILTIN && l.mode.is_frozen() && c.model.modality != super::Modality::Audio && l.vectors.is_empty()
+    if l.model == super::BUILTIN
+        && l.mode.is_frozen()
+        && c.model.modality != super::Modality::Audio
+        && l.vectors.is_empty()
     {
         return Err((
             "lyrics.mode",
