@@ -173,11 +173,9 @@ fn unusable_weight_files_are_named() {
 fn encode_of_a_single_bad_lyric_file_says_why() {
     let model = fixtures().join("models/bert");
     let d = tmp_dir("bad-one-lyric");
-    for (name, bytes, why) in [
-        ("latin1.txt", b"caf\xe9 au lait".as_slice(), "not UTF-8"),
-        ("empty.txt", b"".as_slice(), "empty lyric"),
-        ("nul.txt", b"\x00\x00\x00".as_slice(), "NUL"),
-    ] {
+    for (name, bytes, why) in
+        [("latin1.txt", b"caf\xe9 au lait".as_slice(), "not UTF-8"), ("nul.txt", b"\x00\x00\x00".as_slice(), "NUL")]
+    {
         let p = d.join(name);
         std::fs::write(&p, bytes).unwrap();
         let out = d.join("o.safetensors");
@@ -190,4 +188,15 @@ fn encode_of_a_single_bad_lyric_file_says_why() {
         assert!(!r.status.success() && !all.contains("panicked"), "{name}: {all}");
         assert!(all.contains("no lyric could be encoded") && all.contains(name) && all.contains(why), "{name}: {all}");
     }
+    // An empty lyric is not bad input: an instrumental song, encoded as [CLS] [SEP] with a warning.
+    let p = d.join("empty.txt");
+    std::fs::write(&p, b"").unwrap();
+    let out = d.join("o.safetensors");
+    let r = Command::new(env!("CARGO_BIN_EXE_moodgrad"))
+        .args(["encode", "--model", model.to_str().unwrap(), "--lyrics", p.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--device", "cpu", "--max-len", "16"])
+        .output()
+        .unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
+    assert!(r.status.success() && all.contains("no lyrics (the file holds no text"), "{all}");
 }

@@ -29,6 +29,9 @@ fn write(p: PathBuf, bytes: impl AsRef<[u8]>) {
     std::fs::write(p, bytes).unwrap();
 }
 
+/// The sentence every command prints for a lyric file with no text.
+const NO_LYRICS: &str = "no lyrics (the file holds no text; an instrumental song?): encoded as [CLS] [SEP] alone";
+
 #[test]
 fn encode_reproduces_transformers_and_reports_bad_lyrics() {
     let d = tmp_dir("cli-encode");
@@ -63,9 +66,14 @@ fn encode_reproduces_transformers_and_reports_bad_lyrics() {
     ]);
     println!("{stdout}{stderr}");
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("encode: 4 lyrics"), "{stdout}");
-    assert!(stdout.contains("skipped 3"), "{stdout}");
-    for (name, why) in [("empty.txt", "empty lyric"), ("latin1.txt", "UTF-8"), ("binary.txt", "")] {
+    assert!(stdout.contains("encode: 5 lyrics"), "{stdout}");
+    assert!(stdout.contains("skipped 2"), "{stdout}");
+    // An empty lyric (an instrumental song) is encoded, as transformers encodes "", with a warning.
+    let tok = moodgrad::text::tokenize::LyricsTokenizer::from_dir(&model).unwrap();
+    let (empty, hello) = (tok.encode("  \n", 24).unwrap(), tok.encode("hello", 24).unwrap());
+    assert_eq!(empty.input_ids[..2], [hello.input_ids[0], *hello.input_ids.iter().rfind(|&&t| t != 0).unwrap()]);
+    assert_eq!(empty.attention_mask.iter().sum::<i64>(), 2, "[CLS] [SEP] and padding");
+    for (name, why) in [("empty.txt", NO_LYRICS), ("latin1.txt", "UTF-8"), ("binary.txt", "")] {
         let line = stdout.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not reported: {stdout}"));
         assert!(line.contains(why), "{line}");
     }
@@ -73,7 +81,7 @@ fn encode_reproduces_transformers_and_reports_bad_lyrics() {
     assert!(!stderr.contains("lyrics,"), "a progress bar was drawn on a pipe: {stderr}");
 
     let (vecs, vmeta) = read_st(&out);
-    assert_eq!(vecs.keys().collect::<Vec<_>>(), ["huge", "song0", "song1", "song2"]);
+    assert_eq!(vecs.keys().collect::<Vec<_>>(), ["empty", "huge", "song0", "song1", "song2"]);
     assert_eq!(vmeta["pooling"], "cls");
     assert_eq!(vmeta["dim"], "32");
     assert!(vmeta["skipped"].contains("latin1.txt"));
@@ -124,8 +132,8 @@ fn encode_bad_models_and_inputs_are_clear_errors() {
     assert!(e.contains("--pool `max`"), "{e}");
     let e = run(s(&fixtures().join("models/distilbert")), &d.join("l"), &["--pool", "pooler"]);
     assert!(e.contains("no pooler"), "{e}");
-    write(d.join("only_empty/x.txt"), "");
-    let e = run(s(&bert), &d.join("only_empty"), &[]);
+    write(d.join("only_binary/x.txt"), b"\x00\x01");
+    let e = run(s(&bert), &d.join("only_binary"), &[]);
     assert!(e.contains("no lyric could be encoded") && e.contains("x.txt"), "{e}");
 }
 
@@ -143,9 +151,13 @@ fn preprocess_tokenizer_writes_pt_files_and_redoes_them_for_another_tokenizer() 
         assert!(ok, "{out}{err}");
         out
     };
+    // One instrumental song: its lyric file is empty.
+    let blank = std::fs::read_dir(data.join("lyrics/Q1")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(&blank, "").unwrap();
     let out = pre(&bert);
     println!("{out}");
     assert!(out.contains("lyrics: 5 tokenized (5 new, 0 unchanged)"), "{out}");
+    assert!(out.contains(&format!("{}: {NO_LYRICS}", blank.display())), "{out}");
     let list = std::fs::read_to_string(cache.join("master_processed_file_list.csv")).unwrap();
     let rows: Vec<&str> = list.lines().skip(1).collect();
     assert_eq!(rows.len(), 5);

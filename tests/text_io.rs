@@ -26,12 +26,12 @@ fn lyric_files_good_and_bad() {
     let empty = read_lyric(&write("empty.txt", b"")).unwrap();
     assert_eq!(empty.text, "");
     assert!(
-        empty.warnings[0].contains("empty.txt") && empty.warnings[0].contains("empty lyric"),
+        empty.warnings[0].contains("empty.txt") && empty.warnings[0].contains("no lyrics (the file holds no text"),
         "{:?}",
         empty.warnings
     );
     let blank = read_lyric(&write("blank.txt", b" \n\t\n")).unwrap();
-    assert!(blank.warnings[0].contains("empty lyric"));
+    assert!(blank.warnings[0].contains("no lyrics (the file holds no text"));
 
     let latin1 = write("latin1.txt", b"caf\xe9 ol\xe9\nline");
     let e = read_lyric(&latin1).unwrap_err().to_string();

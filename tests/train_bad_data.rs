@@ -113,6 +113,19 @@ fn a_missing_lyric_names_the_song_and_the_file() {
     assert!(!ok && out.contains(&format!("song {id}")) && out.contains(s(&lyric)), "{out}");
 }
 
+/// An empty lyric (an instrumental song) trains like any other: encoded as [CLS] [SEP], with the
+/// same warning `encode` and `preprocess --tokenizer` print, naming the song.
+#[test]
+fn an_empty_lyric_trains_with_a_warning_naming_the_song() {
+    let d = dataset("empty-lyric");
+    let (id, _, lyric) = first_song(&d);
+    std::fs::write(&lyric, "").unwrap();
+    let (ok, out) = train(&cache(&d), &tmp("empty-lyric-run"), &[]);
+    assert!(ok, "{out}");
+    let sentence = "no lyrics (the file holds no text; an instrumental song?): encoded as [CLS] [SEP] alone";
+    assert!(out.contains(&format!("warning: song {id}: {}: {sentence}", lyric.display())), "{out}");
+}
+
 /// The 70/15/15 split file of `part` in a synthetic MERGE folder.
 fn split_file(d: &Path, part: &str) -> PathBuf {
     let dir = d.join("tvt_dataframes/tvt_70_15_15");

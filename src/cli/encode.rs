@@ -3,8 +3,9 @@
 //!
 //! `--model` is a folder, or a hub name found in the local Hugging Face cache (never the network).
 //! `--lyrics` is a file or a folder (searched recursively for `*.txt`, e.g. MERGE's `lyrics/Q1..Q4`).
-//! Lyrics that are empty or cannot be decoded (binary, not UTF-8, too large) are skipped and listed
-//! with the reason; the rest are encoded `--batch` at a time in eval mode, lyrics of similar
+//! Lyrics that cannot be decoded (binary, not UTF-8, too large) are skipped and listed with the
+//! reason; an empty lyric (an instrumental song) is encoded as transformers encodes "", with a
+//! warning; the rest are encoded `--batch` at a time in eval mode, lyrics of similar
 //! length batched together.
 
 use crate::device::{Device, DeviceChoice};
@@ -152,9 +153,6 @@ fn read_all(files: &[PathBuf], o: &mut Outcome) -> Result<Vec<(String, String)>>
         match read_lyric(f) {
             Err(Error::File { message, .. }) => o.skipped.push((f.clone(), message)),
             Err(e) => o.skipped.push((f.clone(), e.to_string())),
-            Ok(l) if l.text.trim().is_empty() => {
-                o.skipped.push((f.clone(), "empty lyric (no text to encode)".into()));
-            }
             Ok(l) => {
                 o.warnings.extend(l.warnings);
                 out.push((stem, l.text));

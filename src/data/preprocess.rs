@@ -166,7 +166,7 @@ pub fn preprocess(args: &PreprocessOptions) -> Result<Outcome> {
         ));
     }
 
-    // Lyrics: present, non-empty; not-UTF-8 is kept with a warning (read lossily).
+    // Lyrics: present; empty or not-UTF-8 is kept with a warning (not-UTF-8 read lossily).
     let mut songs = Vec::with_capacity(ds.songs.len());
     let mut lossy = Vec::new();
     for s in &ds.songs {
@@ -174,14 +174,8 @@ pub fn preprocess(args: &PreprocessOptions) -> Result<Outcome> {
             match read_lyrics(p) {
                 Ok((text, was_lossy)) => {
                     if text.trim().is_empty() {
-                        skipped.push(Skip {
-                            song: s.id.clone(),
-                            kind: SkipKind::EmptyLyric,
-                            file: p.clone(),
-                            line: None,
-                            detail: "no text".into(),
-                        });
-                        continue;
+                        // Kept: an instrumental song is scored like the others (see no_lyrics_warning).
+                        warnings.push(crate::text::lyrics::no_lyrics_warning(p));
                     }
                     if was_lossy {
                         lossy.push(p.display().to_string());

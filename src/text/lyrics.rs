@@ -4,7 +4,7 @@
 //! |---|---|
 //! | UTF-8 (a BOM is dropped) | the text |
 //! | UTF-16 with a BOM | decoded, with a warning |
-//! | empty or only whitespace | the (empty) text, with a warning: it encodes as [CLS] [SEP] alone |
+//! | empty or only whitespace | the (empty) text, with [`no_lyrics_warning`]: it encodes as [CLS] [SEP] alone |
 //! | larger than [`LARGE_LYRIC_BYTES`] | the text, with a warning: only the first max_len tokens count |
 //! | larger than [`MAX_LYRIC_BYTES`] | error: not a lyric |
 //! | NUL bytes (binary) | error |
@@ -66,6 +66,17 @@ pub fn read_lyric_with(path: &Path, invalid: InvalidUtf8) -> Result<Lyric> {
     decode_lyric(path, &bytes, invalid)
 }
 
+/// What every command says of a lyric file with no text (an instrumental song, most likely): it is
+/// kept and encoded as transformers encodes an empty text, `[CLS] [SEP]` and padding, so the song
+/// is scored like any other instead of being dropped.
+pub fn no_lyrics_warning(path: &Path) -> String {
+    format!(
+        "{}: no lyrics (the file holds no text; an instrumental song?): encoded as [CLS] [SEP] alone, as \
+         transformers encodes an empty text",
+        path.display()
+    )
+}
+
 /// The decoding rules of [`read_lyric_with`] applied to bytes already in memory.
 pub fn decode_lyric(path: &Path, bytes: &[u8], invalid: InvalidUtf8) -> Result<Lyric> {
     let mut warnings = Vec::new();
@@ -104,10 +115,7 @@ pub fn decode_lyric(path: &Path, bytes: &[u8], invalid: InvalidUtf8) -> Result<L
         return Err(Error::file(path, "contains NUL characters: a binary file, not a lyric"));
     }
     if text.trim().is_empty() {
-        warnings.push(format!(
-            "{shown}: empty lyric ({} bytes, no text); it encodes as the special tokens alone",
-            bytes.len()
-        ));
+        warnings.push(no_lyrics_warning(path));
     }
     Ok(Lyric { path: path.to_path_buf(), text, warnings })
 }
