@@ -93,6 +93,16 @@ fn step_from_init_writes_everything_and_bad_files_fail_cleanly() {
     a5[2] = pw.to_str().unwrap();
     let (ok, out) = moodgrad(&a5);
     assert!(!ok && out.contains("`audio_tower.features.4.weight` is missing") && out.contains("partial"), "{out}");
+    assert!(
+        out.contains("inferred from the file's conv weights (at features 0, 8, 12)"),
+        "says what it inferred: {out}"
+    );
+    // The last conv weight too, though no later conv weight shows the gap: its bias and BatchNorm do.
+    let mut tail = moodgrad::io::read(&w).unwrap();
+    tail.tensors.remove("audio_tower.features.12.weight");
+    moodgrad::io::write(&pw, &tail).unwrap();
+    let (ok, out) = moodgrad(&a5);
+    assert!(!ok && out.contains("`audio_tower.features.12.weight` is missing"), "{out}");
     let mut a3 = args;
     a3[4] = "/nonexistent/batch.safetensors";
     let (ok, out) = moodgrad(&a3);

@@ -96,21 +96,29 @@ pub fn config_for_weights(
     }
     let per = cfg.convs_per_block;
     // The k-th conv of the seed's layout sits at features.(block·(3·per + 1) + 3·j): conv, bn, relu
-    // per conv, a pool after each block. A conv weight that is absent shifts every later one, so
-    // name it here rather than let the widths inferred below fail on a neighbour's shape.
-    for (k, &(index, _)) in convs.iter().enumerate() {
-        let want = k / per * (3 * per + 1) + 3 * (k % per);
-        if index != want {
-            let present: Vec<String> = convs.iter().map(|c| c.0.to_string()).collect();
-            return Err(Error::file(
-                path,
-                format!(
-                    "tensor `audio_tower.features.{want}.weight` is missing (conv weights found at features {}; \
-                     {per} conv(s) per block for --model {model}): is the file complete, and the --model right?",
-                    present.join(", ")
-                ),
-            ));
-        }
+    // per conv, a pool after each block. Every conv position up to the last features.<i> tensor of
+    // the file (a bias, a BatchNorm) must have its weight: an absent one would shift or shorten
+    // the widths inferred below, and the load would then fail on a neighbour's shape instead.
+    let last = file
+        .tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix("audio_tower.features.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    let found: Vec<usize> = convs.iter().map(|c| c.0).collect();
+    let conv_at = |k: usize| k / per * (3 * per + 1) + 3 * (k % per);
+    if let Some(want) = (0..).map(conv_at).take_while(|&p| p <= last).find(|p| !found.contains(p)) {
+        let present: Vec<String> = found.iter().map(|i| i.to_string()).collect();
+        return Err(Error::file(
+            path,
+            format!(
+                "tensor `audio_tower.features.{want}.weight` is missing: inferred from the file's conv weights (at \
+                 features {}) and its other audio_tower.features tensors (up to features.{last}), with {per} conv(s) \
+                 per block for --model {model}, a conv weight belongs there; is the file complete, and the --model \
+                 right?",
+                present.join(", ")
+            ),
+        ));
     }
     if !convs.len().is_multiple_of(per) {
         return Err(Error::file(
