@@ -1,6 +1,6 @@
 //! The command line as a user runs it: exit codes and messages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn moodgrad(args: &[&str]) -> (bool, String) {
@@ -249,4 +249,89 @@ fn demo_refuses_a_folder_that_is_not_its_own() {
     assert!(!ok && out.contains("not a moodgrad demo folder"), "{out}");
     assert!(dir.join("run/keep.txt").is_file());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `--flags` of a README command-table row's first cell (pipes inside it are escaped).
+fn readme_rows() -> Vec<(Vec<String>, std::collections::BTreeSet<String>)> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let flags = |cell: &str| -> std::collections::BTreeSet<String> {
+        cell.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(String::from)
+            .collect()
+    };
+    text.lines()
+        .filter(|l| l.starts_with("| `moodgrad "))
+        .map(|l| {
+            let end = l.find("` |").expect("a first cell ending in a backtick");
+            let cell = &l[3..end];
+            let words: Vec<String> = cell.split_whitespace().skip(1).map(String::from).collect();
+            let cmd = if words[0] == "bench" { words[..2].to_vec() } else { words[..1].to_vec() };
+            (cmd, flags(cell))
+        })
+        .collect()
+}
+
+/// README's command table against `--help`: every subcommand has a row, every flag a row names
+/// exists, and every flag `--help` lists is in the row (the device and precision flags, common
+/// to all and explained once above the table, excepted).
+#[test]
+fn the_readme_command_table_matches_help() {
+    let help = |args: &[&str]| -> String {
+        let mut a = args.to_vec();
+        a.push("--help");
+        let (ok, out) = moodgrad(&a);
+        assert!(ok, "{out}");
+        out
+    };
+    let rows = readme_rows();
+    let top = help(&[]);
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for line in top.lines().skip_while(|l| !l.starts_with("Commands:")).skip(1).take_while(|l| l.starts_with("  ")) {
+        let name = line.split_whitespace().next().unwrap().to_string();
+        if name == "help" {
+            continue;
+        }
+        if name == "bench" {
+            for sub in ["preprocess", "kernels"] {
+                commands.push(vec![name.clone(), sub.into()]);
+            }
+        } else {
+            commands.push(vec![name]);
+        }
+    }
+    assert!(commands.len() >= 12, "{top}");
+    for cmd in &commands {
+        let (_, in_readme) =
+            rows.iter().find(|(c, _)| c == cmd).unwrap_or_else(|| panic!("README has no row for {cmd:?}"));
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let text = help(&args);
+        // Option lines read `  -x, --flag <V>  …` or `      --flag <V>  …`.
+        let in_help: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let first = words.next()?;
+                let flag = if first.starts_with("--") {
+                    first
+                } else if first.ends_with(',') {
+                    words.next()?
+                } else {
+                    ""
+                };
+                flag.starts_with("--").then(|| flag.to_string())
+            })
+            .collect();
+        for f in in_readme {
+            assert!(in_help.contains(f), "README's row for {cmd:?} names {f}, which `--help` does not list");
+        }
+        for f in &in_help {
+            let common = ["--help", "--device", "--precision", "--version"].contains(&f.as_str());
+            assert!(
+                common || in_readme.contains(f),
+                "`moodgrad {} --help` lists {f}; README's row lacks it",
+                cmd.join(" ")
+            );
+        }
+    }
 }
