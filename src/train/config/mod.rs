@@ -4,9 +4,9 @@
 //! preset = "model3"          # model3 | model4 | model5 | tiny
 //! [model]                    # convs_per_block channels attention se_reduction audio_hidden
 //!                            # audio_out head_hidden dropout modality
-//! [lyrics]                   # model mode layers lr max_len pool
+//! [lyrics]                   # model mode layers lr max_len pool vectors
 //! [train]                    # epochs batch_size lr clip patience scheduler step_size gamma
-//!                            # warmup_epochs seed loss quadrant_loss restore
+//!                            # warmup_epochs seed loss quadrant_loss restore shuffle
 //! [data]                     # preprocessing split
 //! ```
 //! Every section and key is optional; anything left out keeps the preset's value. Unknown keys and
