@@ -3,8 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_moodgrad"))
+}
+
 fn moodgrad(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_moodgrad")).args(args).output().expect("run moodgrad");
+    let out = bin().args(args).output().expect("run moodgrad");
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
@@ -63,6 +67,8 @@ fn step_from_init_writes_everything_and_bad_files_fail_cleanly() {
         "3",
         "--out",
         o.to_str().unwrap(),
+        "--device",
+        "cpu",
     ];
     let (ok, out) = moodgrad(&args);
     assert!(ok, "{out}");
@@ -334,4 +340,56 @@ fn the_readme_command_table_matches_help() {
             );
         }
     }
+}
+
+/// One `moodgrad step` under each card sim emulates: TF32 on sm_80, sm_86, sm_89 and sm_90 (the
+/// last block's 128 output channels take the 128-row tensor-core tiles on sm_80/sm_90 and the
+/// 64-row ones on sm_86/sm_89) matches the CPU's FP32 step; sm_75 refuses TF32 naming the card
+/// and the flag, and runs FP32 by default. Tolerance 5e-3 relative: every convolution but the
+/// first rounds its operands to TF32 (2⁻¹¹ relative each), which moves a loss of O(1) sums by
+/// ~1e-3; a wrong tile or a missed stage moves it by O(1).
+#[test]
+fn a_tf32_step_on_every_emulated_card_matches_the_cpu() {
+    let d = tmp("step-cards");
+    let w = d.join("w.safetensors");
+    let (ok, out) =
+        moodgrad(&["init", "--channels", "16,32,64,128", "--lyrics-dim", "6", "--out", w.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let b = d.join("b.safetensors");
+    let mut f = moodgrad::io::TensorFile::default();
+    let r = |n: usize| (0..n).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect::<Vec<f32>>();
+    f.tensors.insert("audio".into(), moodgrad::io::HostTensor::f32(&[2, 1, 16, 24], r(2 * 16 * 24)));
+    f.tensors.insert("lyrics".into(), moodgrad::io::HostTensor::f32(&[2, 6], r(12)));
+    f.tensors.insert("target".into(), moodgrad::io::HostTensor::f32(&[2, 2], vec![0.2, 0.8, 0.6, 0.3]));
+    moodgrad::io::write(&b, &f).unwrap();
+    let step = |device: &str, arch: &str, extra: &[&str]| -> (bool, String, Vec<f64>) {
+        let o = d.join(format!("o-{device}-{arch}.safetensors"));
+        let mut args = vec!["step", "--weights", w.to_str().unwrap(), "--batch", b.to_str().unwrap()];
+        args.extend(["--steps", "1", "--out", o.to_str().unwrap(), "--device", device]);
+        args.extend(extra);
+        let out = bin().args(&args).env("MOODGRAD_SIM_ARCH", arch).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let loss = if out.status.success() {
+            let res = moodgrad::io::read(&o).unwrap();
+            vec![res.tensors["loss"].to_f64()[0], res.tensors["grad_norm"].to_f64()[0]]
+        } else {
+            vec![]
+        };
+        (out.status.success(), text, loss)
+    };
+    let (ok, text, cpu) = step("cpu", "sm_90", &[]);
+    assert!(ok, "{text}");
+    for arch in ["sm_80", "sm_86", "sm_89", "sm_90"] {
+        let (ok, text, tc) = step("sim", arch, &["--precision", "tf32"]);
+        assert!(ok, "{arch}: {text}");
+        for (k, (a, c)) in tc.iter().zip(&cpu).enumerate() {
+            assert!((a - c).abs() <= 5e-3 * c.abs(), "{arch}: [loss, grad_norm][{k}] {a} vs the CPU's {c}");
+        }
+        assert_ne!(tc, cpu, "{arch}: bit-identical to FP32, so TF32 did not run");
+    }
+    let (ok, text, _) = step("sim", "sm_75", &["--precision", "tf32"]);
+    assert!(!ok && text.contains("sm_75") && text.contains("--precision fp32") && !text.contains("panicked"), "{text}");
+    let (ok, text, fp32) = step("sim", "sm_75", &[]);
+    assert!(ok, "{text}");
+    assert!((fp32[0] - cpu[0]).abs() <= 1e-5 * cpu[0].abs(), "sm_75 FP32: {fp32:?} vs {cpu:?}");
 }

@@ -45,6 +45,9 @@ impl RawDevice for Counting {
     fn name(&self) -> String {
         self.inner.name()
     }
+    fn profile(&self) -> moodgrad::backend::kernel::profile::DeviceProfile {
+        self.inner.profile()
+    }
     fn alloc(&self, bytes: usize) -> Result<u64> {
         self.inner.alloc(bytes)
     }

@@ -11,10 +11,13 @@
 
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::kernel::KernelBackend;
+use moodgrad::backend::kernel::profile::{ARCHES, DeviceProfile};
+use moodgrad::backend::kernel::sim::SimDevice;
 use moodgrad::backend::prelude::*;
 use moodgrad::backend::{ConvGeom, Precision};
 use moodgrad::device::{Device, DeviceChoice};
 use moodgrad::rng::Rng;
+use std::sync::Arc;
 
 fn sim(p: Precision) -> KernelBackend {
     match Device::open_with(DeviceChoice::Sim, Some(p)).unwrap() {
@@ -105,21 +108,39 @@ fn geoms() -> Vec<ConvGeom> {
     ]
 }
 
+/// The kernel backend on sim emulating `arch` (its SM count sets the split-K, its shared memory
+/// the tensor-core tiles, its compute capability whether mma.sync may run at all).
+fn sim_card(arch: &str, p: Precision) -> KernelBackend {
+    let card = DeviceProfile::emulated(arch).unwrap();
+    KernelBackend::new(Arc::new(SimDevice::with_profile(card))).with_conv_precision(p)
+}
+
+/// On every card the kernels are built for: TF32 on the four Ampere-and-later profiles (the
+/// 128-row tiles on sm_80/sm_90, the 64-row ones that fit sm_86/sm_89's 99 KiB), FP32 on the T4's
+/// sm_75, which has no TF32.
 #[test]
-fn tf32_convolutions_match_a_tf32_rounded_reference_on_odd_shapes() {
-    let tc = sim(Precision::Tf32);
+fn convolutions_match_a_rounded_reference_on_odd_shapes_on_every_card() {
+    for arch in ARCHES {
+        let precision = if arch == "sm_75" { Precision::Fp32 } else { Precision::Tf32 };
+        eprintln!("{arch}, {precision:?}:");
+        check_on_odd_shapes(&sim_card(arch, precision), precision);
+    }
+}
+
+fn check_on_odd_shapes(tc: &KernelBackend, precision: Precision) {
     let mut r = Rng::new(21);
     for g in geoms() {
         for pass in [Pass::Forward, Pass::Input, Pass::Weight] {
             let (a, b) = operands(&mut r, pass, &g);
-            let got = run(&tc, pass, &g, &a, &b);
+            let got = run(tc, pass, &g, &a, &b);
             // One input channel: the forward and the weight gradient take the FP32 first-layer
             // kernels (kernels/conv_cin1.cu) at either precision, so their reference is FP32's.
-            let fp32 = g.c_in == 1 && !matches!(pass, Pass::Input);
+            let first_layer = g.c_in == 1 && !matches!(pass, Pass::Input);
+            let fp32 = first_layer || precision == Precision::Fp32;
             let round = |x: f32| if fp32 { x as f64 } else { tf32(x) };
             let want = reference(pass, &g, &a, &b, round);
             let scale = reference(pass, &g, &a, &b, |x| round(x).abs());
-            // The FP32 first-layer kernels add their terms one at a time: a chain of every term.
+            // The FP32 kernels add their terms one at a time: a chain of every term.
             let terms = if fp32 { chain(pass, &g) * 8 } else { chain(pass, &g) };
             let bound = (terms + 2) as f64 * f64::powi(2.0, -24);
             let mut worst = 0.0f64;

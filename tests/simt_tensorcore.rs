@@ -221,3 +221,40 @@ fn dynamic_shared_memory_above_48_kib_needs_the_opt_in() {
     assert!(err.contains("227") || err.contains("232448"), "{err}");
     assert!(ffi::set_max_dynamic_shared("no_such_kernel", 1024).is_err());
 }
+
+/// The emulated card's limits (`ffi::set_arch`, which `SimDevice` calls before each launch, per
+/// thread): a T4 (sm_75) has neither mma.sync .tf32 nor cp.async, and an A10 (sm_86) refuses
+/// more than 99 KiB of shared memory per block, opt-in or not, where sm_90 allows 227 KiB.
+#[test]
+fn the_emulated_card_gates_tensor_cores_and_shared_memory() {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ffi::set_arch(90, 227 * 1024);
+        }
+    }
+    let _restore = Restore;
+    ffi::set_arch(75, 64 * 1024);
+    let (a, b, c) = (vec![1f32; 128], vec![1f32; 64], vec![0f32; 128]);
+    let err = mma(&a, &b, &c, 1, true).unwrap_err().to_string();
+    assert!(err.contains("mma.sync") && err.contains("sm_75"), "{err}");
+    let x = vec![1f32; 64];
+    let mut y = vec![0f32; 64];
+    let args = Args::default().ptr(x.as_ptr()).ptr(y.as_mut_ptr()).i32(0).i32(0);
+    let err = launch("st_cp_async", 1, 32, 256, args).unwrap_err().to_string();
+    assert!(err.contains("cp.async") && err.contains("sm_75"), "{err}");
+
+    ffi::set_arch(86, 99 * 1024);
+    let floats = 27 * 1024; // 108 KiB: the TF32 convolutions' 128-row tiles need 108 KiB.
+    let err = ffi::set_max_dynamic_shared("st_dynamic_shared_big", (floats * 4) as u32).unwrap_err().to_string();
+    assert!(err.contains("sm_86"), "{err}");
+    // A kernel already opted in to more (under sm_90) is still held to 99 KiB here: the 128-row
+    // TF32 convolution, refused before it runs (so its arguments are never read).
+    let (kernel, bytes) = ("conv2d_forward_tf32", 110_592u32);
+    ffi::set_arch(90, 227 * 1024);
+    ffi::set_max_dynamic_shared(kernel, bytes).unwrap();
+    ffi::set_arch(86, 99 * 1024);
+    let args = (0..15).fold(Args::default(), |a, _| a.i32(0));
+    let err = launch(kernel, 1, 256, bytes, args).unwrap_err().to_string();
+    assert!(err.contains("101376") && err.contains("sm_86"), "{err}");
+}

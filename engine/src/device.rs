@@ -53,7 +53,7 @@ impl Device {
     pub fn open_with(choice: DeviceChoice, precision: Option<Precision>) -> Result<Device> {
         let cuda = |n: usize| -> Result<Device> {
             let b = KernelBackend::new(Arc::new(CudaDevice::new(n)?));
-            Ok(Device::Kernels(b.with_conv_precision(precision.unwrap_or(Precision::Tf32))))
+            Ok(Device::Kernels(b.with_precision_for_card(precision, Precision::Tf32)?))
         };
         let cpu = || -> Result<Device> {
             if precision == Some(Precision::Tf32) {
@@ -72,7 +72,7 @@ impl Device {
             DeviceChoice::Cuda(n) => cuda(n),
             DeviceChoice::Sim => {
                 let b = KernelBackend::new(Arc::new(SimDevice::from_env()?));
-                Ok(Device::Kernels(b.with_conv_precision(precision.unwrap_or(Precision::Fp32))))
+                Ok(Device::Kernels(b.with_precision_for_card(precision, Precision::Fp32)?))
             }
         }
     }

@@ -41,7 +41,7 @@ using detail::WarpOp;
 constexpr unsigned kMaxBlockThreads = 1024;
 // Dynamic shared memory: 48 KiB per block unless the kernel opted in to more
 // (moodgrad_sim_set_max_dynamic_shared, cuFuncSetAttribute's MAX_DYNAMIC_SHARED_SIZE_BYTES), up
-// to sm_90's 227 KiB per block.
+// to the emulated card's opt-in limit (sm_90's 227 KiB at most).
 constexpr unsigned kDefaultSharedBytes = 48 * 1024;
 constexpr unsigned kMaxSharedBytes = 227 * 1024;
 constexpr unsigned kWarp = 32;
@@ -178,6 +178,10 @@ unsigned pool_threads() {
 // ---- errors -------------------------------------------------------------------------------
 
 thread_local std::string t_last_error;
+// The card this thread's launches emulate (moodgrad_sim_set_arch): compute capability and the
+// most dynamic shared memory a block may opt in to. sm_90 unless the launcher says otherwise.
+thread_local unsigned t_arch = 90;
+thread_local unsigned t_optin_bytes = 227 * 1024;
 
 std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 std::string format(const char* fmt, ...) {
@@ -365,6 +369,8 @@ struct Job {
     const void* closure;
     dim3 grid, block;
     unsigned shared_bytes;
+    // The emulated card's compute capability (major·10 + minor): mma.sync and cp.async need 80.
+    unsigned arch = 90;
     uint64_t total;
     Schedule schedule{false, 0};
     BlockOrder order;  // claim k runs block order(k)
@@ -802,6 +808,10 @@ unsigned long long Runner::warp_collective(WarpOp op, unsigned mask, unsigned lo
 // not specified (FP32-or-better); tests against a CPU reference allow for summation order.
 void Runner::mma_tf32(float* d, const unsigned* a, const unsigned* b) {
     Fiber& f = *current_;
+    if (job_->arch < 80)
+        fail_on_fiber(format("%s of %s executed mma.sync .tf32, which needs sm_80 or newer; this launch emulates "
+                             "sm_%u (choose the FP32 kernels on this card)",
+                             thread_name(f).c_str(), block_name().c_str(), job_->arch));
     const Warp& w = warps_[f.warp];
     if (w.existing != 0xffffffffu) {
         fail_on_fiber(format("%s of %s called %s in warp %u, which has only lanes 0x%08x: mma.sync needs all "
@@ -852,6 +862,9 @@ void Runner::complete_mma(const Warp& w) {
 
 void Runner::cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
     Fiber& f = *current_;
+    if (job_->arch < 80)
+        fail_on_fiber(format("%s of %s executed cp.async, which needs sm_80 or newer; this launch emulates sm_%u",
+                             thread_name(f).c_str(), block_name().c_str(), job_->arch));
     const uintptr_t d = reinterpret_cast<uintptr_t>(dst), s = reinterpret_cast<uintptr_t>(src);
     if ((bytes != 4 && bytes != 8 && bytes != 16) || src_bytes > bytes)
         fail_on_fiber(format("cp.async in %s of %s: copy of %u bytes reading %u (the size must be 4, 8 or 16 and the "
@@ -1084,13 +1097,14 @@ int run_grid(const char* name, const unsigned* grid, const unsigned* block, unsi
                                 "at most 1024, 1024, 64 and %u threads in all)",
                                 name, b.x, b.y, b.z, (unsigned long long)threads, kMaxBlockThreads));
     if (shared_bytes > kDefaultSharedBytes) {
-        const unsigned allowed = max_dynamic_shared(name);
+        const unsigned allowed = std::min(max_dynamic_shared(name), t_optin_bytes);
         if (shared_bytes > allowed)
             return set_error(format("kernel %s: %u bytes of dynamic shared memory requested; the limit is %u "
                                     "(48 KiB without the opt-in: set the kernel's maximum first, "
                                     "cuFuncSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) on a "
-                                    "GPU, moodgrad_sim_set_max_dynamic_shared here; at most %u on sm_90)",
-                                    name, shared_bytes, allowed, kMaxSharedBytes));
+                                    "GPU, moodgrad_sim_set_max_dynamic_shared here; at most %u on the emulated "
+                                    "sm_%u)",
+                                    name, shared_bytes, allowed, t_optin_bytes, t_arch));
     }
     if (detail::t_thread != nullptr)
         return set_error(format("kernel %s: launched from inside a kernel", name));
@@ -1102,6 +1116,7 @@ int run_grid(const char* name, const unsigned* grid, const unsigned* block, unsi
     job.grid = g;
     job.block = b;
     job.shared_bytes = shared_bytes;
+    job.arch = t_arch;
     job.total = uint64_t(g.x) * g.y * g.z;
     job.schedule = current_schedule();
     if (job.schedule.shuffle) job.order = BlockOrder(job.total, splitmix64(job.schedule.seed ^ hash_name(name)));
@@ -1180,10 +1195,10 @@ extern "C" int moodgrad_sim_schedule(unsigned long long* seed) {
 // ask for up to `bytes` of dynamic shared memory. 0, or 1 (message in moodgrad_sim_last_error)
 // when `bytes` exceeds sm_90's 227 KiB per block.
 extern "C" int moodgrad_sim_set_max_dynamic_shared(const char* name, unsigned bytes) {
-    if (bytes > sim::kMaxSharedBytes)
+    if (bytes > sim::t_optin_bytes)
         return sim::set_error(sim::format("kernel %s: %u bytes of dynamic shared memory exceed the %u a block may "
-                                          "have on sm_90",
-                                          name, bytes, sim::kMaxSharedBytes));
+                                          "have on the emulated sm_%u",
+                                          name, bytes, sim::t_optin_bytes, sim::t_arch));
     std::lock_guard<std::mutex> g(sim::g_shared_mu);
     for (auto& [k, v] : sim::g_shared_max) {
         if (k == name) {
@@ -1193,6 +1208,13 @@ extern "C" int moodgrad_sim_set_max_dynamic_shared(const char* name, unsigned by
     }
     sim::g_shared_max.emplace_back(name, bytes);
     return 0;
+}
+
+// The card this thread's next launches and opt-ins emulate: compute capability (major·10 + minor)
+// and the per-block dynamic shared memory opt-in limit (at most sm_90's 227 KiB).
+extern "C" void moodgrad_sim_set_arch(unsigned arch, unsigned optin_bytes) {
+    sim::t_arch = arch;
+    sim::t_optin_bytes = std::min(optin_bytes, sim::kMaxSharedBytes);
 }
 
 extern "C" const char* moodgrad_sim_last_error() {

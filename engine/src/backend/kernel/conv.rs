@@ -2,20 +2,20 @@
 
 use super::conv_cin1::{cin1_forward_supported, cin1_wgrad_supported};
 use super::norm::{channel_chunks, channel_grid};
+use super::profile::DeviceProfile;
 use super::{Arg, B1, DevBuf, KernelBackend, ew, i, p};
 use crate::backend::{ChannelGeom, Conv, ConvGeom, Precision};
 use crate::error::Result;
 
 /// Output tile of the implicit-GEMM convolution kernels (rows × columns per block).
 const CONV_TILE: usize = 64;
-/// conv2d_backward_weight's split-K: until the grid has about 512 blocks (~4 per SM on a 132-SM
+/// conv2d_backward_weight's split-K: until the grid has about 4 blocks per SM (528 on a 132-SM
 /// H100, so every SM has work even for 64-channel layers); never into chunks shorter than 256
 /// positions, where storing and re-adding each partial tile would dominate; never into more split
-/// slots than fit 2²² floats (16 MiB). The first two rules already keep the workspace below that
-/// (more than one split needs tiles < 512, so splits·K·CRS ≤ splits·tiles·64² < (512 + tiles)·64²
-/// < 2²²); the cap states the bound and holds it should the targets change.
-const CONV_WGRAD_SPLIT: SplitRule =
-    SplitRule { target_blocks: 512, min_chunk: 256, max_workspace: 1 << 22, chunk_multiple: 1 };
+/// slots than fit 2²² floats (16 MiB), a cap that holds whatever the card's SM count.
+fn conv_wgrad_split(card: &DeviceProfile) -> SplitRule {
+    SplitRule { target_blocks: 2 * card.target_blocks(), min_chunk: 256, max_workspace: 1 << 22, chunk_multiple: 1 }
+}
 
 /// The geometry as the convolution kernels' trailing `int` arguments (conv.cu and conv_tc.cu).
 pub(super) fn conv_args(g: &ConvGeom) -> Result<Vec<Arg>> {
@@ -119,7 +119,7 @@ impl Conv for KernelBackend {
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;
         let tiles = crs.div_ceil(CONV_TILE) * g.c_out.div_ceil(CONV_TILE);
-        let (splits, chunk) = CONV_WGRAD_SPLIT.split(positions, tiles, g.weight_len());
+        let (splits, chunk) = conv_wgrad_split(self.profile()).split(positions, tiles, g.weight_len());
         let grid = [crs.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, splits as u32];
         self.split_k(g.weight_len(), splits, |slots| {
             let mut args = vec![p(dy), p(x), p(slots)];

@@ -13,6 +13,7 @@ mod staging;
 pub use modules::{FORCE_PTX_VAR, compile_with_nvrtc, embedded_cubins, embedded_kernels, embedded_ptx};
 
 use super::device::{Arg, RawDevice, with_params};
+use super::profile::DeviceProfile;
 use crate::error::{Error, Result};
 use cudarc::cublas::sys::{cublasHandle_t, cublasOperation_t};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError, result, sys};
@@ -84,6 +85,7 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     name: String,
+    profile: DeviceProfile,
     sync_each_launch: bool,
 }
 
@@ -110,6 +112,7 @@ impl CudaDevice {
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| drv("context", e))?;
+        let profile = read_profile(&ctx)?;
         // Non-blocking: no implicit synchronisation with the legacy default stream, which cuBLAS
         // or another library might otherwise use behind our back.
         let stream = ctx.new_stream().map_err(|e| drv("stream", e))?;
@@ -128,6 +131,7 @@ impl CudaDevice {
             stream,
             ctx,
             name,
+            profile,
             sync_each_launch,
         })
     }
@@ -161,9 +165,29 @@ impl Drop for CudaDevice {
     }
 }
 
+/// The card's compute capability, SM count and shared-memory limits, from the driver.
+fn read_profile(ctx: &CudaContext) -> Result<DeviceProfile> {
+    use sys::CUdevice_attribute as A;
+    let get = |a: A| -> Result<u32> {
+        ctx.attribute(a).map(|v| v.max(0) as u32).map_err(|e| drv(&format!("device attribute {a:?}"), e))
+    };
+    Ok(DeviceProfile {
+        name: ctx.name().unwrap_or_else(|_| "unknown GPU".into()),
+        arch: 10 * get(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?
+            + get(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        sm_count: get(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+        shared_per_block_optin: get(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?,
+        shared_per_sm: get(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR)?,
+    })
+}
+
 impl RawDevice for CudaDevice {
     fn name(&self) -> String {
         format!("cuda ({})", self.name)
+    }
+
+    fn profile(&self) -> DeviceProfile {
+        self.profile.clone()
     }
 
     fn alloc(&self, bytes: usize) -> Result<u64> {

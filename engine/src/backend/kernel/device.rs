@@ -43,6 +43,9 @@ pub fn with_params<R>(args: &[Arg], f: impl FnOnce(&mut [*mut std::ffi::c_void])
 /// addresses on the simulator).
 pub trait RawDevice: Send + Sync + 'static {
     fn name(&self) -> String;
+    /// What the card allows (compute capability, SMs, shared memory): kernels and tiles are
+    /// chosen by it.
+    fn profile(&self) -> super::profile::DeviceProfile;
     /// A fresh allocation of `bytes` (> 0) from the driver; `Error::OutOfMemory` when the device
     /// has no room (the pool then returns its cached blocks and asks once more).
     fn alloc(&self, bytes: usize) -> Result<u64>;

@@ -18,6 +18,7 @@ mod optim;
 mod plane_split;
 mod pointwise;
 mod pool;
+pub mod profile;
 mod sequence;
 pub mod sim;
 mod spectro;
@@ -44,6 +45,8 @@ pub struct KernelBackend {
     /// Which convolution kernels run: kernels/conv.cu (FP32) or kernels/conv_tc.cu (TF32 tensor
     /// cores). FP32 unless set (`Device::open` sets TF32 on CUDA, as PyTorch's default).
     conv_precision: Precision,
+    /// What the card allows (read once from the device).
+    profile: Arc<profile::DeviceProfile>,
 }
 
 /// A byte buffer (masks, window positions): `len` bytes in a 4-byte-element allocation.
@@ -99,7 +102,31 @@ fn f(x: f64) -> Arg {
 
 impl KernelBackend {
     pub fn new(dev: Arc<dyn RawDevice>) -> Self {
-        KernelBackend { pool: Pool::new(dev.clone()), dev, conv_precision: Precision::Fp32 }
+        let profile = Arc::new(dev.profile());
+        KernelBackend { pool: Pool::new(dev.clone()), dev, conv_precision: Precision::Fp32, profile }
+    }
+
+    /// What the card allows: kernels and tiles are chosen by it.
+    pub fn profile(&self) -> &profile::DeviceProfile {
+        &self.profile
+    }
+
+    /// The backend with its convolutions in `p`, or by default in what PyTorch would use on this
+    /// card (`default`: TF32 where it has TF32 tensor cores, as `cudnn.allow_tf32`; FP32 before
+    /// Ampere, which has none). TF32 asked of a card without it is refused, naming both.
+    pub fn with_precision_for_card(self, p: Option<Precision>, default: Precision) -> Result<Self> {
+        let card = &self.profile;
+        match p {
+            Some(Precision::Tf32) if !card.has_tf32() => Err(Error::Invalid(format!(
+                "--precision tf32: {} is {}, and TF32 tensor cores start with sm_80 (Ampere); use --precision fp32 \
+                 (the default on this card)",
+                card.name,
+                card.arch_name()
+            ))),
+            Some(p) => Ok(self.with_conv_precision(p)),
+            None if default == Precision::Tf32 && !card.has_tf32() => Ok(self.with_conv_precision(Precision::Fp32)),
+            None => Ok(self.with_conv_precision(default)),
+        }
     }
 
     /// The same backend with its convolutions in `p` (shares the device and the memory pool).

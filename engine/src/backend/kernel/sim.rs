@@ -5,6 +5,7 @@
 //! for `--device sim`), so the out-of-memory path of the caching allocator runs in the tests.
 
 use super::device::{Arg, RawDevice, with_params};
+use super::profile::DeviceProfile;
 use crate::backend::cpu::gemm::{Mat, par_gemm};
 use crate::error::{Error, Result};
 use std::alloc::Layout;
@@ -17,18 +18,31 @@ const ALIGN: usize = 256;
 /// suffix (binary units), e.g. `MOODGRAD_SIM_MEMORY=512M`.
 pub const SIM_MEMORY_VAR: &str = "MOODGRAD_SIM_MEMORY";
 
-#[derive(Default)]
 pub struct SimDevice {
     /// The most bytes the "driver" hands out at once; `None` = host memory is the limit.
     capacity: Option<usize>,
     allocated: AtomicUsize,
     allocations: AtomicU64,
+    /// The card emulated: its compute capability gates mma.sync and cp.async, its opt-in limit
+    /// the dynamic shared memory a launch may have.
+    profile: DeviceProfile,
+}
+
+impl Default for SimDevice {
+    fn default() -> Self {
+        SimDevice::with_profile(DeviceProfile::emulated("sm_90").expect("sm_90 is a profile"))
+    }
 }
 
 impl SimDevice {
-    /// Uncapped: allocations fail only when the host runs out.
+    /// Uncapped: allocations fail only when the host runs out. Emulates sm_90.
     pub fn new() -> Self {
         SimDevice::default()
+    }
+
+    /// Emulating the card `profile` describes (see `profile::DeviceProfile::emulated`).
+    pub fn with_profile(profile: DeviceProfile) -> Self {
+        SimDevice { capacity: None, allocated: AtomicUsize::new(0), allocations: AtomicU64::new(0), profile }
     }
 
     /// At most `bytes` allocated at any time, as on a GPU with that much memory.
@@ -36,14 +50,17 @@ impl SimDevice {
         SimDevice { capacity: Some(bytes), ..SimDevice::default() }
     }
 
-    /// Capped by `MOODGRAD_SIM_MEMORY` when it is set, else uncapped.
+    /// Capped by `MOODGRAD_SIM_MEMORY` when it is set, else uncapped; emulating the card
+    /// `MOODGRAD_SIM_ARCH` names (sm_90 by default).
     pub fn from_env() -> Result<Self> {
-        match std::env::var(SIM_MEMORY_VAR) {
-            Ok(v) if !v.trim().is_empty() => Ok(SimDevice::with_capacity(parse_bytes(&v).ok_or_else(|| {
+        let profile = DeviceProfile::emulated_from_env()?;
+        let capacity = match std::env::var(SIM_MEMORY_VAR) {
+            Ok(v) if !v.trim().is_empty() => Some(parse_bytes(&v).ok_or_else(|| {
                 Error::Invalid(format!("{SIM_MEMORY_VAR}={v}: expected bytes, e.g. 1048576, 64M or 2G"))
-            })?)),
-            _ => Ok(SimDevice::new()),
-        }
+            })?),
+            _ => None,
+        };
+        Ok(SimDevice { capacity, ..SimDevice::with_profile(profile) })
     }
 
     /// Bytes allocated from the "driver" now (the pool's reserved bytes).
@@ -92,7 +109,15 @@ fn parse_bytes(s: &str) -> Option<usize> {
 impl RawDevice for SimDevice {
     fn name(&self) -> String {
         let cap = self.capacity.map_or(String::new(), |c| format!(", memory capped at {c} B"));
-        format!("sim (CUDA kernels on the host SIMT layer, {} threads{cap})", rayon::current_num_threads())
+        format!(
+            "sim (CUDA kernels on the host SIMT layer as {}, {} threads{cap})",
+            self.profile.name,
+            rayon::current_num_threads()
+        )
+    }
+
+    fn profile(&self) -> DeviceProfile {
+        self.profile.clone()
     }
 
     fn alloc(&self, bytes: usize) -> Result<u64> {
@@ -153,11 +178,13 @@ impl RawDevice for SimDevice {
         shared: u32,
         args: &[Arg],
     ) -> Result<()> {
+        crate::backend::sim::ffi::set_arch(self.profile.arch, self.profile.shared_per_block_optin);
         // SAFETY: forwarded from RawDevice::launch, whose caller guarantees the argument list.
         with_params(args, |params| unsafe { crate::backend::sim::ffi::launch(kernel, grid, block, shared, params) })
     }
 
     fn set_max_dynamic_shared(&self, kernel: &'static str, bytes: u32) -> Result<()> {
+        crate::backend::sim::ffi::set_arch(self.profile.arch, self.profile.shared_per_block_optin);
         crate::backend::sim::ffi::set_max_dynamic_shared(kernel, bytes)
     }
 

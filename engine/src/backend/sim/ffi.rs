@@ -25,6 +25,14 @@ unsafe extern "C" {
     fn moodgrad_sim_set_schedule(mode: c_int, seed: u64);
     fn moodgrad_sim_schedule(seed: *mut u64) -> c_int;
     fn moodgrad_sim_set_max_dynamic_shared(name: *const c_char, bytes: u32) -> c_int;
+    fn moodgrad_sim_set_arch(arch: u32, optin_bytes: u32);
+}
+
+/// The card this thread's next launches and shared-memory opt-ins emulate: compute capability
+/// (major·10 + minor; mma.sync and cp.async fail below 80) and the per-block opt-in limit.
+pub fn set_arch(arch: u32, optin_bytes: u32) {
+    // SAFETY: sets two thread-local variables of the runtime; no pointers are passed.
+    unsafe { moodgrad_sim_set_arch(arch, optin_bytes) }
 }
 
 /// What `cuFuncSetAttribute(kernel, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes)` does
