@@ -31,6 +31,7 @@ pub struct CompareArgs {
     /// each model's name).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// As train's: a directory, a hub name (NAME[@REVISION], downloaded when not cached), or builtin.
     #[arg(long)]
     pub lyrics_model: Option<String>,
     #[arg(long)]
