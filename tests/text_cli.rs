@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use text_common::{fixtures, read_st, tmp_dir};
 
+/// Offline: a hub name missing from the cache must fail here, not be downloaded.
 fn moodgrad(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_moodgrad")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_moodgrad")).args(args).env("HF_HUB_OFFLINE", "1").output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -122,7 +123,7 @@ fn encode_bad_models_and_inputs_are_clear_errors() {
         err
     };
     let e = run("no-such-org/no-such-model", &d.join("l"), &[]);
-    assert!(e.contains("not found") && e.contains("never downloads"), "{e}");
+    assert!(e.contains("not found") && e.contains("HF_HUB_OFFLINE=1 is set"), "{e}");
     let e = run(s(&d.join("l")), &d.join("l"), &[]);
     assert!(e.contains("no config.json"), "{e}");
     let bert = fixtures().join("models/bert");

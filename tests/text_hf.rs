@@ -5,12 +5,17 @@
 mod text_common;
 
 use moodgrad::text::hf::{
-    Activation, CacheRoots, CheckpointTensor, EncoderConfig, Family, HfModelDir, KeyMap, encoder_tensors, family_name,
-    map_checkpoint_key, plan_checkpoint, read_safetensors_header, resolve_model_path,
+    Activation, CacheRoots, CheckpointTensor, EncoderConfig, Family, HfModelDir, Hub, KeyMap, Need, encoder_tensors,
+    family_name, map_checkpoint_key, plan_checkpoint, read_safetensors_header,
 };
 use safetensors::Dtype;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use text_common::*;
+
+/// The cache lookup alone: an offline hub is never asked (downloads: tests/text_hub.rs).
+fn resolve_model_path(spec: &str, roots: &CacheRoots) -> moodgrad::Result<PathBuf> {
+    moodgrad::text::hf::resolve_model_path(spec, Need::Model, roots, &Hub::offline("HF_HUB_OFFLINE=1"))
+}
 
 fn family(name: &str) -> Family {
     Family::from_model_type(name).unwrap()
@@ -310,6 +315,15 @@ fn hub_names_resolve_in_the_local_cache_only() {
     std::fs::write(repo.join("refs/main"), format!("{new}\n")).unwrap();
     let dir = resolve_model_path("sentence-transformers/tiny-bert", &roots).unwrap();
     assert_eq!(dir, repo.join("snapshots").join(new));
+    // Pinned revisions: a commit names its snapshot, a branch or tag its refs/ file; the old
+    // snapshot is empty, so incomplete.
+    assert_eq!(resolve_model_path(&format!("sentence-transformers/tiny-bert@{new}"), &roots).unwrap(), dir);
+    let e = resolve_model_path(&format!("sentence-transformers/tiny-bert@{old}"), &roots).unwrap_err().to_string();
+    assert!(e.contains("incomplete: no config.json") && e.contains(&format!("--revision {old}")), "{e}");
+    let e = resolve_model_path("sentence-transformers/tiny-bert@v1", &roots).unwrap_err().to_string();
+    assert!(e.contains("no refs/v1"), "{e}");
+    std::fs::write(repo.join("refs/v1"), new).unwrap();
+    assert_eq!(resolve_model_path("sentence-transformers/tiny-bert@v1", &roots).unwrap(), dir);
     let m = HfModelDir::open(&dir).unwrap();
     assert_eq!(m.config.hidden, 32);
     assert_eq!(m.tokenizer().unwrap().vocab_size(), 300);
@@ -329,7 +343,7 @@ fn hub_names_resolve_in_the_local_cache_only() {
         &hub.join("models--bert-base-uncased").display().to_string(),
         "huggingface-cli download bert-base-uncased",
         "--lyrics-model builtin",
-        "never downloads",
+        "HF_HUB_OFFLINE=1 is set",
     ] {
         assert!(e.contains(needle), "missing `{needle}` in: {e}");
     }

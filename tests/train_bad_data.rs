@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 
 fn moodgrad_env(args: &[&str], env: &[(&str, &Path)]) -> (bool, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_moodgrad"));
-    c.args(args);
+    // A hub name missing from the cache (the presets' bert-base-uncased) must fail, never download.
+    c.args(args).env("HF_HUB_OFFLINE", "1");
     for (k, v) in env {
         c.env(k, v);
     }

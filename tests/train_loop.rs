@@ -162,7 +162,7 @@ fn fixture_loop(f: &TensorFile) -> (f64, [usize; 2]) {
 /// (train losses, validation losses, best epoch) of a run's log.
 fn logged(run: &Path) -> (Vec<f64>, Vec<f64>, usize) {
     let recs = read_log(&run.join("log.jsonl")).unwrap();
-    let best = recs.iter().filter(|r| r.best).map(|r| r.epoch).last().expect("a best epoch");
+    let best = recs.iter().filter(|r| r.best).map(|r| r.epoch).next_back().expect("a best epoch");
     (recs.iter().map(|r| r.train.loss).collect(), recs.iter().map(|r| r.val.loss).collect(), best)
 }
 

@@ -32,6 +32,7 @@ pub struct CompareArgs {
     /// name); it may not set what tells the models apart (`model.convs_per_block`, `lyrics.mode`).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// As train's: a directory, a hub name (NAME[@REVISION], downloaded when not cached), or builtin.
     #[arg(long)]
     pub lyrics_model: Option<String>,
     #[arg(long)]

@@ -1,7 +1,8 @@
 //! `moodgrad encode`: one vector per lyric file from a Hugging Face encoder, written as one
 //! safetensors file keyed by file stem.
 //!
-//! `--model` is a folder, or a hub name found in the local Hugging Face cache (never the network).
+//! `--model` is a folder, or a hub name (`org/name[@revision]`) from the Hugging Face cache, downloaded
+//! into it first when missing (src/text/hf/resolve.rs).
 //! `--lyrics` is a file or a folder (searched recursively for `*.txt`, e.g. MERGE's `lyrics/Q1..Q4`).
 //! Lyrics that cannot be decoded (binary, not UTF-8, too large) are skipped and listed with the
 //! reason; an empty lyric (an instrumental song) is encoded as transformers encodes "", with a
@@ -25,7 +26,9 @@ pub const FORMAT: &str = "moodgrad-lyrics-vectors-v1";
 #[derive(clap::Args, Clone, Debug)]
 pub struct EncodeArgs {
     /// A Hugging Face model folder (config.json, model.safetensors, tokenizer files), or a hub name
-    /// found in the local Hugging Face cache (never downloaded).
+    /// such as bert-base-uncased, taken from the Hugging Face cache or downloaded into it as
+    /// from_pretrained does (HF_HOME, HF_ENDPOINT, HF_TOKEN; HF_HUB_OFFLINE=1 never downloads).
+    /// NAME@REVISION pins a branch, tag or commit.
     #[arg(long)]
     pub model: String,
     /// A lyric file, or a folder searched recursively for *.txt.

@@ -25,8 +25,9 @@ pub struct PreprocessArgs {
     /// npy (one <Audio_Song>.npy per clip, the seed's format) or safetensors (shards keyed by Audio_Song).
     #[arg(long, default_value = "npy")]
     pub format: String,
-    /// Also tokenize each lyric with this tokenizer (a Hugging Face folder, or a hub name in the
-    /// local cache) into processed_lyrics/<Audio_Song>.pt, as the seed's notebooks did, and point
+    /// Also tokenize each lyric with this tokenizer (a Hugging Face folder, or a hub name
+    /// NAME[@REVISION] whose tokenizer files are taken from the Hugging Face cache or downloaded
+    /// into it) into processed_lyrics/<Audio_Song>.pt, as the seed's notebooks did, and point
     /// lyrics_path at it; without it lyrics_path names the .txt.
     #[arg(long)]
     pub tokenizer: Option<String>,

@@ -26,7 +26,9 @@ pub struct TrainArgs {
     pub epochs: Option<usize>,
     #[arg(long)]
     pub batch: Option<usize>,
-    /// A directory, a hub name found in the local Hugging Face cache, or `builtin`.
+    /// A directory, a hub name such as bert-base-uncased (taken from the Hugging Face cache or
+    /// downloaded into it as from_pretrained does; HF_HUB_OFFLINE=1 never downloads; NAME@REVISION
+    /// pins a branch, tag or commit), or `builtin`.
     #[arg(long)]
     pub lyrics_model: Option<String>,
     #[arg(long)]

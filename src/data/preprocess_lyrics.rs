@@ -14,7 +14,7 @@ use super::create_dir;
 use super::merge::{Song, read_lyrics};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::text::hf::{CacheRoots, resolve_model_path};
+use crate::text::hf::{CacheRoots, Hub, Need, resolve_model_path};
 use crate::text::tokenize::LyricsTokenizer;
 use crate::text::torch_pt::write_tokenized_pt;
 use rayon::prelude::*;
@@ -55,7 +55,7 @@ pub fn tokenize_lyrics(
     if max_len < 2 {
         return Err(Error::Invalid(format!("--max-len {max_len}: need room for [CLS] and [SEP] (at least 2)")));
     }
-    let dir = resolve_model_path(tokenizer, &CacheRoots::from_env())?;
+    let dir = resolve_model_path(tokenizer, Need::Tokenizer, &CacheRoots::from_env(), &Hub::from_env())?;
     let tok = LyricsTokenizer::from_dir(&dir)?;
     let pdir = out.join(DIR);
     create_dir(&pdir)?;

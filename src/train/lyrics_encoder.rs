@@ -30,7 +30,8 @@ pub struct LyricsPlaces<'a> {
 }
 
 /// Checks, before any work, that the config's lyrics model can be found (a folder, or a hub name
-/// in the local Hugging Face cache); the error names the places looked and `--lyrics-model builtin`.
+/// in the Hugging Face cache, downloaded there first if missing); the error names the places looked
+/// and `--lyrics-model builtin`.
 pub fn check_model(cfg: &Config) -> Result<()> {
     if cfg.model.modality == Modality::Audio {
         return Ok(());

@@ -74,7 +74,7 @@ pub struct LyricsTower {
 }
 
 impl LyricsTower {
-    /// A Hugging Face folder, or a hub name found in the local cache (never the network), loaded
+    /// A Hugging Face folder, or a hub name from the hub cache (downloaded first if missing), loaded
     /// into `store` under `prefix`. Starts frozen; see [`set_mode`](Self::set_mode).
     pub fn from_hf<B: Backend>(
         store: &mut ParamStore<B>,

@@ -5,18 +5,22 @@
 //! `bert.` / `roberta.` / `distilbert.` prefix of a task model: [`keys`]) and the tokenizer
 //! (`tokenizer.json`, `vocab.txt`, or `vocab.json` + `merges.txt`). A `pytorch_model.bin` alone is
 //! refused with the command that converts it: it is a pickle, and moodgrad never unpickles.
-//! [`resolve_model`] also takes a hub name, found in the local cache only ([`resolve`]).
+//! [`resolve_model`] also takes a hub name (`org/name[@revision]`), found in the hub cache or
+//! downloaded into it ([`resolve`], [`download`], [`hub`]).
 
 pub mod config;
+pub mod download;
+pub mod hub;
 pub mod keys;
 pub mod resolve;
 
 pub use config::{Activation, EncoderConfig, Family};
+pub use hub::Hub;
 pub use keys::{
     CheckpointPlan, CheckpointTensor, KeyMap, TensorSpec, encoder_tensors, family_name, map_checkpoint_key,
     plan_checkpoint,
 };
-pub use resolve::{CacheRoots, resolve_model_path};
+pub use resolve::{CacheRoots, HubName, Need, resolve_model_path};
 
 use crate::error::{Error, Result};
 use crate::text::hash::{sha256_fields, sha256_file};
@@ -44,9 +48,9 @@ pub struct HfModelDir {
     pub tokenizer_files: TokenizerFiles,
 }
 
-/// A folder, or a hub name resolved in the local cache (see [`resolve`]).
+/// A folder, or a hub name found in the hub cache or downloaded into it (see [`resolve`]).
 pub fn resolve_model(dir_or_name: &str) -> Result<HfModelDir> {
-    HfModelDir::open(&resolve_model_path(dir_or_name, &CacheRoots::from_env())?)
+    HfModelDir::open(&resolve_model_path(dir_or_name, Need::Model, &CacheRoots::from_env(), &Hub::from_env())?)
 }
 
 impl HfModelDir {
@@ -125,28 +129,16 @@ fn find_weights(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::file(&index, format!("cannot read: {e}")))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::file(&index, format!("not valid JSON: {e}")))?;
-        let map = v
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or_else(|| Error::file(&index, "no `weight_map` object"))?;
-        let mut shards: Vec<String> = map.values().filter_map(Value::as_str).map(str::to_string).collect();
-        shards.sort();
-        shards.dedup();
         let mut paths = Vec::new();
-        for s in shards {
+        for s in shard_names(&index)? {
             let p = dir.join(&s);
-            if s.contains('/') || s.contains('\\') || !p.is_file() {
+            if !p.is_file() {
                 return Err(Error::file(
                     &index,
                     format!("lists shard `{s}`, which is not a file in {}", dir.display()),
                 ));
             }
             paths.push(p);
-        }
-        if paths.is_empty() {
-            return Err(Error::file(&index, "lists no shards"));
         }
         return Ok(paths);
     }
@@ -173,6 +165,25 @@ fn find_weights(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Err(Error::file(dir, format!("no model.safetensors (the folder holds: {})", list_dir(dir))))
+}
+
+/// The shard file names a `model.safetensors.index.json` lists, sorted, each once; names that are
+/// not a plain file name (a path, `..`) are an error, as a download must stay in its folder.
+pub(crate) fn shard_names(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::file(index, format!("cannot read: {e}")))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| Error::file(index, format!("not valid JSON: {e}")))?;
+    let map =
+        v.get("weight_map").and_then(Value::as_object).ok_or_else(|| Error::file(index, "no `weight_map` object"))?;
+    let mut shards: Vec<String> = map.values().filter_map(Value::as_str).map(str::to_string).collect();
+    shards.sort();
+    shards.dedup();
+    if let Some(bad) = shards.iter().find(|s| s.is_empty() || *s == "." || *s == ".." || s.contains(['/', '\\'])) {
+        return Err(Error::file(index, format!("lists shard `{bad}`, which is not a plain file name")));
+    }
+    if shards.is_empty() {
+        return Err(Error::file(index, "lists no shards"));
+    }
+    Ok(shards)
 }
 
 fn find_tokenizer(dir: &Path) -> Result<TokenizerFiles> {

@@ -97,8 +97,9 @@ impl ModelSection {
 /// `[lyrics]`: the lyrics encoder.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LyricsSection {
-    /// A directory (config.json + weights + tokenizer), a hub name resolved in the local cache
-    /// (e.g. `bert-base-uncased`), or `builtin` (moodgrad's small built-in encoder).
+    /// A directory (config.json + weights + tokenizer), a hub name from the Hugging Face cache or
+    /// downloaded into it (e.g. `bert-base-uncased`, `name@revision`), or `builtin` (moodgrad's
+    /// small built-in encoder).
     pub model: String,
     pub mode: LyricsMode,
     /// With `mode = "top-k"`: how many of the encoder's top layers train (ignored otherwise).
