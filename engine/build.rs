@@ -3,8 +3,9 @@
 //! 1. `build_sim`: every `kernels/*.cu` compiled as C++20 against the host SIMT layer
 //!    (`kernels/sim/`), plus a generated registry of the `SIM_EXPORT`ed launchers, into one static
 //!    library (`moodgrad_sim`) that `engine/src/backend/sim` calls. Needs only a C++20 compiler (g++ 12).
-//! 2. `build_ptx`: PTX and sm_90 cubins for the CUDA backend through the `ptx-build` crate (nvcc
-//!    when found, otherwise only the sources, which the backend compiles with NVRTC).
+//! 2. `build_ptx`: cubins for sm_75 (all but the tensor-core files), sm_80, sm_86, sm_89 and sm_90
+//!    and compute_90 PTX for the CUDA backend through the `ptx-build` crate (nvcc when found,
+//!    otherwise only the sources, which the backend compiles with NVRTC).
 //!
 //! Environment: `MOODGRAD_SIM_ONLY=selftest,reduce` compiles only those kernel files (to work
 //! around a broken in-progress file); `MOODGRAD_SIM_UCONTEXT=1` builds the portable ucontext
@@ -232,9 +233,9 @@ fn registry_source(kernels: &[Kernel]) -> String {
     s
 }
 
-/// PTX for the CUDA backend: nvcc when found (compute_80 PTX and sm_90 cubins embedded; the
-/// cubin build also prints the ptxas resource report), otherwise only the sources, which the
-/// backend compiles with NVRTC.
+/// Images for the CUDA backend: nvcc when found (a cubin per file and architecture, compute_90
+/// PTX for later cards; the sm_90 builds also print the ptxas resource report), otherwise only
+/// the sources, which the backend compiles with NVRTC. The nvcc runs are spread over the cores.
 fn build_ptx(kernels: &Path, out_dir: &Path) {
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -246,18 +247,37 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
     match ptx_build::find_nvcc() {
         Some(nvcc) => {
             nvcc_version = ptx_build::nvcc_release(&nvcc).unwrap_or_else(|e| panic!("{e}"));
-            for f in &files {
-                let p = out_dir.join(format!("{}.ptx", f.name));
-                let text =
-                    ptx_build::compile_ptx(&nvcc, f, kernels, "compute_80", &p).unwrap_or_else(|e| panic!("{e}"));
-                let cubin = out_dir.join(format!("{}.sm_90.cubin", f.name));
-                let log =
-                    ptx_build::compile_cubin(&nvcc, f, kernels, "sm_90", &cubin).unwrap_or_else(|e| panic!("{e}"));
-                check_report(f, &log);
-                println!("{}: PTX {:?}\n{}", f.name, ptx_build::ptx_version(&text), ptx_build::resource_lines(&log));
-                ptx.push((f.name.clone(), text));
-                cubins.push((f.name.clone(), cubin));
-                reports.push((f.name.clone(), log));
+            // One job per (file, image): None = the PTX, Some(arch) = a cubin.
+            let jobs: Vec<(&ptx_build::KernelFile, Option<&str>)> = files
+                .iter()
+                .flat_map(|f| std::iter::once((f, None)).chain(f.arches().into_iter().map(move |a| (f, Some(a)))))
+                .collect();
+            let outputs = run_parallel(&jobs, |&(f, arch)| match arch {
+                None => {
+                    let p = out_dir.join(format!("{}.ptx", f.name));
+                    ptx_build::compile_ptx(&nvcc, f, kernels, ptx_build::PTX_ARCH, &p).map(|text| (p, text))
+                }
+                Some(a) => {
+                    let cubin = out_dir.join(format!("{}.{a}.cubin", f.name));
+                    ptx_build::compile_cubin(&nvcc, f, kernels, a, &cubin).map(|log| (cubin, log))
+                }
+            });
+            for (&(f, arch), out) in jobs.iter().zip(outputs) {
+                let (path, text) = out.unwrap_or_else(|e| panic!("{e}"));
+                match arch {
+                    None => {
+                        println!("{}: PTX {:?}", f.name, ptx_build::ptx_version(&text));
+                        ptx.push((f.name.clone(), text));
+                    }
+                    Some(a) => {
+                        if a == "sm_90" {
+                            check_report(f, &text);
+                            println!("{}: sm_90\n{}", f.name, ptx_build::resource_lines(&text));
+                            reports.push((f.name.clone(), text));
+                        }
+                        cubins.push((f.name.clone(), a.to_string(), path));
+                    }
+                }
             }
             println!("cargo:rustc-env=MOODGRAD_PTX_BUILT=1");
         }
@@ -275,6 +295,27 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
     ptx_build::resources::write_reports(&out_dir.join("kernels_ptxas.rs"), &nvcc_version, "sm_90", &reports)
         .expect("write kernels_ptxas.rs");
     println!("cargo:rustc-cfg=moodgrad_embedded");
+}
+
+/// `work` over `jobs` on as many threads as the machine has cores; results in job order.
+fn run_parallel<J: Sync, R: Send>(jobs: &[J], work: impl Fn(&J) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<R>> = (0..jobs.len()).map(|_| None).collect();
+    let done = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = work(job);
+                    done.lock().expect("no worker panics while holding the lock")[i] = Some(r);
+                }
+            });
+        }
+    });
+    results.into_iter().map(|r| r.expect("every job ran")).collect()
 }
 
 /// The ptxas report of `f` must give figures for each of its exported kernels (else the report

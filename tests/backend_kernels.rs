@@ -15,21 +15,12 @@ use moodgrad::backend::{
     AdamStep, BnParams, ChannelGeom, ConcatGeom, ConvGeom, CropGeom, DbGeom, MatmulGeom, MelGeom, PoolGeom, Precision,
     RowsGeom, Unary,
 };
-use moodgrad::device::{Device, DeviceChoice};
+use moodgrad::device::kernel_devices;
 use moodgrad::rng::Rng;
 
 fn devices() -> Vec<KernelBackend> {
-    let mut out = Vec::new();
-    for choice in [DeviceChoice::Sim, DeviceChoice::Cuda(0)] {
-        // FP32 convolutions, compared with the CPU at FP32 tolerances (CUDA defaults to TF32).
-        match Device::open_with(choice, Some(Precision::Fp32)) {
-            Ok(Device::Kernels(b)) => out.push(b),
-            Ok(_) => unreachable!(),
-            Err(e) => eprintln!("skipped {choice:?}: {e}"),
-        }
-    }
-    assert!(!out.is_empty(), "the sim device must always be available");
-    out
+    // FP32 convolutions, compared with the CPU at FP32 tolerances (CUDA defaults to TF32).
+    kernel_devices(Some(Precision::Fp32)).unwrap().into_iter().map(|(_, b)| b).collect()
 }
 
 fn randn(r: &mut Rng, n: usize) -> Vec<f32> {

@@ -32,6 +32,8 @@ fn gradcheck_passes_on_every_architecture() {
             "2x1x16x24",
             "--channels",
             "8,16,32,64",
+            "--device",
+            "cpu",
         ]);
         assert!(ok, "{model} {att}: {out}");
         assert!(out.contains("gradcheck passed"), "{out}");
@@ -386,6 +388,14 @@ fn a_tf32_step_on_every_emulated_card_matches_the_cpu() {
             assert!((a - c).abs() <= 5e-3 * c.abs(), "{arch}: [loss, grad_norm][{k}] {a} vs the CPU's {c}");
         }
         assert_ne!(tc, cpu, "{arch}: bit-identical to FP32, so TF32 did not run");
+    }
+    // The real card, when there is one, at its default (TF32 from sm_80 on).
+    if moodgrad::device::kernel_devices(None).unwrap().len() > 1 {
+        let (ok, text, gpu) = step("cuda", "sm_90", &[]);
+        assert!(ok, "cuda: {text}");
+        for (k, (a, c)) in gpu.iter().zip(&cpu).enumerate() {
+            assert!((a - c).abs() <= 5e-3 * c.abs(), "cuda: [loss, grad_norm][{k}] {a} vs the CPU's {c}");
+        }
     }
     let (ok, text, _) = step("sim", "sm_75", &["--precision", "tf32"]);
     assert!(!ok && text.contains("sm_75") && text.contains("--precision fp32") && !text.contains("panicked"), "{text}");

@@ -15,7 +15,7 @@ use moodgrad::backend::kernel::profile::{ARCHES, DeviceProfile};
 use moodgrad::backend::kernel::sim::SimDevice;
 use moodgrad::backend::prelude::*;
 use moodgrad::backend::{ConvGeom, Precision};
-use moodgrad::device::{Device, DeviceChoice};
+use moodgrad::device::{Device, DeviceChoice, kernel_devices};
 use moodgrad::rng::Rng;
 use std::sync::Arc;
 
@@ -125,6 +125,13 @@ fn convolutions_match_a_rounded_reference_on_odd_shapes_on_every_card() {
         eprintln!("{arch}, {precision:?}:");
         check_on_odd_shapes(&sim_card(arch, precision), precision);
     }
+    // And on the GPU when one is there, at its default (TF32 from sm_80 on), with its own limits.
+    for (choice, b) in kernel_devices(None).unwrap() {
+        if choice == DeviceChoice::Cuda(0) {
+            eprintln!("{} ({}), {:?}:", b.name(), b.profile().arch_name(), b.conv_precision());
+            check_on_odd_shapes(&b, b.conv_precision());
+        }
+    }
 }
 
 fn check_on_odd_shapes(tc: &KernelBackend, precision: Precision) {
@@ -222,7 +229,10 @@ fn the_cpu_refuses_tf32_and_devices_default_as_pytorch() {
     assert!(err.to_string().contains("--precision tf32"), "{err}");
     assert_eq!(Device::open(DeviceChoice::Cpu).unwrap().precision(), Precision::Fp32);
     assert_eq!(Device::open(DeviceChoice::Sim).unwrap().precision(), Precision::Fp32);
-    if let Ok(d) = Device::open(DeviceChoice::Cuda(0)) {
-        assert_eq!(d.precision(), Precision::Tf32, "cuda convolutions default to tf32 as PyTorch's");
+    for (choice, b) in kernel_devices(None).unwrap() {
+        if choice == DeviceChoice::Cuda(0) {
+            let want = if b.profile().has_tf32() { Precision::Tf32 } else { Precision::Fp32 };
+            assert_eq!(b.conv_precision(), want, "cuda convolutions default as PyTorch's on {}", b.profile().name);
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::{Backend, Precision};
-use moodgrad::device::{Device, DeviceChoice};
+use moodgrad::device::kernel_devices;
 use moodgrad::io::{self, HostData, TensorFile};
 use moodgrad::nn::{ModelConfig, SeedNet};
 use moodgrad::optim::{Adam, AdamConfig};
@@ -296,19 +296,12 @@ fn model3_legacy_attention_matches_pytorch() {
 }
 
 /// The same PyTorch fixtures through the CUDA kernels: on the host SIMT layer always, on a GPU
-/// when one answers (the `cuda` run is skipped, with the reason printed, otherwise).
+/// when one answers (the `cuda` run is skipped, with the reason printed, otherwise; a failure
+/// under MOODGRAD_REQUIRE_CUDA=1).
 #[test]
 fn kernels_match_pytorch_on_every_fixture() {
-    for choice in [DeviceChoice::Sim, DeviceChoice::Cuda(0)] {
-        // FP32 convolutions: the fixtures' tolerances are FP32's (CUDA would default to TF32).
-        let be = match Device::open_with(choice, Some(Precision::Fp32)) {
-            Ok(Device::Kernels(b)) => b,
-            Ok(_) => unreachable!(),
-            Err(e) => {
-                eprintln!("skipped {choice:?}: {e}");
-                continue;
-            }
-        };
+    // FP32 convolutions: the fixtures' tolerances are FP32's (CUDA would default to TF32).
+    for (_, be) in kernel_devices(Some(Precision::Fp32)).unwrap() {
         for f in ["golden_model3_se.safetensors", "golden_model4_se.safetensors", "golden_model3_legacy.safetensors"] {
             check_f32(be.clone(), f);
         }

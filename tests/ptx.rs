@@ -18,7 +18,7 @@ fn every_kernel_file_has_ptx_the_driver_can_load() {
         let ptx = embedded_ptx().iter().find(|(f, _)| f == file).unwrap_or_else(|| panic!("no PTX for {file}")).1;
         let v = ptx_build::ptx_version(ptx).unwrap_or_else(|| panic!("{file}: no .version line"));
         assert!(v <= ptx_build::MAX_PTX_VERSION, "{file}: PTX .version {v:?} > 9.0 cannot load on driver 580");
-        assert!(ptx.contains(".target sm_80"), "{file}: PTX not for compute_80");
+        assert!(ptx.contains(".target sm_90"), "{file}: PTX not for compute_90 (the newest; later cards JIT it)");
         for name in *names {
             assert!(ptx.contains(&format!(".entry {name}(")), "{file}: kernel {name} missing from its PTX");
         }

@@ -191,7 +191,7 @@ fn an_unknown_config_key_names_the_key_and_the_file() {
     let cfg = d.join("bad.toml");
     std::fs::write(&cfg, "preset = \"tiny\"\n[train]\nepoch = 3\n").unwrap();
     let run = d.join("run");
-    let (ok, out) = moodgrad(&["train", "--data", s(&d), "--config", s(&cfg), "--out", s(&run)]);
+    let (ok, out) = moodgrad(&["train", "--data", s(&d), "--config", s(&cfg), "--out", s(&run), "--device", "cpu"]);
     assert!(!ok && out.contains("epoch") && out.contains("bad.toml"), "{out}");
     assert!(!run.exists(), "a refused config must not start a run");
 }

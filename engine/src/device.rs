@@ -68,7 +68,12 @@ impl Device {
         match choice {
             DeviceChoice::Cpu => cpu(),
             DeviceChoice::Auto if device_count() == 0 => cpu(),
-            DeviceChoice::Auto => cuda(0),
+            // A driver that lists a GPU but cannot give it to us (busy, out of memory, a broken
+            // install): the CPU, saying why, rather than a failed command.
+            DeviceChoice::Auto => cuda(0).or_else(|e| {
+                eprintln!("note: --device auto: CUDA device 0 could not be used ({e}); computing on the CPU");
+                cpu()
+            }),
             DeviceChoice::Cuda(n) => cuda(n),
             DeviceChoice::Sim => {
                 let b = KernelBackend::new(Arc::new(SimDevice::from_env()?));
@@ -91,6 +96,33 @@ impl Device {
             Device::Kernels(b) => b.name(),
         }
     }
+}
+
+/// The environment variable under which a CUDA device that does not open fails a test instead
+/// of skipping it (set it wherever a GPU is expected: a GPU run that skips proves nothing).
+pub const REQUIRE_CUDA_VAR: &str = "MOODGRAD_REQUIRE_CUDA";
+
+/// Whether `MOODGRAD_REQUIRE_CUDA=1`.
+pub fn cuda_required() -> bool {
+    std::env::var(REQUIRE_CUDA_VAR).is_ok_and(|v| v == "1")
+}
+
+/// The kernel backends a test compares against the CPU, at convolution `precision` (`None`: each
+/// device's default): sim, then CUDA device 0 when it opens. When it does not, the reason is
+/// printed and the CUDA run skipped, or, under `MOODGRAD_REQUIRE_CUDA=1`, it is an error.
+pub fn kernel_devices(precision: Option<Precision>) -> Result<Vec<(DeviceChoice, KernelBackend)>> {
+    let mut out = Vec::new();
+    for choice in [DeviceChoice::Sim, DeviceChoice::Cuda(0)] {
+        match Device::open_with(choice, precision) {
+            Ok(Device::Kernels(b)) => out.push((choice, b)),
+            Ok(Device::Cpu(_)) => unreachable!("sim and cuda open kernel backends"),
+            Err(e) if choice == DeviceChoice::Cuda(0) && !cuda_required() => {
+                eprintln!("skipped {choice:?}: {e} (set {REQUIRE_CUDA_VAR}=1 to make this a failure)")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Runs a backend-generic computation on whichever backend `dev` is.

@@ -10,7 +10,7 @@
 mod modules;
 mod staging;
 
-pub use modules::{FORCE_PTX_VAR, compile_with_nvrtc, embedded_cubins, embedded_kernels, embedded_ptx};
+pub use modules::{FORCE_PTX_VAR, compile_with_nvrtc, cubin_for, embedded_cubins, embedded_kernels, embedded_ptx};
 
 use super::device::{Arg, RawDevice, with_params};
 use super::profile::DeviceProfile;

@@ -1,8 +1,11 @@
-//! Which image of each kernel file the CUDA device loads: the embedded `sm_90` cubin when the
-//! device's compute capability is exactly 9.0 (no JIT at start-up), else the embedded
-//! `compute_80` PTX, which the driver JIT-compiles for the device (and caches in
-//! ~/.nv/ComputeCache); builds made without nvcc have neither and compile the embedded sources
-//! with NVRTC. `MOODGRAD_CUDA_PTX=1` forces the PTX path on a 9.0 device (to test it there).
+//! Which image of each kernel file the CUDA device loads, by its compute capability: the embedded
+//! cubin built for it (sm_75, sm_80, sm_86, sm_89, sm_90), or the newest cubin of the same major
+//! version below it (binary compatible: sm_86's runs on an sm_87); on a card newer than every
+//! cubin, the embedded `compute_90` PTX, which the driver JIT-compiles (and caches in
+//! ~/.nv/ComputeCache). The tensor-core files have no image before sm_80 and are not loaded
+//! there (the backend refuses TF32 on such cards). Builds made without nvcc have neither and
+//! compile the embedded sources with NVRTC. `MOODGRAD_CUDA_PTX=1` forces the PTX path where the
+//! PTX can load (sm_90 and later), to test it there.
 
 use super::drv;
 use crate::error::{Error, Result};
@@ -12,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The kernels build.rs embedded: `PTX` (nvcc output per file, may be empty), `SOURCES` (each
-/// file with its includes inlined, for NVRTC), `KERNELS` (file, kernel names) and `CUBIN_SM90`
-/// (file, nvcc's sm_90 cubin; empty without nvcc).
+/// file with its includes inlined, for NVRTC), `KERNELS` (file, kernel names) and `CUBINS`
+/// (file, compute capability·10, nvcc's cubin; empty without nvcc).
 #[cfg(moodgrad_embedded)]
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/kernels_embedded.rs"));
@@ -25,10 +28,10 @@ mod embedded {
     pub const PTX: &[(&str, &str)] = &[];
     pub const SOURCES: &[(&str, &str)] = &[];
     pub const KERNELS: &[(&str, &[&str])] = &[];
-    pub const CUBIN_SM90: &[(&str, &[u8])] = &[];
+    pub const CUBINS: &[(&str, u32, &[u8])] = &[];
 }
 
-/// The environment variable that makes a 9.0 device JIT the PTX instead of loading the cubins.
+/// The environment variable that makes a device JIT the PTX instead of loading the cubins.
 pub const FORCE_PTX_VAR: &str = "MOODGRAD_CUDA_PTX";
 
 /// (file, PTX) pairs compiled by nvcc at build time; empty when the build had no nvcc.
@@ -36,9 +39,21 @@ pub fn embedded_ptx() -> &'static [(&'static str, &'static str)] {
     embedded::PTX
 }
 
-/// (file, sm_90 cubin) pairs compiled by nvcc at build time; empty when the build had no nvcc.
-pub fn embedded_cubins() -> &'static [(&'static str, &'static [u8])] {
-    embedded::CUBIN_SM90
+/// (file, compute capability·10, cubin) compiled by nvcc at build time; empty when the build had
+/// no nvcc.
+pub fn embedded_cubins() -> &'static [(&'static str, u32, &'static [u8])] {
+    embedded::CUBINS
+}
+
+/// The cubin of `file` for a card of compute capability `arch` (major·10 + minor): its own, or
+/// the newest one of the same major version below it; None when there is none (a card newer
+/// than every cubin, or older than the file supports).
+pub fn cubin_for(file: &str, arch: u32) -> Option<(u32, &'static [u8])> {
+    embedded::CUBINS
+        .iter()
+        .filter(|(f, a, _)| *f == file && a / 10 == arch / 10 && *a <= arch)
+        .max_by_key(|(_, a, _)| *a)
+        .map(|(_, a, bytes)| (*a, *bytes))
 }
 
 /// (file, kernel names) of every kernels/*.cu.
@@ -76,23 +91,47 @@ pub struct Loaded {
 
 pub fn load_all(ctx: &Arc<CudaContext>) -> Result<Loaded> {
     let (major, minor) = ctx.compute_capability().map_err(|e| drv("compute capability", e))?;
+    let arch = (10 * major + minor) as u32;
     let force_ptx = std::env::var(FORCE_PTX_VAR).is_ok_and(|v| v == "1");
-    let use_cubin = (major, minor) == (9, 0) && !force_ptx && !embedded::CUBIN_SM90.is_empty();
-    let jit = if embedded::PTX.is_empty() { "NVRTC PTX" } else { "compute_80 PTX" };
-    let mut how = if use_cubin { "sm_90 cubin".to_string() } else { format!("{jit} JIT for sm_{major}{minor}") };
+    let jit = if embedded::PTX.is_empty() { "NVRTC PTX" } else { "compute_90 PTX" };
     let mut loaded = Loaded { functions: HashMap::new(), modules: Vec::new(), how: String::new() };
+    let (mut cubins, mut jitted, mut skipped) = (Vec::new(), 0, Vec::new());
     for (file, names) in embedded::KERNELS {
-        let cubin = embedded::CUBIN_SM90.iter().find(|(f, _)| f == file).filter(|_| use_cubin);
+        let cubin = cubin_for(file, arch).filter(|_| !force_ptx);
         let module = match cubin {
-            Some((_, bytes)) => match ctx.load_module(Ptx::from_binary(bytes.to_vec())) {
-                Ok(m) => m,
-                // A driver older than the nvcc that built the cubin rejects it; its PTX may load.
-                Err(e) => {
-                    how = format!("compute_80 PTX JIT for sm_90 (the sm_90 cubin of {file} was rejected: {e:?})");
+            Some((built_for, bytes)) => match ctx.load_module(Ptx::from_binary(bytes.to_vec())) {
+                Ok(m) => {
+                    cubins.push(built_for);
+                    m
+                }
+                // A driver older than the nvcc that built the cubin rejects it; the PTX may load.
+                Err(e) if arch >= 90 => {
+                    eprintln!("note: the sm_{built_for} cubin of {file} was rejected ({e:?}); JIT-compiling its PTX");
+                    jitted += 1;
                     load_ptx(ctx, file)?
                 }
+                Err(e) => return Err(drv(&format!("loading the sm_{built_for} cubin of {file}"), e)),
             },
-            None => load_ptx(ctx, file)?,
+            None if arch < 75 => {
+                return Err(Error::Device(format!(
+                    "this card is sm_{arch}; moodgrad's kernels need sm_75 (Turing) or newer: use --device cpu"
+                )));
+            }
+            // Every other file has an sm_75 cubin: this one is a tensor-core file (sm_80 on).
+            None if arch < 80 && !embedded::CUBINS.is_empty() => {
+                skipped.push(*file);
+                continue;
+            }
+            None if arch >= 90 || embedded::PTX.is_empty() => {
+                jitted += 1;
+                load_ptx(ctx, file)?
+            }
+            None => {
+                return Err(Error::Device(format!(
+                    "no kernels of {file} for this card (sm_{arch}): the build has cubins for sm_75, sm_80, sm_86, \
+                     sm_89 and sm_90 and PTX for compute_90; rebuild with a CUDA toolkit that supports sm_{arch}"
+                )));
+            }
         };
         for name in *names {
             let f = module.load_function(name).map_err(|e| drv(&format!("kernel {name} of {file}"), e))?;
@@ -100,7 +139,19 @@ pub fn load_all(ctx: &Arc<CudaContext>) -> Result<Loaded> {
         }
         loaded.modules.push(module);
     }
-    loaded.how = how;
+    cubins.sort_unstable();
+    cubins.dedup();
+    let mut how = Vec::new();
+    if !cubins.is_empty() {
+        how.push(format!("{} cubins", cubins.iter().map(|a| format!("sm_{a}")).collect::<Vec<_>>().join("/")));
+    }
+    if jitted > 0 {
+        how.push(format!("{jit} JIT for sm_{arch} ({jitted} files)"));
+    }
+    if !skipped.is_empty() {
+        how.push(format!("no tensor-core kernels before sm_80 ({})", skipped.join(", ")));
+    }
+    loaded.how = how.join(", ");
     Ok(loaded)
 }
 
