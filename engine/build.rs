@@ -243,6 +243,7 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
     let mut ptx = Vec::new();
     let mut cubins = Vec::new();
     let mut reports = Vec::new();
+    let mut arch_reports = Vec::new();
     let mut nvcc_version = String::new();
     match ptx_build::find_nvcc() {
         Some(nvcc) => {
@@ -273,8 +274,9 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
                         if a == "sm_90" {
                             check_report(f, &text);
                             println!("{}: sm_90\n{}", f.name, ptx_build::resource_lines(&text));
-                            reports.push((f.name.clone(), text));
+                            reports.push((f.name.clone(), text.clone()));
                         }
+                        arch_reports.push((a.to_string(), f.name.clone(), text));
                         cubins.push((f.name.clone(), a.to_string(), path));
                     }
                 }
@@ -292,8 +294,14 @@ fn build_ptx(kernels: &Path, out_dir: &Path) {
         .expect("write kernels_embedded.rs");
     ptx_build::write_cubins(&out_dir.join("kernels_cubin.rs"), &cubins).expect("write kernels_cubin.rs");
     // Read by tests/sass.rs (spill check, docs/kernel-abi.md's resource table), not by the crate.
-    ptx_build::resources::write_reports(&out_dir.join("kernels_ptxas.rs"), &nvcc_version, "sm_90", &reports)
-        .expect("write kernels_ptxas.rs");
+    ptx_build::resources::write_reports(
+        &out_dir.join("kernels_ptxas.rs"),
+        &nvcc_version,
+        "sm_90",
+        &reports,
+        &arch_reports,
+    )
+    .expect("write kernels_ptxas.rs");
     println!("cargo:rustc-cfg=moodgrad_embedded");
 }
 

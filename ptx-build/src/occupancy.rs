@@ -1,6 +1,7 @@
-//! Theoretical occupancy of one kernel on an sm_90 SM (H100/H200), computed the way CUDA's own
-//! calculator does (`cudaOccMaxBlocksPerSMRegsLimit` / `cudaOccMaxBlocksPerSMSmemLimit` in
-//! cuda_occupancy.h, CUDA 13.0), with sm_90's limits:
+//! Theoretical occupancy of one kernel on an SM, computed the way CUDA's own calculator does
+//! (`cudaOccMaxBlocksPerSMRegsLimit` / `cudaOccMaxBlocksPerSMSmemLimit` in cuda_occupancy.h, CUDA
+//! 13.0). Below with sm_90's limits (H100/H200); [`SM_LIMITS`] gives each card's (sm_75: 32 warps,
+//! 16 blocks, 64 KiB; sm_80: 164 KiB; sm_86/sm_89: 48 warps, 100 KiB):
 //!
 //! - warps per block `W = ceil(threads / 32)`; at most 64 warps and 32 blocks per SM;
 //! - registers: each warp gets `ceil(regs · 32 / 256) · 256` of the 65536 registers, which sit in
@@ -60,20 +61,95 @@ impl Occupancy {
     }
 }
 
+/// One architecture's per-SM limits, as cuda_occupancy.h (CUDA 13.0) gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmLimits {
+    pub arch: &'static str,
+    pub max_warps: u32,
+    pub max_blocks: u32,
+    pub shared_per_sm: u32,
+    pub shared_per_block_optin: u32,
+    pub shared_reserved_per_block: u32,
+    pub shared_alloc_unit: u32,
+}
+
+/// The cards the kernels are built for (the registers are the same on all: 65536 per SM in 4
+/// sub-partitions, 255 per thread, allocated per warp in units of 256).
+pub const SM_LIMITS: [SmLimits; 5] = [
+    SmLimits {
+        arch: "sm_75",
+        max_warps: 32,
+        max_blocks: 16,
+        shared_per_sm: 64 * 1024,
+        shared_per_block_optin: 64 * 1024,
+        shared_reserved_per_block: 0,
+        shared_alloc_unit: 256,
+    },
+    SmLimits {
+        arch: "sm_80",
+        max_warps: 64,
+        max_blocks: 32,
+        shared_per_sm: 164 * 1024,
+        shared_per_block_optin: 163 * 1024,
+        shared_reserved_per_block: 1024,
+        shared_alloc_unit: 128,
+    },
+    SmLimits {
+        arch: "sm_86",
+        max_warps: 48,
+        max_blocks: 16,
+        shared_per_sm: 100 * 1024,
+        shared_per_block_optin: 99 * 1024,
+        shared_reserved_per_block: 1024,
+        shared_alloc_unit: 128,
+    },
+    SmLimits {
+        arch: "sm_89",
+        max_warps: 48,
+        max_blocks: 24,
+        shared_per_sm: 100 * 1024,
+        shared_per_block_optin: 99 * 1024,
+        shared_reserved_per_block: 1024,
+        shared_alloc_unit: 128,
+    },
+    SM90,
+];
+
+/// sm_90's limits (the constants above).
+pub const SM90: SmLimits = SmLimits {
+    arch: "sm_90",
+    max_warps: MAX_WARPS_PER_SM,
+    max_blocks: MAX_BLOCKS_PER_SM,
+    shared_per_sm: SHARED_PER_SM,
+    shared_per_block_optin: SHARED_PER_BLOCK_OPTIN,
+    shared_reserved_per_block: SHARED_RESERVED_PER_BLOCK,
+    shared_alloc_unit: SHARED_ALLOC_UNIT,
+};
+
 /// Occupancy of a block of `threads` threads using `registers` per thread and `shared_bytes`
 /// (static + dynamic) of shared memory; Err when such a block cannot launch on sm_90 at all.
 pub fn sm90_occupancy(threads: u32, registers: u32, shared_bytes: u32) -> Result<Occupancy, String> {
+    occupancy(&SM90, threads, registers, shared_bytes).map(|(o, _)| o)
+}
+
+/// `sm90_occupancy` on the card `sm` describes; also returns the occupancy as a fraction of its
+/// warps (`Occupancy::fraction` is sm_90's).
+pub fn occupancy(sm: &SmLimits, threads: u32, registers: u32, shared_bytes: u32) -> Result<(Occupancy, f64), String> {
+    let arch = sm.arch;
     if threads == 0 || threads > MAX_THREADS_PER_BLOCK {
-        return Err(format!("{threads} threads per block: sm_90 allows 1 to {MAX_THREADS_PER_BLOCK}"));
+        return Err(format!("{threads} threads per block: {arch} allows 1 to {MAX_THREADS_PER_BLOCK}"));
     }
     if registers > MAX_REGS_PER_THREAD {
-        return Err(format!("{registers} registers per thread: sm_90 allows at most {MAX_REGS_PER_THREAD}"));
+        return Err(format!("{registers} registers per thread: {arch} allows at most {MAX_REGS_PER_THREAD}"));
     }
-    if shared_bytes > SHARED_PER_BLOCK_OPTIN {
-        return Err(format!("{shared_bytes} B shared memory per block: sm_90 allows at most {SHARED_PER_BLOCK_OPTIN}"));
+    if shared_bytes > sm.shared_per_block_optin {
+        return Err(format!(
+            "{shared_bytes} B shared memory per block: {arch} allows at most {}",
+            sm.shared_per_block_optin
+        ));
     }
     let warps = threads.div_ceil(WARP);
-    let by_warps = MAX_WARPS_PER_SM / warps;
+    let by_warps = sm.max_warps / warps;
     let regs_per_warp = (registers * WARP).div_ceil(REG_ALLOC_UNIT) * REG_ALLOC_UNIT;
     let by_regs = if regs_per_warp == 0 {
         u32::MAX
@@ -82,17 +158,18 @@ pub fn sm90_occupancy(threads: u32, registers: u32, shared_bytes: u32) -> Result
     } else {
         SUB_PARTITIONS * (REGS_PER_SM / SUB_PARTITIONS / regs_per_warp) / warps
     };
-    let smem = (shared_bytes + SHARED_RESERVED_PER_BLOCK).div_ceil(SHARED_ALLOC_UNIT) * SHARED_ALLOC_UNIT;
-    let by_smem = SHARED_PER_SM / smem;
+    let smem = (shared_bytes + sm.shared_reserved_per_block).div_ceil(sm.shared_alloc_unit) * sm.shared_alloc_unit;
+    let by_smem = sm.shared_per_sm / smem.max(1);
     let (blocks, limiter) = [
         (by_warps, Limiter::Warps),
         (by_regs, Limiter::Registers),
         (by_smem, Limiter::SharedMemory),
-        (MAX_BLOCKS_PER_SM, Limiter::Blocks),
+        (sm.max_blocks, Limiter::Blocks),
     ]
     .into_iter()
     .fold((u32::MAX, Limiter::Warps), |best, (n, l)| if n < best.0 { (n, l) } else { best });
-    Ok(Occupancy { blocks_per_sm: blocks, warps_per_sm: blocks * warps, limiter })
+    let o = Occupancy { blocks_per_sm: blocks, warps_per_sm: blocks * warps, limiter };
+    Ok((o, f64::from(o.warps_per_sm) / f64::from(sm.max_warps)))
 }
 
 #[cfg(test)]
@@ -123,6 +200,20 @@ mod tests {
         assert_eq!(occ(128, 32, 227 * 1024), (1, 4, Limiter::SharedMemory));
         // 256 B static: 1280 B per block, 182 fit; warps bound first.
         assert_eq!(occ(256, 28, 256), (8, 64, Limiter::Warps));
+    }
+
+    #[test]
+    fn other_cards_use_their_own_limits() {
+        let card = |a: &str| SM_LIMITS.iter().find(|l| l.arch == a).unwrap();
+        // The 128-row TF32 tiles (110592 B): 2 per SM on sm_80 (163 KiB), none on sm_86 (99 KiB).
+        assert_eq!(occupancy(card("sm_80"), 256, 124, 110_592).unwrap().0.blocks_per_sm, 1);
+        assert!(occupancy(card("sm_86"), 256, 124, 110_592).is_err());
+        // The 64-row ones (82944 B) fit one per SM there.
+        assert_eq!(occupancy(card("sm_86"), 256, 80, 82_944).unwrap().0.blocks_per_sm, 1);
+        // 256 threads, 32 registers: the T4's 32 warps hold 4 blocks, a full SM.
+        let (o, f) = occupancy(card("sm_75"), 256, 32, 0).unwrap();
+        assert_eq!((o.blocks_per_sm, f), (4, 1.0));
+        assert_eq!(occupancy(&SM90, 256, 32, 0).unwrap().0, sm90_occupancy(256, 32, 0).unwrap());
     }
 
     #[test]
