@@ -175,9 +175,20 @@ fn uses_dynamic_shared(ptx: &str, name: &str) -> bool {
     externs.iter().any(|x| body.split(|c: char| !ident(c)).any(|w| w == *x))
 }
 
+/// DOC without its generated sections: the launches come from the hand-written rows only.
+fn hand_written(doc: &str) -> String {
+    let mut text = doc.to_string();
+    for (begin, end) in [(BEGIN, END), (CARDS_BEGIN, CARDS_END)] {
+        if let Some((before, rest)) = text.split_once(begin) {
+            text = format!("{before}{}", rest.split_once(end).map_or("", |(_, after)| after));
+        }
+    }
+    text
+}
+
 /// The generated section: the build's nvcc and one row per documented kernel.
 fn generated_table(doc: &str, all: &[(&str, KernelResources)]) -> String {
-    let launches = documented_launches(doc);
+    let launches = documented_launches(&hand_written(doc));
     let mut s = format!(
         "Figures of nvcc {} (`-arch=sm_90 -O3`, ptxas `-v`); occupancy per SM of an H100/H200.\n\n",
         ptxas::NVCC_VERSION
@@ -275,12 +286,7 @@ fn kernel_resource_table_in_docs_is_current() {
 /// tensor-core files before sm_80), "does not fit" where the launch cannot run there (the 128-row
 /// TF32 tiles on sm_86/sm_89, which the backend never launches there).
 fn per_card_table(doc: &str) -> String {
-    // The launches come from the hand-written rows, not from the sm_90 table's.
-    let without_sm90 = match doc.split_once(BEGIN) {
-        Some((before, rest)) => format!("{before}{}", rest.split_once(END).map_or("", |(_, after)| after)),
-        None => doc.to_string(),
-    };
-    let launches = documented_launches(&without_sm90);
+    let launches = documented_launches(&hand_written(doc));
     let mut s = format!(
         "Figures of nvcc {} (`-arch=sm_XX -O3`, ptxas `-v`), per card: registers per thread · theoretical \
          occupancy (resident warps over the SM's) at the launch documented above.\n\n",
