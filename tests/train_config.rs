@@ -176,7 +176,8 @@ fn resolved_config_writes_every_key() {
             "loss",
             "quadrant_loss",
             "restore",
-            "shuffle"
+            "shuffle",
+            "accumulate"
         ])
     );
     assert_eq!(keys("data"), sorted(&["preprocessing", "split"]));

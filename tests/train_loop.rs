@@ -462,3 +462,86 @@ fn init_weights_refuses_a_misfit_without_touching_the_run_folder() {
     assert!(ok, "{text}");
     same_bits(&out.join("best.safetensors"), &direct.join("best.safetensors"));
 }
+
+/// `[train] accumulate = 2` against PyTorch's accumulation loop (tools/make_accumulate_golden.py:
+/// the same data, split and initial weights; batch 4 in micro-batches of 2, each forward with
+/// BatchNorm on its own 2 songs and `(loss / 2).backward()`, then the clip and Adam), in f64
+/// through the library (bounds as above: 1e-9 of the losses, 1e-8 of each tensor's scale) and in
+/// f32 through the binary (PyTorch's own f32-vs-f64 difference × 3, floors as above).
+#[test]
+fn gradient_accumulation_matches_pytorchs_accumulation_loop() {
+    let f = fixture();
+    let acc =
+        io::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train/accumulate_golden.safetensors"))
+            .expect("the accumulation fixture");
+    let l: serde_json::Value = serde_json::from_str(&acc.metadata["loop"]).unwrap();
+    let (batch, parts) = (l["batch"].as_u64().unwrap() as usize, l["accumulate"].as_u64().unwrap());
+    let root = tmp("accumulate");
+    let data = write_data(&f, &root);
+    let text = config_text(&f, &data, batch, l["lr"].as_f64().unwrap(), EPOCHS, 0.5)
+        .replace("shuffle = false\n", &format!("shuffle = false\naccumulate = {parts}\n"));
+    let init = InitWeights { path: data.init.clone(), prefix_map: vec![], partial: false };
+
+    let cfg = Config::parse(&text, Path::new("accumulate.toml")).unwrap();
+    let out = root.join("run-f64");
+    train_run(Cpu::<f64>::new(), cfg, &data.cache, &out, &RunStart { resume: false, init: Some(init) }, &mut |_| {})
+        .unwrap();
+    let (train, val, best) = logged(&out);
+    let (t_train, t_val) = (vals(&acc, "f64.train_loss"), vals(&acc, "f64.val_loss"));
+    eprintln!("f64: train {train:?} (torch {t_train:?}), val {val:?} (torch {t_val:?}), best {best}");
+    for e in 0..EPOCHS {
+        assert!((train[e] - t_train[e]).abs() <= 1e-9 * t_train[e].abs(), "epoch {} train loss", e + 1);
+        assert!((val[e] - t_val[e]).abs() <= 1e-9 * t_val[e].abs(), "epoch {} validation loss", e + 1);
+    }
+    assert_eq!(best, vals(&acc, "f64.best_epoch")[0] as usize);
+    check_best(&out, &acc, "f64.best.", &|_| 1e-8, "accumulate f64");
+
+    let config = root.join("accumulate.toml");
+    std::fs::write(&config, &text).unwrap();
+    let out = root.join("run-f32");
+    let (ok, log) = moodgrad(&train_cmd(&data, &config, &out));
+    assert!(ok, "{log}");
+    let (train, val, best) = logged(&out);
+    let cond = |k: &str| {
+        let (a, b) = (vals(&acc, &format!("f32.{k}")), vals(&acc, &format!("f64.{k}")));
+        rel_err(&a, &b, max_abs(&b))
+    };
+    let (t_train, t_val) = (vals(&acc, "f32.train_loss"), vals(&acc, "f32.val_loss"));
+    let (e_train, e_val) = (rel_err(&train, &t_train, max_abs(&t_train)), rel_err(&val, &t_val, max_abs(&t_val)));
+    let (tol_train, tol_val) = ((3.0 * cond("train_loss")).max(1e-6), (3.0 * cond("val_loss")).max(1e-6));
+    eprintln!("f32: train err {e_train:.1e} of {tol_train:.1e}, val err {e_val:.1e} of {tol_val:.1e}, best {best}");
+    assert!(e_train <= tol_train && e_val <= tol_val, "f32 losses: {train:?} {val:?} vs {t_train:?} {t_val:?}");
+    assert_eq!(best, vals(&acc, "f32.best_epoch")[0] as usize);
+    let tol = |name: &str| {
+        let (a, b) = (vals(&acc, &format!("f32.best.{name}")), vals(&acc, &format!("f64.best.{name}")));
+        (3.0 * rel_err(&a, &b, max_abs(&b))).max(1e-5)
+    };
+    check_best(&out, &acc, "f32.best.", &tol, "accumulate f32");
+}
+
+/// Micro-batches keep the batch's order, differ in size by at most one (the first ones larger,
+/// as make_accumulate_golden.py's `micro_batches`), and carry each song's spectrogram and target.
+#[test]
+fn a_batch_splits_into_ordered_micro_batches() {
+    use moodgrad::train::loader::HostBatch;
+    let (n_mels, frames) = (2, 3);
+    let host = |n: usize| HostBatch {
+        songs: (0..n).collect(),
+        audio: (0..n * n_mels * frames).map(|i| i as f32).collect(),
+        n_mels,
+        frames,
+        target: (0..2 * n).map(|i| i as f32).collect(),
+    };
+    for (n, parts, sizes) in [(4, 2, vec![2, 2]), (5, 2, vec![3, 2]), (7, 3, vec![3, 2, 2]), (2, 4, vec![1, 1])] {
+        let micro = host(n).split(parts);
+        assert_eq!(micro.iter().map(|m| m.songs.len()).collect::<Vec<_>>(), sizes, "{n} songs in {parts}");
+        let songs: Vec<usize> = micro.iter().flat_map(|m| m.songs.clone()).collect();
+        assert_eq!(songs, (0..n).collect::<Vec<_>>());
+        for m in &micro {
+            for (j, &song) in m.songs.iter().enumerate() {
+                assert_eq!(m.audio[j * n_mels * frames], (song * n_mels * frames) as f32);
+                assert_eq!(m.target[2 * j + 1], (2 * song + 1) as f32);
+            }
+        }
+    }
+}

@@ -155,7 +155,18 @@ def batches(idx: list[int], bs: int) -> list[list[int]]:
     return [idx[i:i + bs] for i in range(0, len(idx), bs)]
 
 
-def run_loop(init: dict, spec, lyrics, target, bs: int, dtype) -> dict:
+def micro_batches(b: list[int], parts: int) -> list[list[int]]:
+    """`b` in order as `parts` chunks whose sizes differ by at most one, the first ones larger."""
+    parts = max(1, min(parts, len(b)))
+    out, start = [], 0
+    for k in range(parts):
+        n = len(b) // parts + (1 if k < len(b) % parts else 0)
+        out.append(b[start:start + n])
+        start += n
+    return out
+
+
+def run_loop(init: dict, spec, lyrics, target, bs: int, dtype, accumulate: int = 1) -> dict:
     model = Seed(**MODEL)
     model.load_state_dict(init, strict=True)
     set_dropout(model, 0.0)
@@ -176,13 +187,19 @@ def run_loop(init: dict, spec, lyrics, target, bs: int, dtype) -> dict:
         losses = []
         for b in batches(train_idx, bs):
             opt.zero_grad(set_to_none=True)
-            out = model(audio[b], lyr[b])
-            loss = loss_fn(out, tgt[b])
-            loss.backward()
+            # Gradient accumulation: each micro-batch's mean loss over the number of micro-batches
+            # (one micro-batch: the plain step).
+            micro = micro_batches(b, accumulate)
+            step_losses = []
+            for m in micro:
+                out = model(audio[m], lyr[m])
+                loss = loss_fn(out, tgt[m])
+                (loss / len(micro) if len(micro) > 1 else loss).backward()
+                step_losses.append(loss.item())
             dead.update(n for n, p in model.named_parameters() if n not in bnfed and not p.grad.any())
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
             opt.step()
-            losses.append(loss.item())
+            losses.append(sum(step_losses) / len(step_losses))
         train_loss = sum(losses) / len(losses)
         model.eval()
         with torch.no_grad():

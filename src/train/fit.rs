@@ -13,7 +13,7 @@ use super::log::{EpochRecord, GroupLr, LogWriter, SplitMetrics, read_log};
 use super::metrics::MetricsAcc;
 use super::run_dir::RunDir;
 use super::session::Session;
-use super::step::{Objective, StepOptions, train_step};
+use super::step::{Objective, StepOptions, train_step_accumulated};
 use crate::backend::Backend;
 use crate::cputime::{PhaseTime, Stopwatch, timed};
 use crate::error::{Error, Result};
@@ -109,9 +109,14 @@ pub fn fit<B: Backend>(
             if epoch == 2 && crate::fault::injected("nan_loss_epoch_2") {
                 host.target[0] = f32::NAN;
             }
-            let batch = host.upload(&s.store.backend, songs, s.net.config.inputs)?;
+            let upload = |h: &super::loader::HostBatch| h.upload(&s.store.backend, songs, s.net.config.inputs);
+            let micro = match s.cfg.train.accumulate {
+                1 => vec![upload(&host)?],
+                k => host.split(k).iter().map(upload).collect::<Result<Vec<_>>>()?,
+            };
             let options = StepOptions { objective: Objective::of(&s.cfg.train), clip, seed };
-            let step = train_step(&s.net, &mut s.store, &mut s.opt, s.lyrics.as_mut(), &batch, &options, None);
+            let step =
+                train_step_accumulated(&s.net, &mut s.store, &mut s.opt, s.lyrics.as_mut(), &micro, &options, None);
             let r = step.map_err(|e| match e {
                 Error::NonFinite(why) => {
                     let ids: Vec<&str> = host.songs.iter().map(|&i| songs[i].id.as_str()).collect();

@@ -40,6 +40,31 @@ impl HostBatch {
     }
 }
 
+impl HostBatch {
+    /// The batch as `parts` micro-batches in order (`[train] accumulate`; copies), sizes
+    /// differing by at most one (the first ones larger), none empty.
+    pub fn split(&self, parts: usize) -> Vec<HostBatch> {
+        let n = self.songs.len();
+        let parts = parts.clamp(1, n.max(1));
+        let per_song = self.n_mels * self.frames;
+        let mut out = Vec::with_capacity(parts);
+        let mut start = 0;
+        for k in 0..parts {
+            let len = n / parts + usize::from(k < n % parts);
+            let end = start + len;
+            out.push(HostBatch {
+                songs: self.songs[start..end].to_vec(),
+                audio: self.audio[start * per_song..end * per_song].to_vec(),
+                n_mels: self.n_mels,
+                frames: self.frames,
+                target: if self.target.is_empty() { Vec::new() } else { self.target[2 * start..2 * end].to_vec() },
+            });
+            start = end;
+        }
+        out
+    }
+}
+
 /// Reads one song's [n_mels, frames] spectrogram, refusing non-finite values by song and file.
 pub fn read_spectrogram(song: &SongRecord) -> Result<(Vec<usize>, Vec<f32>)> {
     let p = &song.spectrogram;

@@ -30,5 +30,5 @@ pub mod step;
 
 pub use step::{
     Batch, BatchLyrics, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,
-    record_forward, train_step,
+    record_forward, train_step, train_step_accumulated,
 };

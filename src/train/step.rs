@@ -248,34 +248,87 @@ pub fn train_step<B: Backend>(
     options: &StepOptions,
     hook: Option<GradHook<'_, B>>,
 ) -> Result<StepReport<B>> {
+    train_step_accumulated(net, store, opt, lyrics, std::slice::from_ref(batch), options, hook)
+}
+
+/// One training step over `micro` batches (`[train] accumulate`): for each, in order, a forward in
+/// training mode (BatchNorm on that micro-batch alone) and a backward whose gradients add to the
+/// previous ones; then the gradient is the mean of the micro-batches' (PyTorch's
+/// `(loss / K).backward()` per micro-batch, and DistributedDataParallel's average over ranks),
+/// its global norm, `hook` (seeing the sum), clipping and Adam. Micro-batch k draws its dropout
+/// from `seed` mixed with k (k = 0: `seed` itself, so one micro-batch is exactly `train_step`).
+/// The report's loss is the mean of the micro-batches' losses; its predictions are theirs in order.
+pub fn train_step_accumulated<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    opt: &mut Adam<B>,
+    lyrics: &mut dyn LyricsSide<B>,
+    micro: &[Batch<B>],
+    options: &StepOptions,
+    hook: Option<GradHook<'_, B>>,
+) -> Result<StepReport<B>> {
+    if micro.is_empty() {
+        return Err(Error::Invalid("a training step needs at least one batch".into()));
+    }
     let be = store.backend.clone();
     be.reset_peak();
     store.zero_grad();
-    let mut tape = Tape::new(be.clone());
-    let (fwd, forward) = timed(|| -> Result<_> {
-        let f = record_forward(&mut tape, net, store, lyrics, batch, &options.objective, true, options.seed)?;
-        let (out, loss) = needs_target(f)?;
-        let lv = loss_value(&loss, &be)?;
-        Ok((out, loss, lv))
-    });
-    let (out, loss, lv) = fwd?;
-    // The report keeps the outputs' values (shared handles), not their places on the tape.
-    let pred = out.pred.value().clone();
-    let audio = out.audio.as_ref().map(|a| a.value().clone());
-    drop(out);
-    let (bwd, backward) = timed(|| tape.backward(&loss, store));
-    bwd?;
-    drop(loss);
+    let (mut forward, mut backward) = (PhaseTime::default(), PhaseTime::default());
+    let (mut losses, mut preds, mut audios) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, batch) in micro.iter().enumerate() {
+        let seed = options.seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut tape = Tape::new(be.clone());
+        let (fwd, f_time) = timed(|| -> Result<_> {
+            let f = record_forward(&mut tape, net, store, lyrics, batch, &options.objective, true, seed)?;
+            let (out, loss) = needs_target(f)?;
+            let lv = loss_value(&loss, &be)?;
+            Ok((out, loss, lv))
+        });
+        let (out, loss, lv) = fwd?;
+        // The report keeps the outputs' values (shared handles), not their places on the tape.
+        preds.push(out.pred.value().clone());
+        audios.push(out.audio.as_ref().map(|a| a.value().clone()));
+        drop(out);
+        let (bwd, b_time) = timed(|| tape.backward(&loss, store));
+        bwd?;
+        drop(loss);
+        forward.add(f_time);
+        backward.add(b_time);
+        losses.push(lv);
+    }
+    let parts = micro.len() as f64;
     let (norm, optimizer) = timed(|| -> Result<f64> {
-        let norm = grad_norm(store)?;
+        // The stored gradients are the micro-batches' sum; the step uses their mean.
+        let norm = grad_norm(store)? / parts;
         if let Some(h) = hook {
             h(store, norm)?;
         }
-        opt.step(store, options.clip.map_or(1.0, |c| clip_coefficient(norm, c)))?;
+        opt.step(store, options.clip.map_or(1.0, |c| clip_coefficient(norm, c)) / parts)?;
         Ok(norm)
     });
     let phases = StepPhases { forward, backward, optimizer };
-    Ok(StepReport { loss: lv, grad_norm: norm?, peak_bytes: be.memory().peak_bytes, phases, pred, audio })
+    let pred = concat_rows(&be, preds)?;
+    let audio = match audios.iter().all(Option::is_some) {
+        true => Some(concat_rows(&be, audios.into_iter().flatten().collect())?),
+        false => None,
+    };
+    let loss = losses.iter().sum::<f64>() / parts;
+    Ok(StepReport { loss, grad_norm: norm?, peak_bytes: be.memory().peak_bytes, phases, pred, audio })
+}
+
+/// [n_k, d] tensors stacked into one [Σn_k, d] (the tensor itself when there is one).
+fn concat_rows<B: Backend>(be: &B, mut parts: Vec<Tensor<B>>) -> Result<Tensor<B>> {
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
+    }
+    let d = parts[0].shape()[1..].iter().product::<usize>();
+    let mut all = Vec::new();
+    for t in &parts {
+        all.extend(t.to_f64(be)?);
+    }
+    let mut shape = parts[0].shape().to_vec();
+    shape[0] = all.len() / d.max(1);
+    Tensor::from_f64(be, &shape, &all)
 }
 
 /// The MSE objective on a batch with its lyrics vectors given, for gradient checks: its value

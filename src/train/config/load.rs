@@ -20,7 +20,7 @@ pub const MODEL_KEYS: [&str; 9] = [
     "modality",
 ];
 pub const LYRICS_KEYS: [&str; 7] = ["model", "mode", "layers", "lr", "max_len", "pool", "vectors"];
-pub const TRAIN_KEYS: [&str; 14] = [
+pub const TRAIN_KEYS: [&str; 15] = [
     "epochs",
     "batch_size",
     "lr",
@@ -35,6 +35,7 @@ pub const TRAIN_KEYS: [&str; 14] = [
     "quadrant_loss",
     "restore",
     "shuffle",
+    "accumulate",
 ];
 pub const DATA_KEYS: [&str; 2] = ["preprocessing", "split"];
 
@@ -178,6 +179,7 @@ impl TrainSection {
             "quadrant_loss" => self.quadrant_loss = float(&k, v)?,
             "restore" => self.restore = choice(&k, v, Restore::parse, Restore::NAMES)?,
             "shuffle" => self.shuffle = boolean(&k, v)?,
+            "accumulate" => self.accumulate = usize_(&k, v)?,
             _ => return Err(unknown("train", key, &TRAIN_KEYS)),
         }
         Ok(())

@@ -6,7 +6,7 @@
 //!                            # audio_out head_hidden dropout modality
 //! [lyrics]                   # model mode layers lr max_len pool vectors
 //! [train]                    # epochs batch_size lr clip patience scheduler step_size gamma
-//!                            # warmup_epochs seed loss quadrant_loss restore shuffle
+//!                            # warmup_epochs seed loss quadrant_loss restore shuffle accumulate
 //! [data]                     # preprocessing split
 //! ```
 //! Every section and key is optional; anything left out keeps the preset's value. Unknown keys and
@@ -142,6 +142,10 @@ pub struct TrainSection {
     /// Shuffle the training songs every epoch (PyTorch's `DataLoader(shuffle=True)`); false keeps
     /// the split's order, as `shuffle=False` does.
     pub shuffle: bool,
+    /// Micro-batches per optimiser step: each batch of `batch_size` songs is split in order into
+    /// this many (sizes differing by at most one), each forward and backward on its own (BatchNorm
+    /// per micro-batch), their gradients averaged before the clip and the update.
+    pub accumulate: usize,
 }
 
 /// `[data]`.
@@ -195,6 +199,7 @@ impl Config {
                 quadrant_loss: 0.0,
                 restore: Restore::Best,
                 shuffle: true,
+                accumulate: 1,
             },
             data: DataSection { preprocessing: Preprocessing::Fixed, split: SplitName::Tvt70 },
         };

@@ -78,6 +78,13 @@ pub fn check(c: &Config) -> Result<(), Problem> {
     let t = &c.train;
     at_least_one("train.epochs", t.epochs)?;
     at_least_one("train.batch_size", t.batch_size)?;
+    at_least_one("train.accumulate", t.accumulate)?;
+    if t.accumulate > t.batch_size {
+        return Err((
+            "train.accumulate",
+            format!("= {}: more micro-batches than the batch_size ({}) has songs", t.accumulate, t.batch_size),
+        ));
+    }
     positive_finite("train.lr", t.lr)?;
     if !(t.clip.is_finite() && t.clip >= 0.0) {
         return Err(("train.clip", format!("= {}: must be a max gradient norm above 0, or 0 for no clipping", t.clip)));
