@@ -456,6 +456,9 @@ fn compare_args(config: Option<&Path>) -> moodgrad::cli::compare::CompareArgs {
         epochs: None,
         seeds: 1,
         device: "cpu".into(),
+        devices: vec![],
+        shard: None,
+        collect: false,
         precision: None,
     }
 }

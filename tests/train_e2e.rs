@@ -310,20 +310,18 @@ fn a_frozen_hugging_face_encoder_is_encoded_once_and_its_vectors_cached() {
     assert_eq!(loss(&outs[0]), loss(&outs[1]));
 }
 
+/// The tiny preset's sizes, applied on top of model3 (compare keeps each model's identity).
+const SMALL_STUDY: &str = "[model]\nchannels = [8, 16]\nse_reduction = 4\naudio_hidden = 16\naudio_out = 8\n\
+                           head_hidden = 16\n[lyrics]\nmodel = \"builtin\"\nlr = 1e-3\nmax_len = 64\n[train]\n\
+                           batch_size = 4\npatience = 3\n[data]\nsplit = \"random\"\n";
+
 #[test]
 fn compare_tables_legacy_against_fixed_with_baselines_and_resumes() {
     let data = tmp("compare-data");
     synth(&data, 16, 23);
     let out = tmp("compare-out");
     let cfg = data.join("small.toml");
-    // The tiny preset's sizes, applied on top of model3 (compare keeps each model's identity).
-    std::fs::write(
-        &cfg,
-        "[model]\nchannels = [8, 16]\nse_reduction = 4\naudio_hidden = 16\naudio_out = 8\nhead_hidden = 16\n\
-         [lyrics]\nmodel = \"builtin\"\nlr = 1e-3\nmax_len = 64\n[train]\nbatch_size = 4\npatience = 3\n\
-         [data]\nsplit = \"random\"\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, SMALL_STUDY).unwrap();
     let args = [
         "compare",
         "--data",
@@ -398,4 +396,46 @@ fn predict_reads_mp3_flac_and_ogg() {
         }
         assert!(r["quadrant"].as_str().is_some_and(|q| q.starts_with('Q')), "{file}: {r}");
     }
+}
+
+/// The same study spread three ways gives the same table: in one process on one device, over two
+/// devices at once (`--devices cpu,cpu`: two runs at a time), and as two shards (as a Slurm job
+/// array would run them) followed by `--collect`; collecting before every shard has run names the
+/// missing run.
+#[test]
+fn compare_spread_over_devices_or_shards_gives_the_same_table() {
+    let data = tmp("spread-data");
+    synth(&data, 16, 29);
+    let cfg = data.join("small.toml");
+    std::fs::write(&cfg, SMALL_STUDY).unwrap();
+    let study = |out: &Path, extra: &[&str]| -> (bool, String) {
+        let mut args = vec!["compare", "--data", s(&data), "--out", s(out), "--models", "model3", "--config", s(&cfg)];
+        args.extend(["--epochs", "1", "--seeds", "2", "--device", "cpu"]);
+        args.extend(extra);
+        moodgrad(&args)
+    };
+    let table = |out: &Path| -> String {
+        let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+        md.split_once("Runs (this call):").unwrap().0.to_string()
+    };
+    let one = tmp("spread-one");
+    let (ok, text) = study(&one, &[]);
+    assert!(ok, "{text}");
+    let two = tmp("spread-two");
+    let (ok, text) = study(&two, &["--devices", "cpu,cpu"]);
+    assert!(ok, "{text}");
+    assert_eq!(table(&two), table(&one), "two devices at once");
+    let shards = tmp("spread-shards");
+    let (ok, text) = study(&shards, &["--shard", "0/2"]);
+    assert!(ok && text.contains("shard 0/2 finished its 2 of 4 runs"), "{text}");
+    assert!(!shards.join("compare.md").exists(), "a shard writes no table");
+    let (ok, text) = study(&shards, &["--collect"]);
+    assert!(!ok && text.contains("not finished") && text.contains("legacy"), "{text}");
+    let (ok, text) = study(&shards, &["--shard", "1/2"]);
+    assert!(ok, "{text}");
+    let (ok, text) = study(&shards, &["--collect"]);
+    assert!(ok, "{text}");
+    assert_eq!(table(&shards), table(&one), "two shards and --collect");
+    let (ok, text) = study(&shards, &["--shard", "2/2"]);
+    assert!(!ok && text.contains("I/N"), "{text}");
 }

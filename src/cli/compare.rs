@@ -8,7 +8,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::train::baselines::{self, Labelled};
+use crate::train::baselines;
 use crate::train::compare::{ModelRuns, build};
 use crate::train::config::Config;
 use crate::train::dataset;
@@ -42,6 +42,19 @@ pub struct CompareArgs {
     pub seeds: usize,
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Spread the study's independent runs over these devices, one run per device at a time
+    /// (e.g. cuda:0,cuda:1,cuda:2,cuda:3); the table is the same however they are spread.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub devices: Vec<String>,
+    /// Run only share I of N of the study's runs (run k when k mod N = I, in the table's order),
+    /// e.g. from a Slurm job array (`--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`); then
+    /// `--collect` with the same arguments writes the table.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "collect")]
+    pub shard: Option<(usize, usize)>,
+    /// Train nothing: write the table from the finished runs under --out (all of them must be
+    /// there, trained with this study's config).
+    #[arg(long)]
+    pub collect: bool,
     /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
     /// (PyTorch's defaults: cudnn.allow_tf32, GEMMs fp32).
     #[arg(long)]
@@ -107,12 +120,158 @@ fn without_builtin_model(table: &toml::Table, builtin: bool) -> String {
     t.to_string()
 }
 
+/// `I/N` of `--shard`.
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let bad = || format!("`{s}`: expected I/N with 0 ≤ I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// One run of the study, in the table's order.
+struct Job {
+    model: usize,
+    variant: &'static str,
+    cfg: Config,
+    dir: PathBuf,
+}
+
+/// Every run of the study, in order (model, seed, fixed before legacy), and each model's config.
+fn plan(a: &CompareArgs) -> Result<(Vec<Job>, Vec<Config>)> {
+    let mut jobs = Vec::new();
+    let mut fixed = Vec::new();
+    for (m, model) in a.models.iter().enumerate() {
+        let fixed_cfg = model_config(a, model)?;
+        for k in 0..a.seeds {
+            for (variant, base) in [("fixed", fixed_cfg.clone()), ("legacy", fixed_cfg.legacy())] {
+                let mut cfg = base;
+                cfg.train.seed = fixed_cfg.train.seed + k as u64;
+                let dir = a.out.join(model).join(variant).join(format!("seed{}", cfg.train.seed));
+                jobs.push(Job { model: m, variant, cfg, dir });
+            }
+        }
+        fixed.push(fixed_cfg);
+    }
+    Ok((jobs, fixed))
+}
+
+type RunResult = (Vec<crate::train::predictions::PredictionRow>, RunStatus);
+
 pub fn run(a: &CompareArgs) -> Result<()> {
     if a.seeds == 0 {
         return Err(Error::Invalid("--seeds must be at least 1".into()));
     }
-    let dev = super::open_device(&a.device, a.precision.as_deref())?;
-    crate::on_device!(dev, |b| run_on(b.clone(), a))
+    let (jobs, fixed) = plan(a)?;
+    crate::data::create_dir(&a.out)?;
+    let mine: Vec<usize> = match a.shard {
+        Some((i, n)) => (0..jobs.len()).filter(|k| k % n == i).collect(),
+        None => (0..jobs.len()).collect(),
+    };
+    let results: Vec<Option<RunResult>> = if a.collect {
+        jobs.iter().map(|j| collect_one(j).map(Some)).collect::<Result<_>>()?
+    } else {
+        let devices = if a.devices.is_empty() { vec![a.device.clone()] } else { a.devices.clone() };
+        run_jobs(a, &jobs, &mine, &devices)?
+    };
+    if let (Some((i, n)), false) = (a.shard, a.collect) {
+        println!(
+            "compare: shard {i}/{n} finished its {} of {} runs; when every shard has, run the same command with \
+             --collect instead of --shard to write the table",
+            mine.len(),
+            jobs.len()
+        );
+        return Ok(());
+    }
+    let results: Vec<RunResult> = results.into_iter().map(|r| r.expect("every run ran or was collected")).collect();
+    write_table(a, &jobs, &fixed, results)
+}
+
+/// A finished run of the study, for `--collect`: its test predictions, if it was trained with
+/// this study's config; otherwise an error naming it.
+fn collect_one(job: &Job) -> Result<RunResult> {
+    let run = RunDir::new(&job.dir);
+    let done = run.predictions("test");
+    if !(done.is_file() && run.best().is_file()) {
+        return Err(Error::file(
+            &job.dir,
+            "not finished: --collect needs every run of the study (run the missing shard, or compare without --collect)",
+        ));
+    }
+    run.check_config(
+        &job.cfg,
+        "this run was trained with another config",
+        "collect a study run with its own arguments",
+    )?;
+    Ok((read_csv(&done)?, RunStatus::Reused))
+}
+
+/// Runs `mine` (indices into `jobs`) over `devices`, one run per device at a time, each device's
+/// thread taking the next run in order; the results by job index (None: not this shard's).
+fn run_jobs(a: &CompareArgs, jobs: &[Job], mine: &[usize], devices: &[String]) -> Result<Vec<Option<RunResult>>> {
+    let results = std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect::<Vec<Option<RunResult>>>());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = |device: &str| -> Result<()> {
+        let dev = super::open_device(device, a.precision.as_deref())?;
+        crate::on_device!(dev, |b| {
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(&j) = mine.get(k) else { break Ok(()) };
+                if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    break Ok(());
+                }
+                let job = &jobs[j];
+                println!("compare: {} {} seed {} on {device}", a.models[job.model], job.variant, job.cfg.train.seed);
+                match run_one(b.clone(), job.cfg.clone(), &a.data, &job.dir) {
+                    Ok(r) => results.lock().unwrap_or_else(|p| p.into_inner())[j] = Some(r),
+                    Err(e) => {
+                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        break Err(e);
+                    }
+                }
+            }
+        })
+    };
+    if devices.len() == 1 {
+        work(&devices[0])?;
+    } else {
+        let outcomes: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = devices.iter().map(|d| s.spawn(|| work(d))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Error::Invalid("a run panicked".into()))))
+                .collect()
+        });
+        outcomes.into_iter().collect::<Result<Vec<()>>>()?;
+    }
+    Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// compare.md and compare.csv from every run's test predictions, in the study's order.
+fn write_table(a: &CompareArgs, jobs: &[Job], fixed: &[Config], results: Vec<RunResult>) -> Result<()> {
+    let mut models: Vec<ModelRuns> =
+        a.models.iter().map(|m| ModelRuns { name: m.clone(), fixed: Vec::new(), legacy: Vec::new() }).collect();
+    let mut statuses = Vec::new();
+    for (job, (rows, status)) in jobs.iter().zip(results) {
+        statuses.push((job.dir.strip_prefix(&a.out).unwrap_or(&job.dir).display().to_string(), status));
+        let runs = &mut models[job.model];
+        if job.variant == "fixed" { runs.fixed.push(rows) } else { runs.legacy.push(rows) }
+    }
+    let first = fixed.first().ok_or_else(|| Error::Invalid("--models names no model".into()))?;
+    let d = dataset::open(&a.data, first.data.preprocessing, first.data.split)?;
+    let test = models.first().and_then(|m| m.fixed.first()).cloned().unwrap_or_default();
+    let base = baselines::compute(&baselines::train_labels(&d), &test, "test", 0);
+    let table = build(&models, &base, "test", crate::train::bootstrap::DEFAULT_RESAMPLES, 0)?;
+    let (md, csv): (PathBuf, PathBuf) = (a.out.join("compare.md"), a.out.join("compare.csv"));
+    let text = format!("{}{}", table.to_markdown(), runs_section(&statuses));
+    crate::io::write_atomic(&md, text.as_bytes())?;
+    crate::io::write_atomic(&csv, table.to_csv().as_bytes())?;
+    println!("{text}");
+    println!("wrote {} and {}", md.display(), csv.display());
+    Ok(())
 }
 
 /// How a run of the study came to be.
@@ -160,49 +319,6 @@ fn run_one<B: Backend>(
     })?;
     println!("  {} — {last}", dir.display());
     Ok((rows, if resume { RunStatus::Resumed } else { RunStatus::Trained }))
-}
-
-fn run_on<B: Backend>(be: B, a: &CompareArgs) -> Result<()> {
-    crate::data::create_dir(&a.out)?;
-    let mut models = Vec::new();
-    let mut statuses = Vec::new();
-    let mut train_labels = None;
-    for model in &a.models {
-        let fixed_cfg = model_config(a, model)?;
-        let mut runs = ModelRuns { name: model.clone(), fixed: Vec::new(), legacy: Vec::new() };
-        for k in 0..a.seeds {
-            for (variant, base) in [("fixed", fixed_cfg.clone()), ("legacy", fixed_cfg.legacy())] {
-                let mut cfg = base;
-                cfg.train.seed = fixed_cfg.train.seed + k as u64;
-                println!("compare: {model} {variant} seed {}", cfg.train.seed);
-                let dir = a.out.join(model).join(variant).join(format!("seed{}", cfg.train.seed));
-                let (rows, status) = run_one(be.clone(), cfg, &a.data, &dir)?;
-                statuses.push((dir.strip_prefix(&a.out).unwrap_or(&dir).display().to_string(), status));
-                if variant == "fixed" { runs.fixed.push(rows) } else { runs.legacy.push(rows) }
-            }
-        }
-        if train_labels.is_none() {
-            let d = dataset::open(&a.data, fixed_cfg.data.preprocessing, fixed_cfg.data.split)?;
-            let labels: Vec<Labelled> = d
-                .splits
-                .train
-                .iter()
-                .map(|&i| Labelled { va: [d.songs[i].valence, d.songs[i].arousal], quadrant: d.songs[i].quadrant })
-                .collect();
-            train_labels = Some(labels);
-        }
-        models.push(runs);
-    }
-    let test = models.first().and_then(|m| m.fixed.first()).cloned().unwrap_or_default();
-    let base = baselines::compute(train_labels.as_deref().unwrap_or(&[]), &test, "test", 0);
-    let table = build(&models, &base, "test", crate::train::bootstrap::DEFAULT_RESAMPLES, 0)?;
-    let (md, csv): (PathBuf, PathBuf) = (a.out.join("compare.md"), a.out.join("compare.csv"));
-    let text = format!("{}{}", table.to_markdown(), runs_section(&statuses));
-    crate::io::write_atomic(&md, text.as_bytes())?;
-    crate::io::write_atomic(&csv, table.to_csv().as_bytes())?;
-    println!("{text}");
-    println!("wrote {} and {}", md.display(), csv.display());
-    Ok(())
 }
 
 /// compare.md's list of the study's runs and how each came to be in this call.

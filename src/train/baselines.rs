@@ -21,6 +21,16 @@ pub struct Labelled {
     pub quadrant: Quadrant,
 }
 
+/// The training split's songs as the baselines read them.
+pub fn train_labels(data: &super::dataset::TrainData) -> Vec<Labelled> {
+    let song = |i: usize| &data.songs[i];
+    data.splits
+        .train
+        .iter()
+        .map(|&i| Labelled { va: [song(i).valence, song(i).arousal], quadrant: song(i).quadrant })
+        .collect()
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct BaselineResult {
     /// `train mean`, `random`, `quadrant centre`.

@@ -2,7 +2,7 @@
 //! plots beside it (loss curves, predicted against true per dimension, the quadrant confusion
 //! matrix), with the seed's baselines computed on the same split.
 
-use super::baselines::{self, Labelled};
+use super::baselines;
 use super::dataset::TrainData;
 use super::log::read_log;
 use super::metrics::MetricsAcc;
@@ -23,13 +23,7 @@ pub fn write_report(
     seed: u64,
 ) -> Result<std::path::PathBuf> {
     write_csv(&run.predictions(split), rows)?;
-    let train: Vec<Labelled> = data
-        .splits
-        .train
-        .iter()
-        .map(|&i| Labelled { va: [data.songs[i].valence, data.songs[i].arousal], quadrant: data.songs[i].quadrant })
-        .collect();
-    let baselines = baselines::compute(&train, rows, split, seed);
+    let baselines = baselines::compute(&baselines::train_labels(data), rows, split, seed);
     write_baselines(&run.root.join(format!("baselines_{split}.json")), &baselines)?;
     let mut plots = Vec::new();
     if run.log().exists() {
