@@ -439,3 +439,46 @@ fn compare_spread_over_devices_or_shards_gives_the_same_table() {
     let (ok, text) = study(&shards, &["--shard", "2/2"]);
     assert!(!ok && text.contains("I/N"), "{text}");
 }
+
+/// `predict --timeline` on a 31 s song: two 30 s windows (the second ending at the song's end),
+/// a CSV row and a PNG per song, and the song-level answer the mean of the windows; a 3 s song
+/// gives one window.
+#[test]
+fn predict_timeline_writes_windows_and_their_mean() {
+    let (dir, _) = demo();
+    let run = dir.join("run");
+    let lyric = std::fs::read_dir(dir.join("data/lyrics/Q1")).unwrap().next().unwrap().unwrap().path();
+    let audio = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio");
+    let out = tmp("timeline");
+    for (file, windows) in [("music_22k_mono_31s.wav", 2), ("music_48k_mono_3s.wav", 1)] {
+        let p = audio.join(file);
+        let (ok, text) = moodgrad(&[
+            "predict",
+            "--run",
+            s(&run),
+            "--json",
+            "--device",
+            "cpu",
+            "--timeline",
+            "--out",
+            s(&out),
+            s(&p),
+            "--lyrics",
+            s(&lyric),
+        ]);
+        assert!(ok, "{file}: {text}");
+        let stem = file.trim_end_matches(".wav");
+        let csv = std::fs::read_to_string(out.join(format!("{stem}_timeline.csv"))).unwrap();
+        let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), windows, "{csv}");
+        assert_eq!(rows[0][0], "0.000");
+        let end: f64 = rows.last().unwrap()[1].parse().unwrap();
+        let secs = if windows == 2 { 31.0 } else { 3.0 };
+        assert!((end - secs).abs() < 0.05, "the last window ends at the song's end: {csv}");
+        assert!(std::fs::metadata(out.join(format!("{stem}_timeline.png"))).unwrap().len() > 1000);
+        let mean = |c: usize| rows.iter().map(|r| r[c].parse::<f64>().unwrap()).sum::<f64>() / windows as f64;
+        let song = &json_lines(&text)[0];
+        assert!((song["valence"].as_f64().unwrap() - mean(2)).abs() < 1e-12, "{song} vs {csv}");
+        assert!((song["arousal"].as_f64().unwrap() - mean(3)).abs() < 1e-12, "{song} vs {csv}");
+    }
+}

@@ -106,6 +106,12 @@ pub fn mel_db_from_file(path: &Path, params: &PreprocessParams) -> std::result::
     pipeline::mel_db_from_file(path, params)
 }
 
+/// The whole song's mel-dB, every frame (no crop or pad), with the path in the error: what
+/// `predict --timeline` slides its windows over.
+pub fn load_whole(path: &Path, params: &PreprocessParams) -> Result<MelSpectrogram> {
+    pipeline::whole_mel_db_from_file(path, params).map_err(|e| crate::error::Error::file(path, e.to_string()))
+}
+
 /// Convenience for commands: the same as `mel_db_from_file`, with the path in the error.
 pub fn load(path: &Path, params: &PreprocessParams) -> Result<MelSpectrogram> {
     mel_db_from_file(path, params).map_err(|e| crate::error::Error::file(path, e.to_string()))

@@ -46,14 +46,22 @@ pub fn mel_power(y: &[f32], params: &PreprocessParams) -> Vec<f32> {
 
 /// Mel-dB of mono samples at `params.sample_rate`, cropped/padded to `params.frames`.
 pub fn mel_db_from_samples(y: &[f32], params: &PreprocessParams) -> MelSpectrogram {
+    let whole = whole_mel_db(y, params);
+    let data =
+        crop_or_pad(&whole.data, params.n_mels, whole.frames, params.frames, params.centre_crop, params.pad_value);
+    MelSpectrogram { frames: params.frames, data, ..whole }
+}
+
+/// Mel-dB of the whole song (every frame, no crop or pad; dB against the whole song's maximum,
+/// as the cropped clip's is): what a timeline slides its windows over.
+fn whole_mel_db(y: &[f32], params: &PreprocessParams) -> MelSpectrogram {
     let mut s = mel_power(y, params);
     let n = spectrum::frame_count(y.len(), params.hop);
     power_to_db(&mut s, params.ref_max, params.amin, params.top_db);
-    let data = crop_or_pad(&s, params.n_mels, n, params.frames, params.centre_crop, params.pad_value);
     MelSpectrogram {
         n_mels: params.n_mels,
-        frames: params.frames,
-        data,
+        frames: n,
+        data: s,
         source_frames: n,
         duration_s: y.len() as f64 / params.sample_rate as f64,
         truncated: None,
@@ -62,11 +70,24 @@ pub fn mel_db_from_samples(y: &[f32], params: &PreprocessParams) -> MelSpectrogr
 
 /// See [`super::mel_db_from_file`].
 pub fn mel_db_from_file(path: &Path, params: &PreprocessParams) -> Result<MelSpectrogram, AudioError> {
+    from_file(path, params, mel_db_from_samples)
+}
+
+/// The whole song's mel-dB (see `whole_mel_db`) of a file.
+pub fn whole_mel_db_from_file(path: &Path, params: &PreprocessParams) -> Result<MelSpectrogram, AudioError> {
+    from_file(path, params, whole_mel_db)
+}
+
+fn from_file(
+    path: &Path,
+    params: &PreprocessParams,
+    mel: fn(&[f32], &PreprocessParams) -> MelSpectrogram,
+) -> Result<MelSpectrogram, AudioError> {
     check(params)?;
     let d = decode::decode_file(path)?;
     let y = resample::resample(d.samples, d.sample_rate, params.sample_rate)?;
     if y.is_empty() {
         return Err(AudioError::Empty);
     }
-    Ok(MelSpectrogram { truncated: d.truncated, ..mel_db_from_samples(&y, params) })
+    Ok(MelSpectrogram { truncated: d.truncated, ..mel(&y, params) })
 }

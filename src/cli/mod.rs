@@ -12,6 +12,7 @@ pub mod predict;
 pub mod preprocess;
 pub mod step;
 pub mod synth;
+pub mod timeline;
 pub mod train;
 
 use crate::error::{Error, Result};

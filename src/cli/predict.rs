@@ -31,6 +31,21 @@ pub struct PredictArgs {
     /// One JSON object per line: {"song", "valence", "arousal", "quadrant"}.
     #[arg(long)]
     pub json: bool,
+    /// Emotion over the whole song: the model on sliding windows (--window, --hop), the song's
+    /// answer the mean of the windows; per song <OUT>/<song>_timeline.csv (start_s, end_s,
+    /// valence, arousal, quadrant) and <song>_timeline.png (the path through the valence-arousal
+    /// plane, and valence and arousal against time).
+    #[arg(long)]
+    pub timeline: bool,
+    /// Timeline window, seconds (the model's 30 s clip by default).
+    #[arg(long, default_value_t = 30.0, requires = "timeline")]
+    pub window: f64,
+    /// Timeline hop between window starts, seconds.
+    #[arg(long, default_value_t = 5.0, requires = "timeline")]
+    pub hop: f64,
+    /// Where the timelines go.
+    #[arg(long, default_value = "timeline", requires = "timeline")]
+    pub out: PathBuf,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
@@ -99,18 +114,41 @@ fn check_inputs(cfg: &Config, a: &PredictArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>> {
+/// The run's config and preprocessing, and a session with its best weights for `songs`.
+pub(super) fn open_run<B: Backend>(be: B, a: &PredictArgs, songs: &[SongRecord]) -> Result<(Config, Session<B>)> {
     let run = RunDir::new(&a.run);
     let cfg = Config::load(&run.config())?;
-    check_inputs(&cfg, a)?;
-    let params = match cfg.data.preprocessing {
+    let mut store = ParamStore::new(be);
+    // `build` gives audio-only models no lyrics side; only the others read their lyric files.
+    let texts = if cfg.model.modality == Modality::Audio {
+        Vec::new()
+    } else {
+        lyrics_encoder::read_texts(songs, &mut |w| eprintln!("{w}"))?
+    };
+    let files = run.encoder_files();
+    let places = LyricsPlaces { cache: None, encoder_files: &files, learn: false };
+    let lyrics = lyrics_encoder::build(&cfg, &mut store, texts, &[], &places, &mut |w| eprintln!("{w}"))?;
+    let mut s = Session::new(cfg.clone(), store, lyrics, 1)?;
+    s.load_weights(&run.best())?;
+    Ok((cfg, s))
+}
+
+fn params_of(cfg: &Config) -> PreprocessParams {
+    match cfg.data.preprocessing {
         Preprocessing::Fixed => PreprocessParams::default(),
         Preprocessing::Legacy => PreprocessParams::legacy(),
-    };
+    }
+}
+
+/// The songs `a` names (ids from the file stems), with their spectrograms from `load`.
+pub(super) fn read_songs(
+    a: &PredictArgs,
+    load: impl Fn(&std::path::Path) -> Result<crate::audio::MelSpectrogram>,
+) -> Result<(Vec<SongRecord>, Vec<crate::audio::MelSpectrogram>)> {
     let mut songs = Vec::with_capacity(a.audio.len());
     let mut mels = Vec::with_capacity(a.audio.len());
     for (k, path) in a.audio.iter().enumerate() {
-        let mel = crate::audio::load(path, &params)?;
+        let mel = load(path)?;
         let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("song{k}"));
         songs.push(SongRecord {
             id,
@@ -123,40 +161,58 @@ pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>>
         });
         mels.push(mel);
     }
-    let mut store = ParamStore::new(be);
-    // `build` gives audio-only models no lyrics side; only the others read their lyric files.
-    let texts = if cfg.model.modality == Modality::Audio {
-        Vec::new()
-    } else {
-        lyrics_encoder::read_texts(&songs, &mut |w| eprintln!("{w}"))?
-    };
-    let files = run.encoder_files();
-    let places = LyricsPlaces { cache: None, encoder_files: &files, learn: false };
-    let lyrics = lyrics_encoder::build(&cfg, &mut store, texts, &[], &places, &mut |w| eprintln!("{w}"))?;
-    let mut s = Session::new(cfg.clone(), store, lyrics, 1)?;
-    s.load_weights(&run.best())?;
-    let mut out = Vec::with_capacity(songs.len());
-    let idx: Vec<usize> = (0..songs.len()).collect();
-    for chunk in idx.chunks(cfg.train.batch_size.max(1)) {
-        let (n_mels, frames) = (mels[chunk[0]].n_mels, mels[chunk[0]].frames);
-        let audio: Vec<f32> = chunk.iter().flat_map(|&i| mels[i].data.iter().copied()).collect();
-        let b = HostBatch { songs: chunk.to_vec(), audio, n_mels, frames, target: Vec::new() };
+    Ok((songs, mels))
+}
+
+/// (valence, arousal) of each (song index, [n_mels, frames] spectrogram) in eval mode, in batches.
+pub(super) fn forward_windows<B: Backend>(
+    s: &mut Session<B>,
+    songs: &[SongRecord],
+    inputs: &[(usize, Vec<f32>)],
+    (n_mels, frames): (usize, usize),
+) -> Result<Vec<(f64, f64)>> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(s.cfg.train.batch_size.max(1)) {
+        let audio: Vec<f32> = chunk.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+        let b = HostBatch { songs: chunk.iter().map(|(i, _)| *i).collect(), audio, n_mels, frames, target: Vec::new() };
         let mut tape = Tape::no_grad(s.store.backend.clone());
-        let f = forward_batch(&mut s, &mut tape, &songs, &b, false, 0)?;
+        let f = forward_batch(s, &mut tape, songs, &b, false, 0)?;
         let pred = f.out.pred.value().to_f64(&s.store.backend)?;
-        for (r, &i) in chunk.iter().enumerate() {
+        for (r, (i, _)) in chunk.iter().enumerate() {
             let (v, ar) = (pred[2 * r], pred[2 * r + 1]);
             if !(v.is_finite() && ar.is_finite()) {
-                return Err(Error::NonFinite(format!("{}: the model predicts ({v}, {ar})", a.audio[i].display())));
+                return Err(Error::NonFinite(format!(
+                    "{}: the model predicts ({v}, {ar})",
+                    songs[*i].spectrogram.display()
+                )));
             }
-            out.push(Prediction {
-                song: songs[i].id.clone(),
-                valence: v,
-                arousal: ar,
-                quadrant: Quadrant::from_va(v, ar),
-                warning: mels[i].truncated.clone(),
-            });
+            out.push((v, ar));
         }
     }
     Ok(out)
+}
+
+pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>> {
+    let cfg = Config::load(&RunDir::new(&a.run).config())?;
+    check_inputs(&cfg, a)?;
+    let params = params_of(&cfg);
+    if a.timeline {
+        return super::timeline::timeline_on(be, a, &params);
+    }
+    let (songs, mels) = read_songs(a, |p| crate::audio::load(p, &params))?;
+    let (_, mut s) = open_run(be, a, &songs)?;
+    let inputs: Vec<(usize, Vec<f32>)> = mels.iter().enumerate().map(|(i, m)| (i, m.data.clone())).collect();
+    let preds = forward_windows(&mut s, &songs, &inputs, (params.n_mels, params.frames))?;
+    Ok(songs
+        .iter()
+        .zip(preds)
+        .zip(&mels)
+        .map(|((song, (v, ar)), mel)| Prediction {
+            song: song.id.clone(),
+            valence: v,
+            arousal: ar,
+            quadrant: Quadrant::from_va(v, ar),
+            warning: mel.truncated.clone(),
+        })
+        .collect())
 }

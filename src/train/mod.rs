@@ -27,6 +27,7 @@ pub mod run_dir;
 pub mod schedule;
 pub mod session;
 pub mod step;
+pub mod timeline;
 
 pub use step::{
     Batch, BatchLyrics, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,

@@ -43,6 +43,21 @@ fn canvas(
     root.present().map_err(|e| draw_err(path, e))
 }
 
+/// The series' legend in the upper right corner, in `size`-point text.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    size: u32,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, size))
+        .draw()?;
+    Ok(())
+}
+
 /// One epoch of the loss curves.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossPoint {
@@ -93,13 +108,7 @@ pub fn loss_curves(path: &Path, points: &[LossPoint], best_epoch: Option<usize>,
                 .label(format!("best epoch {}", b.epoch))
                 .legend(|(x, y)| Circle::new((x + 12, y), 6, RED.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 18))
-            .draw()?;
+        legend(&mut chart, 18)?;
         Ok(())
     })
 }
@@ -194,6 +203,70 @@ pub fn confusion_matrix(path: &Path, title: &str, cm: &ConfusionMatrix) -> Resul
                 ))?;
             }
         }
+        Ok(())
+    })
+}
+
+/// One window of a song's timeline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimelinePoint {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub valence: f64,
+    pub arousal: f64,
+}
+
+/// A song's emotion over time: left, its path through the valence-arousal plane (quadrant
+/// boundaries at 0.5, the first window marked); right, valence and arousal against the windows'
+/// centres.
+pub fn timeline_plot(path: &Path, song: &str, points: &[TimelinePoint]) -> Result<()> {
+    let va = points.iter().flat_map(|p| [p.valence, p.arousal]).filter(|x| x.is_finite());
+    let lo = va.clone().fold(0.0f64, f64::min) - 0.02;
+    let hi = va.fold(1.0f64, f64::max) + 0.02;
+    let centre = |p: &TimelinePoint| (p.start_s + p.end_s) / 2.0;
+    let t_max = points.iter().map(|p| p.end_s).fold(1.0f64, f64::max);
+    canvas(path, (1300, 620), |root| {
+        let (left, right) = root.split_horizontally(620);
+        let mut plane = ChartBuilder::on(&left)
+            .caption(format!("{song}: valence-arousal path"), (FONT, 24))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(lo..hi, lo..hi)?;
+        plane.configure_mesh().x_desc("valence").y_desc("arousal").label_style((FONT, 16)).draw()?;
+        let grey = RGBColor(120, 120, 120).mix(0.6).stroke_width(1);
+        plane.draw_series([
+            PathElement::new(vec![(0.5, lo), (0.5, hi)], grey),
+            PathElement::new(vec![(lo, 0.5), (hi, 0.5)], grey),
+        ])?;
+        for (q, x, y) in [
+            ("Q1", hi - 0.06, hi - 0.04),
+            ("Q2", lo + 0.02, hi - 0.04),
+            ("Q3", lo + 0.02, lo + 0.06),
+            ("Q4", hi - 0.06, lo + 0.06),
+        ] {
+            plane.draw_series(std::iter::once(Text::new(q, (x, y), (FONT, 18))))?;
+        }
+        let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.valence, p.arousal)).collect();
+        plane.draw_series(LineSeries::new(xy.clone(), BLUE.stroke_width(2)))?;
+        plane.draw_series(xy.iter().map(|&c| Circle::new(c, 4, BLUE.filled())))?;
+        if let Some(&first) = xy.first() {
+            plane.draw_series(std::iter::once(Circle::new(first, 7, GREEN.filled())))?;
+        }
+        let mut time = ChartBuilder::on(&right)
+            .caption("over time (window centres)", (FONT, 24))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..t_max, lo..hi)?;
+        time.configure_mesh().x_desc("seconds").y_desc("value").label_style((FONT, 16)).draw()?;
+        time.draw_series(LineSeries::new(points.iter().map(|p| (centre(p), p.valence)), BLUE.stroke_width(3)))?
+            .label("valence")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLUE.stroke_width(3)));
+        time.draw_series(LineSeries::new(points.iter().map(|p| (centre(p), p.arousal)), RED.stroke_width(3)))?
+            .label("arousal")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], RED.stroke_width(3)));
+        legend(&mut time, 16)?;
         Ok(())
     })
 }

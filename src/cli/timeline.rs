@@ -1,0 +1,68 @@
+//! `moodgrad predict --timeline`: each song's emotion over its whole length (train::timeline's
+//! windows), written per song as `<out>/<song>_timeline.csv` and `<song>_timeline.png`; the
+//! song-level answer, the mean of the windows, is what `predict` prints.
+
+use super::predict::{PredictArgs, Prediction, forward_windows, open_run, read_songs};
+use crate::audio::PreprocessParams;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::train::metrics::Quadrant;
+use crate::train::plot::{TimelinePoint, timeline_plot};
+use crate::train::timeline::WindowPlan;
+
+pub fn timeline_on<B: Backend>(be: B, a: &PredictArgs, params: &PreprocessParams) -> Result<Vec<Prediction>> {
+    if !(a.window > 0.0 && a.hop > 0.0 && a.window.is_finite() && a.hop.is_finite()) {
+        return Err(Error::Invalid(format!("--window {} --hop {}: both must be seconds above 0", a.window, a.hop)));
+    }
+    let (songs, mels) = read_songs(a, |p| crate::audio::load_whole(p, params))?;
+    let (_, mut s) = open_run(be, a, &songs)?;
+    let frames_per_s = params.sample_rate as f64 / params.hop as f64;
+    let plan = WindowPlan::from_seconds(a.window, a.hop, frames_per_s);
+    crate::data::create_dir(&a.out)?;
+    let mut out = Vec::with_capacity(songs.len());
+    for (i, (song, mel)) in songs.iter().zip(&mels).enumerate() {
+        let windows = plan.windows(mel.frames);
+        let inputs: Vec<(usize, Vec<f32>)> =
+            windows.iter().map(|&w| (i, plan.slice(&mel.data, mel.n_mels, mel.frames, w, params.pad_value))).collect();
+        let preds = forward_windows(&mut s, &songs, &inputs, (mel.n_mels, plan.frames))?;
+        let points: Vec<TimelinePoint> = windows
+            .iter()
+            .zip(&preds)
+            .map(|(&(start, end), &(valence, arousal))| TimelinePoint {
+                start_s: start as f64 / frames_per_s,
+                end_s: end as f64 / frames_per_s,
+                valence,
+                arousal,
+            })
+            .collect();
+        let csv = a.out.join(format!("{}_timeline.csv", song.id));
+        let mut text = String::from("start_s,end_s,valence,arousal,quadrant\n");
+        for p in &points {
+            let q = Quadrant::from_va(p.valence, p.arousal);
+            text += &format!("{:.3},{:.3},{},{},{}\n", p.start_s, p.end_s, p.valence, p.arousal, q.name());
+        }
+        crate::io::write_atomic(&csv, text.as_bytes())?;
+        let png = a.out.join(format!("{}_timeline.png", song.id));
+        timeline_plot(&png, &song.id, &points)?;
+        let n = points.len() as f64;
+        let (v, ar) =
+            (points.iter().map(|p| p.valence).sum::<f64>() / n, points.iter().map(|p| p.arousal).sum::<f64>() / n);
+        eprintln!(
+            "{}: {} window(s) of {} s every {} s → {} and {} (song level: their mean)",
+            song.id,
+            points.len(),
+            a.window,
+            a.hop,
+            csv.display(),
+            png.display()
+        );
+        out.push(Prediction {
+            song: song.id.clone(),
+            valence: v,
+            arousal: ar,
+            quadrant: Quadrant::from_va(v, ar),
+            warning: mel.truncated.clone(),
+        });
+    }
+    Ok(out)
+}
