@@ -36,7 +36,12 @@ fn every_kernel_file_compiles_with_nvrtc() {
         return;
     }
     for (file, names) in embedded_kernels() {
-        let ptx = compile_with_nvrtc(file).unwrap_or_else(|e| panic!("{e}"));
+        // A T4 (sm_75) without nvcc-built cubins compiles for itself: every file but the
+        // tensor-core ones.
+        if !["conv_tc", "selftest_tc"].contains(file) {
+            compile_with_nvrtc(file, 75).unwrap_or_else(|e| panic!("{file} for sm_75: {e}"));
+        }
+        let ptx = compile_with_nvrtc(file, 80).unwrap_or_else(|e| panic!("{e}"));
         let v = ptx_build::ptx_version(&ptx).unwrap_or_else(|| panic!("{file}: no .version line"));
         assert!(v <= ptx_build::MAX_PTX_VERSION, "{file}: NVRTC wrote PTX .version {v:?}");
         for name in *names {

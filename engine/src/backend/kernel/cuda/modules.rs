@@ -61,8 +61,10 @@ pub fn embedded_kernels() -> &'static [(&'static str, &'static [&'static str])] 
     embedded::KERNELS
 }
 
-/// Compiles one embedded kernel source to PTX with NVRTC (the path of builds made without nvcc).
-pub fn compile_with_nvrtc(file: &str) -> Result<String> {
+/// Compiles one embedded kernel source to PTX with NVRTC (the path of builds made without nvcc)
+/// for a card of compute capability `arch` (major·10 + minor): its own virtual architecture, so
+/// the PTX loads there (compute_90 for anything newer).
+pub fn compile_with_nvrtc(file: &str, arch: u32) -> Result<String> {
     // SAFETY: only probes for the shared library.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err(Error::Device(format!(
@@ -75,7 +77,14 @@ pub fn compile_with_nvrtc(file: &str) -> Result<String> {
         .find(|(f, _)| *f == file)
         .ok_or_else(|| Error::Device(format!("no embedded source for {file}")))?
         .1;
-    let opts = cudarc::nvrtc::CompileOptions { arch: Some("compute_80"), ..Default::default() };
+    let virtual_arch = match arch {
+        0..=79 => "compute_75",
+        80..=85 => "compute_80",
+        86..=88 => "compute_86",
+        89 => "compute_89",
+        _ => "compute_90",
+    };
+    let opts = cudarc::nvrtc::CompileOptions { arch: Some(virtual_arch), ..Default::default() };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(src, opts)
         .map_err(|e| Error::Device(format!("NVRTC failed on {file}: {e:?}")))?;
     Ok(ptx.to_src())
@@ -108,7 +117,7 @@ pub fn load_all(ctx: &Arc<CudaContext>) -> Result<Loaded> {
                 Err(e) if arch >= 90 => {
                     eprintln!("note: the sm_{built_for} cubin of {file} was rejected ({e:?}); JIT-compiling its PTX");
                     jitted += 1;
-                    load_ptx(ctx, file)?
+                    load_ptx(ctx, file, arch)?
                 }
                 Err(e) => return Err(drv(&format!("loading the sm_{built_for} cubin of {file}"), e)),
             },
@@ -122,9 +131,22 @@ pub fn load_all(ctx: &Arc<CudaContext>) -> Result<Loaded> {
                 skipped.push(*file);
                 continue;
             }
+            // A build without nvcc compiles every file with NVRTC for the card; before sm_80 the
+            // tensor-core files cannot compile, and are left out as the cubin builds leave them.
+            None if embedded::PTX.is_empty() && arch < 80 => match load_ptx(ctx, file, arch) {
+                Ok(m) => {
+                    jitted += 1;
+                    m
+                }
+                Err(e) => {
+                    eprintln!("note: {file} does not load on sm_{arch} ({e}); its kernels need sm_80");
+                    skipped.push(*file);
+                    continue;
+                }
+            },
             None if arch >= 90 || embedded::PTX.is_empty() => {
                 jitted += 1;
-                load_ptx(ctx, file)?
+                load_ptx(ctx, file, arch)?
             }
             None => {
                 return Err(Error::Device(format!(
@@ -155,10 +177,10 @@ pub fn load_all(ctx: &Arc<CudaContext>) -> Result<Loaded> {
     Ok(loaded)
 }
 
-fn load_ptx(ctx: &Arc<CudaContext>, file: &str) -> Result<Arc<CudaModule>> {
+fn load_ptx(ctx: &Arc<CudaContext>, file: &str, arch: u32) -> Result<Arc<CudaModule>> {
     let ptx = match embedded::PTX.iter().find(|(f, _)| *f == file) {
         Some((_, ptx)) => Ptx::from_src(*ptx),
-        None => Ptx::from_src(compile_with_nvrtc(file)?),
+        None => Ptx::from_src(compile_with_nvrtc(file, arch)?),
     };
     ctx.load_module(ptx).map_err(|e| drv(&format!("loading the PTX of {file}"), e))
 }
