@@ -5,33 +5,15 @@
 
 use moodgrad::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_moodgrad"));
-    // Two threads, as the bit-identity claims are stated for (CPU, 2 threads).
-    c.env("RAYON_NUM_THREADS", "2");
-    c
-}
-
-/// Runs `moodgrad args…`; (success, stdout + stderr).
-fn moodgrad(args: &[&str]) -> (bool, String) {
-    let o = bin().args(args).output().expect("run moodgrad");
-    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&o.stderr));
-    (o.status.success(), text)
-}
+mod run_common;
+use run_common::{bin, moodgrad, s, same_bits};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("moodgrad-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
+    run_common::tmp_dir("e2e", name)
 }
 
 fn synth(dir: &Path, songs: usize, seed: u64) {
@@ -171,17 +153,6 @@ fn audio_only_and_lyrics_only_variants_train() {
     }
 }
 
-/// Every tensor of two safetensors files, bit for bit.
-fn same_tensors(a: &Path, b: &Path) {
-    let (x, y) = (io::read(a).unwrap(), io::read(b).unwrap());
-    assert_eq!(x.tensors.keys().collect::<Vec<_>>(), y.tensors.keys().collect::<Vec<_>>(), "{a:?} vs {b:?}");
-    for (k, t) in &x.tensors {
-        let u = &y.tensors[k];
-        let (p, q) = (t.to_f64(), u.to_f64());
-        assert!(p.iter().zip(&q).all(|(m, n)| m.to_bits() == n.to_bits()), "{k} differs between {a:?} and {b:?}");
-    }
-}
-
 /// `moodgrad train` on `data` with `config` into `run` for `epochs` epochs on `device`.
 fn train_args<'a>(data: &'a Path, config: &'a str, run: &'a Path, epochs: &'a str, device: &'a str) -> Vec<&'a str> {
     vec!["train", "--data", s(data), "--config", config, "--out", s(run), "--epochs", epochs, "--device", device]
@@ -197,8 +168,8 @@ fn sigkill_mid_epoch_then_resume_reaches_the_uninterrupted_weights_bit_for_bit()
         let (ok, out) = moodgrad(&train_args(&data, "tiny", r, "4", "cpu"));
         assert!(ok, "{out}");
     }
-    same_tensors(&a.join("best.safetensors"), &b.join("best.safetensors"));
-    same_tensors(&a.join("checkpoint/model.safetensors"), &b.join("checkpoint/model.safetensors"));
+    same_bits(&a.join("best.safetensors"), &b.join("best.safetensors"));
+    same_bits(&a.join("checkpoint/model.safetensors"), &b.join("checkpoint/model.safetensors"));
 
     let c = tmp("resume-c");
     // The run holds at the start of epoch 2 until it is killed: once epoch 1's checkpoint is
@@ -229,8 +200,8 @@ fn sigkill_mid_epoch_then_resume_reaches_the_uninterrupted_weights_bit_for_bit()
     assert!(ok, "resume failed:\n{out}");
     assert!(out.contains("resumed after epoch"), "{out}");
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 4);
-    same_tensors(&a.join("best.safetensors"), &c.join("best.safetensors"));
-    same_tensors(&a.join("checkpoint/model.safetensors"), &c.join("checkpoint/model.safetensors"));
+    same_bits(&a.join("best.safetensors"), &c.join("best.safetensors"));
+    same_bits(&a.join("checkpoint/model.safetensors"), &c.join("checkpoint/model.safetensors"));
 }
 
 /// The validation losses of a run's log.

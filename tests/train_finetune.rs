@@ -7,34 +7,17 @@
 use moodgrad::io::{self, TensorFile};
 use moodgrad::train::log::read_log;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[path = "minilm_common/mod.rs"]
 mod minilm_common;
 use minilm_common::minilm_dir as minilm;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_moodgrad"));
-    c.env("RAYON_NUM_THREADS", "2");
-    c
-}
-
-fn moodgrad(args: &[&str]) -> (bool, String) {
-    let o = bin().args(args).output().expect("run moodgrad");
-    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&o.stderr));
-    (o.status.success(), text)
-}
+mod run_common;
+use run_common::{bin, moodgrad, s, same_bits};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("moodgrad-finetune-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
+    run_common::tmp_dir("finetune", name)
 }
 
 /// A small audio tower over the real encoder; 2 epochs of batch 4.
@@ -70,14 +53,6 @@ fn encoder_moves(run: &Path, model: &Path) -> Vec<(String, bool)> {
     }
     assert!(out.len() > 50, "only {} encoder tensors matched the pretrained file", out.len());
     out
-}
-
-fn same_bits(a: &Path, b: &Path) {
-    let (x, y) = (io::read(a).unwrap(), io::read(b).unwrap());
-    assert_eq!(x.tensors.len(), y.tensors.len());
-    for (k, t) in &x.tensors {
-        assert_eq!(t.data, y.tensors[k].data, "{k} differs between {} and {}", a.display(), b.display());
-    }
 }
 
 fn song_files(data: &Path, id: &str) -> (PathBuf, PathBuf) {

@@ -18,7 +18,13 @@ use moodgrad::train::init_weights::InitWeights;
 use moodgrad::train::log::read_log;
 use moodgrad::train::run::{RunStart, train_run};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod run_common;
+use run_common::{bin, moodgrad, s, same_bits};
+
+fn tmp(name: &str) -> PathBuf {
+    run_common::tmp_dir("loop", name)
+}
 
 const FIXTURE: &str = "tests/fixtures/train/loop_golden.safetensors";
 const EPOCHS: usize = 3;
@@ -29,29 +35,6 @@ fn fixture() -> TensorFile {
 
 fn vals(f: &TensorFile, k: &str) -> Vec<f64> {
     f.tensors.get(k).unwrap_or_else(|| panic!("fixture lacks {k}")).to_f64()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("moodgrad-loop-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_moodgrad"));
-    c.env("RAYON_NUM_THREADS", "2");
-    c
-}
-
-fn moodgrad(args: &[&str]) -> (bool, String) {
-    let o = bin().args(args).output().expect("run moodgrad");
-    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&o.stderr));
-    (o.status.success(), text)
 }
 
 /// The fixture's songs as a MERGE-like folder: its split files, and in `moodgrad-cache/fixed/`
@@ -320,14 +303,6 @@ fn evaluated_val_loss(run: &Path) -> f64 {
     assert!(ok, "{text}");
     let line = text.lines().find(|l| l.starts_with('{')).expect("a JSON line");
     serde_json::from_str::<serde_json::Value>(line).unwrap()["loss"].as_f64().expect("a loss")
-}
-
-fn same_bits(a: &Path, b: &Path) {
-    let (x, y) = (io::read(a).unwrap(), io::read(b).unwrap());
-    assert_eq!(x.tensors.keys().collect::<Vec<_>>(), y.tensors.keys().collect::<Vec<_>>());
-    for (k, t) in &x.tensors {
-        assert_eq!(t.data, y.tensors[k].data, "{k} differs between {} and {}", a.display(), b.display());
-    }
 }
 
 /// The fixture's mini-batch loop peaks at epoch 1 of 3 (PyTorch's too: epoch 2 overshoots), so

@@ -189,23 +189,31 @@ pub fn run(a: &CompareArgs) -> Result<()> {
     write_table(a, &jobs, &fixed, results)
 }
 
-/// A finished run of the study, for `--collect`: its test predictions, if it was trained with
-/// this study's config; otherwise an error naming it.
+/// A finished run of the study, for `--collect`; an error naming it when it is missing.
 fn collect_one(job: &Job) -> Result<RunResult> {
-    let run = RunDir::new(&job.dir);
-    let done = run.predictions("test");
-    if !(done.is_file() && run.best().is_file()) {
-        return Err(Error::file(
+    let rows = finished(&job.cfg, &job.dir)?.ok_or_else(|| {
+        Error::file(
             &job.dir,
             "not finished: --collect needs every run of the study (run the missing shard, or compare without --collect)",
-        ));
+        )
+    })?;
+    Ok((rows, RunStatus::Reused))
+}
+
+/// The test predictions of the finished run in `dir` (None when it has not finished), refusing
+/// one trained with another config than `cfg`: a stale run is never reported as this study's.
+fn finished(cfg: &Config, dir: &Path) -> Result<Option<Vec<crate::train::predictions::PredictionRow>>> {
+    let run = RunDir::new(dir);
+    let done = run.predictions("test");
+    if !(done.is_file() && run.best().is_file()) {
+        return Ok(None);
     }
     run.check_config(
-        &job.cfg,
-        "this run was trained with another config",
-        "collect a study run with its own arguments",
+        cfg,
+        "a finished run here was trained with another config",
+        "give the study another --out (or delete this run folder to retrain it)",
     )?;
-    Ok((read_csv(&done)?, RunStatus::Reused))
+    read_csv(&done).map(Some)
 }
 
 /// Runs `mine` (indices into `jobs`) over `devices`, one run per device at a time, each device's
@@ -298,18 +306,11 @@ fn run_one<B: Backend>(
     data: &Path,
     dir: &Path,
 ) -> Result<(Vec<crate::train::predictions::PredictionRow>, RunStatus)> {
-    let run = RunDir::new(dir);
-    let done = run.predictions("test");
-    if done.is_file() && run.best().is_file() {
-        // Reported as this study's run only if it was trained with this study's settings.
-        run.check_config(
-            &cfg,
-            "a finished run here was trained with another config",
-            "give the study another --out (or delete this run folder to retrain it)",
-        )?;
+    if let Some(rows) = finished(&cfg, dir)? {
         println!("  reusing {}", dir.display());
-        return Ok((read_csv(&done)?, RunStatus::Reused));
+        return Ok((rows, RunStatus::Reused));
     }
+    let run = RunDir::new(dir);
     let resume = crate::train::checkpoint::exists(&run.checkpoint());
     let mut last = String::new();
     let rows = train_run(be, cfg, data, dir, &RunStart::resume(resume), &mut |line| {

@@ -2,12 +2,11 @@
 //! quadrant they imply for new songs, with the run's own preprocessing (decode, resample, mel, dB,
 //! crop/pad) and lyrics encoder inside.
 
-use crate::audio::PreprocessParams;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
 use crate::tape::Tape;
-use crate::train::config::{Config, Modality, Preprocessing};
+use crate::train::config::{Config, Modality};
 use crate::train::dataset::SongRecord;
 use crate::train::infer::forward_batch;
 use crate::train::loader::HostBatch;
@@ -114,10 +113,9 @@ fn check_inputs(cfg: &Config, a: &PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// The run's config and preprocessing, and a session with its best weights for `songs`.
-pub(super) fn open_run<B: Backend>(be: B, a: &PredictArgs, songs: &[SongRecord]) -> Result<(Config, Session<B>)> {
+/// A session of the run's model (`cfg`, its config.toml) with its best weights, for `songs`.
+pub(super) fn open_run<B: Backend>(be: B, a: &PredictArgs, cfg: &Config, songs: &[SongRecord]) -> Result<Session<B>> {
     let run = RunDir::new(&a.run);
-    let cfg = Config::load(&run.config())?;
     let mut store = ParamStore::new(be);
     // `build` gives audio-only models no lyrics side; only the others read their lyric files.
     let texts = if cfg.model.modality == Modality::Audio {
@@ -127,17 +125,10 @@ pub(super) fn open_run<B: Backend>(be: B, a: &PredictArgs, songs: &[SongRecord])
     };
     let files = run.encoder_files();
     let places = LyricsPlaces { cache: None, encoder_files: &files, learn: false };
-    let lyrics = lyrics_encoder::build(&cfg, &mut store, texts, &[], &places, &mut |w| eprintln!("{w}"))?;
+    let lyrics = lyrics_encoder::build(cfg, &mut store, texts, &[], &places, &mut |w| eprintln!("{w}"))?;
     let mut s = Session::new(cfg.clone(), store, lyrics, 1)?;
     s.load_weights(&run.best())?;
-    Ok((cfg, s))
-}
-
-fn params_of(cfg: &Config) -> PreprocessParams {
-    match cfg.data.preprocessing {
-        Preprocessing::Fixed => PreprocessParams::default(),
-        Preprocessing::Legacy => PreprocessParams::legacy(),
-    }
+    Ok(s)
 }
 
 /// The songs `a` names (ids from the file stems), with their spectrograms from `load`.
@@ -195,12 +186,12 @@ pub(super) fn forward_windows<B: Backend>(
 pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>> {
     let cfg = Config::load(&RunDir::new(&a.run).config())?;
     check_inputs(&cfg, a)?;
-    let params = params_of(&cfg);
+    let params = crate::train::dataset::params_of(cfg.data.preprocessing);
     if a.timeline {
-        return super::timeline::timeline_on(be, a, &params);
+        return super::timeline::timeline_on(be, a, &cfg, &params);
     }
     let (songs, mels) = read_songs(a, |p| crate::audio::load(p, &params))?;
-    let (_, mut s) = open_run(be, a, &songs)?;
+    let mut s = open_run(be, a, &cfg, &songs)?;
     let inputs: Vec<(usize, Vec<f32>)> = mels.iter().enumerate().map(|(i, m)| (i, m.data.clone())).collect();
     let preds = forward_windows(&mut s, &songs, &inputs, (params.n_mels, params.frames))?;
     Ok(songs

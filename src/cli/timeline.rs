@@ -6,16 +6,22 @@ use super::predict::{PredictArgs, Prediction, forward_windows, open_run, read_so
 use crate::audio::PreprocessParams;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::train::config::Config;
 use crate::train::metrics::Quadrant;
 use crate::train::plot::{TimelinePoint, timeline_plot};
 use crate::train::timeline::WindowPlan;
 
-pub fn timeline_on<B: Backend>(be: B, a: &PredictArgs, params: &PreprocessParams) -> Result<Vec<Prediction>> {
+pub fn timeline_on<B: Backend>(
+    be: B,
+    a: &PredictArgs,
+    cfg: &Config,
+    params: &PreprocessParams,
+) -> Result<Vec<Prediction>> {
     if !(a.window > 0.0 && a.hop > 0.0 && a.window.is_finite() && a.hop.is_finite()) {
         return Err(Error::Invalid(format!("--window {} --hop {}: both must be seconds above 0", a.window, a.hop)));
     }
     let (songs, mels) = read_songs(a, |p| crate::audio::load_whole(p, params))?;
-    let (_, mut s) = open_run(be, a, &songs)?;
+    let mut s = open_run(be, a, cfg, &songs)?;
     let frames_per_s = params.sample_rate as f64 / params.hop as f64;
     let plan = WindowPlan::from_seconds(a.window, a.hop, frames_per_s);
     crate::data::create_dir(&a.out)?;
