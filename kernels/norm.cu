@@ -9,15 +9,18 @@
 //
 // bn_stats: block (x, y) covers chunk y (mg::ChannelWalk::chunk_of_block: gridDim.y equal
 // chunks of the channel's n·hw elements) of channels x, x + gridDim.x, … and stores the chunk's
-// (count, mean, M2 = Σ(x − mean)²) as three doubles to parts[(ch·gridDim.y + y)·3 + 0..2]
-// ((0, 0, 0) for an empty chunk). One pass over x, still free of cancellation: each thread
+// (count, mean, M2 = Σ(x − mean)²) as three doubles to parts[(ch·nparts + part0 + y)·3 + 0..2]
+// ((0, 0, 0) for an empty chunk). A batch too large for 32-bit indices is launched in batch parts
+// (x offset to the part's first sample, n its size), each writing its chunks at its own part0 of
+// the channel's nparts slots, so that one bn_stats_combine merges the whole batch. One pass over x, still free of cancellation: each thread
 // accumulates Σ(x − s) and Σ(x − s)² in double around its own first element s (a shift inside its
 // own data, so the cancellation in Σ(x−s)² − (Σ(x−s))²/m is bounded by the thread's element count
 // m, i.e. < 2^23·2^-53 relative even for adversarial data, and O(1)·2^-53 for real activations,
 // e.g. a mean of 100 at sd 1). The threads' partial (count, mean, M2) are merged exactly with the
 // parallel-axis rule M2 = Σ_t [M2_t + m_t·(mean_t − mean)²], whose terms are all non-negative.
 // Reading x once halves the memory traffic of the CPU's two passes at equal accuracy.
-extern "C" __global__ void bn_stats(const float* __restrict__ x, double* __restrict__ parts, int n, int c, int hw) {
+extern "C" __global__ void bn_stats(const float* __restrict__ x, double* __restrict__ parts, int n, int c, int hw,
+                                    int part0, int nparts) {
     __shared__ double scratch[mg::kMaxWarps];
     for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
         double s1 = 0.0, s2 = 0.0, shift = 0.0;
@@ -47,7 +50,7 @@ extern "C" __global__ void bn_stats(const float* __restrict__ x, double* __restr
         const double dev = tmean - bmean;
         const double m2 = mg::block_sum(cnt > 0 ? tm2 + (double)cnt * dev * dev : 0.0, scratch);
         if (threadIdx.x == 0) {
-            double* q = parts + ((size_t)ch * gridDim.y + blockIdx.y) * 3;
+            double* q = parts + ((size_t)ch * nparts + part0 + blockIdx.y) * 3;
             q[0] = B;
             q[1] = bmean;
             q[2] = m2;
@@ -112,14 +115,14 @@ extern "C" __global__ void bn_apply(const float* __restrict__ x, const float* __
 }
 
 // dβ = Σ dy, dγ = Σ dy·x̂ per channel, in double, in two kernels and without atomics.
-// bn_backward_reduce: block (x, y) covers chunk y of channels x, x + gridDim.x, … (as bn_stats)
-// and stores (Σ dy, Σ dy·(x − mean)) to parts[(ch·gridDim.y + y)·2 + 0..1].
+// bn_backward_reduce: block (x, y) covers chunk y of channels x, x + gridDim.x, … (as bn_stats,
+// batch parts too) and stores (Σ dy, Σ dy·(x − mean)) to parts[(ch·nparts + part0 + y)·2 + 0..1].
 // bn_backward_combine adds a channel's parts in order y = 0, 1, … and multiplies Σ dy·(x − mean)
 // by invstd once at the end: the same value as Σ dy·x̂ in exact arithmetic and one multiply per
 // element fewer.
 extern "C" __global__ void bn_backward_reduce(const float* __restrict__ dy, const float* __restrict__ x,
                                               const float* __restrict__ mean, double* __restrict__ parts, int n,
-                                              int c, int hw) {
+                                              int c, int hw, int part0, int nparts) {
     __shared__ double scratch[mg::kMaxWarps];
     for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
         const double m = (double)mean[ch];
@@ -140,7 +143,7 @@ extern "C" __global__ void bn_backward_reduce(const float* __restrict__ dy, cons
         sd = mg::block_sum(sd, scratch);
         sdx = mg::block_sum(sdx, scratch);
         if (threadIdx.x == 0) {
-            double* q = parts + ((size_t)ch * gridDim.y + blockIdx.y) * 2;
+            double* q = parts + ((size_t)ch * nparts + part0 + blockIdx.y) * 2;
             q[0] = sd;
             q[1] = sdx;
         }
@@ -164,15 +167,16 @@ extern "C" __global__ void bn_backward_combine(const double* __restrict__ parts,
 
 // dx = γ·invstd/M · (M·dy − dβ − x̂·dγ), evaluated in double as the CPU does: M·dy and dβ are
 // nearly equal when the gradient is nearly constant over the channel, and float would lose the
-// difference.
+// difference. M = batch·hw counts the whole batch's elements; n (≤ batch) is the samples this
+// launch covers (a batch part when the batch is too large for 32-bit indices).
 extern "C" __global__ void bn_backward_apply(const float* __restrict__ dy, const float* __restrict__ x,
                                              const float* __restrict__ gamma, const float* __restrict__ mean,
                                              const float* __restrict__ invstd, const float* __restrict__ dgamma,
                                              const float* __restrict__ dbeta, float* __restrict__ dx, int n, int c,
-                                             int hw) {
+                                             int hw, int batch) {
     const unsigned total = (unsigned)n * (unsigned)c * (unsigned)hw;
     if (total == 0) return;
-    const double M = (double)n * (double)hw;
+    const double M = (double)batch * (double)hw;
     mg::DivWalk w(mg::ew_start(), mg::ew_stride(), (unsigned)hw);
     mg::ModTrack ch(w.q, w.dq, (unsigned)c);
     for (; w.i < total; ch.next(w.next())) {

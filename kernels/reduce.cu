@@ -33,10 +33,12 @@ extern "C" __global__ void sum_rows(const float* __restrict__ x, float* __restri
 
 // Channel sums, many blocks per channel: block (x, y) sums chunk y (of gridDim.y equal chunks,
 // mg::ChannelWalk's split) of the n·hw elements of channels x, x + gridDim.x, … into
-//   parts[ch·gridDim.y + y]  (double; 0 for an empty chunk),
+//   parts[ch·nparts + part0 + y]  (double; 0 for an empty chunk; part0 places a batch part's
+//   chunks when a batch too large for 32-bit indices is launched in parts, as bn_stats),
 // and channel_sums_combine adds a channel's parts in order y = 0, 1, …: a fixed order whatever
 // order the blocks run in, so the result is the same bits on every run.
-extern "C" __global__ void channel_sums(const float* __restrict__ x, double* __restrict__ parts, int n, int c, int hw) {
+extern "C" __global__ void channel_sums(const float* __restrict__ x, double* __restrict__ parts, int n, int c, int hw,
+                                        int part0, int nparts) {
     __shared__ double scratch[mg::kMaxWarps];
     for (int ch = blockIdx.x; ch < c; ch += gridDim.x) {
         double s = 0.0;
@@ -49,7 +51,7 @@ extern "C" __global__ void channel_sums(const float* __restrict__ x, double* __r
             if (k < mg::kGather) break;
         }
         s = mg::block_sum(s, scratch);
-        if (threadIdx.x == 0) parts[(size_t)ch * gridDim.y + blockIdx.y] = s;
+        if (threadIdx.x == 0) parts[(size_t)ch * nparts + part0 + blockIdx.y] = s;
     }
 }
 

@@ -8,6 +8,7 @@
 //! transcendental functions differ by a few ulps between libm and CUDA), and 1e-4 for
 //! reductions over up to ~10⁴ terms. An indexing or formula error is O(1).
 
+use moodgrad::backend::batch_split::LaunchCaps;
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::kernel::KernelBackend;
 use moodgrad::backend::prelude::*;
@@ -20,7 +21,14 @@ use moodgrad::rng::Rng;
 
 fn devices() -> Vec<KernelBackend> {
     // FP32 convolutions, compared with the CPU at FP32 tolerances (CUDA defaults to TF32).
-    kernel_devices(Some(Precision::Fp32)).unwrap().into_iter().map(|(_, b)| b).collect()
+    let mut devices: Vec<KernelBackend> =
+        kernel_devices(Some(Precision::Fp32)).unwrap().into_iter().map(|(_, b)| b).collect();
+    // And sim launching one sample and 97 elements at a time: the path a batch past the kernels'
+    // 32-bit indices takes (pointer offsets, BatchNorm and gradient sums merged over parts), on
+    // tensors small enough to compare with the CPU.
+    let split = LaunchCaps { samples: 1, flat: 97, ..LaunchCaps::default() };
+    devices.push(devices[0].clone().with_launch_caps(split));
+    devices
 }
 
 fn randn(r: &mut Rng, n: usize) -> Vec<f32> {

@@ -9,6 +9,7 @@
 //! fragment, a gather off by one tap or a stage read before it landed is off by O(s), 10³-10⁵
 //! times more. The reference's own rounding (f64) is ~1e-9 of the bound.
 
+use moodgrad::backend::batch_split::LaunchCaps;
 use moodgrad::backend::cpu::Cpu;
 use moodgrad::backend::kernel::KernelBackend;
 use moodgrad::backend::kernel::profile::{ARCHES, DeviceProfile};
@@ -113,6 +114,15 @@ fn geoms() -> Vec<ConvGeom> {
 fn sim_card(arch: &str, p: Precision) -> KernelBackend {
     let card = DeviceProfile::emulated(arch).unwrap();
     KernelBackend::new(Arc::new(SimDevice::with_profile(card))).with_conv_precision(p)
+}
+
+/// The tensor-core convolutions launched one sample at a time, as a batch past the kernels'
+/// 32-bit indices is (x, y, dy, dx at each part's first sample; the parts' weight gradients
+/// added in batch order).
+#[test]
+fn tensor_core_convolutions_split_over_the_batch_match_the_reference() {
+    let caps = LaunchCaps { samples: 1, ..LaunchCaps::default() };
+    check_on_odd_shapes(&sim_card("sm_90", Precision::Tf32).with_launch_caps(caps), Precision::Tf32);
 }
 
 /// On every card the kernels are built for: TF32 on the four Ampere-and-later profiles (the

@@ -614,7 +614,7 @@ fn channel_grids(c: usize, m: usize) -> Vec<[u32; 3]> {
 fn channel_sums(x: &[f32], n: usize, c: usize, hw: usize, grid: [u32; 3]) -> Guarded<f32> {
     let chunks = grid[1] as usize;
     let mut parts = guard(&vec![f64::NAN; c * chunks]);
-    launch("channel_sums", grid, BLOCK, &[p(x), pm(&mut parts), i(n), i(c), i(hw)]);
+    launch("channel_sums", grid, BLOCK, &[p(x), pm(&mut parts), i(n), i(c), i(hw), i(0), i(chunks)]);
     let mut out = nans(c);
     launch("channel_sums_combine", ew(c), BLOCK, &[p(&parts), i(chunks), pm(&mut out), i(c)]);
     out
@@ -876,7 +876,20 @@ fn batchnorm_train_eval_backward() {
             "bn_backward_apply",
             ew(len),
             BLOCK,
-            &[p(&dy), p(&x), p(&gamma), p(&want_mean), p(&want_is), p(&dg), p(&db), pm(&mut dx), i(n), i(c), i(hw)],
+            &[
+                p(&dy),
+                p(&x),
+                p(&gamma),
+                p(&want_mean),
+                p(&want_is),
+                p(&dg),
+                p(&db),
+                pm(&mut dx),
+                i(n),
+                i(c),
+                i(hw),
+                i(n),
+            ],
         );
         // Evaluated in double on both sides; the kernel sees dβ, dγ rounded to f32 (the CPU keeps
         // them in double), which moves dx by ≤ u·γ·invstd/M·(|dβ| + |x̂|·|dγ|).
@@ -907,7 +920,7 @@ fn bn_stats(
 ) -> (Guarded<f32>, Guarded<f32>, Guarded<f32>, Guarded<f32>) {
     let chunks = grid[1] as usize;
     let mut parts = guard(&vec![f64::NAN; 3 * c * chunks]);
-    launch("bn_stats", grid, BLOCK, &[p(x), pm(&mut parts), i(n), i(c), i(hw)]);
+    launch("bn_stats", grid, BLOCK, &[p(x), pm(&mut parts), i(n), i(c), i(hw), i(0), i(chunks)]);
     let (mut mean, mut is) = (nans(c), nans(c));
     let (mut grm, mut grv) = (guard(rm0), guard(rv0));
     let args = [
@@ -942,7 +955,8 @@ fn bn_backward_reduce(
 ) -> (Guarded<f32>, Guarded<f32>) {
     let chunks = grid[1] as usize;
     let mut parts = guard(&vec![f64::NAN; 2 * c * chunks]);
-    launch("bn_backward_reduce", grid, BLOCK, &[p(dy), p(x), p(mean), pm(&mut parts), i(n), i(c), i(hw)]);
+    let args = [p(dy), p(x), p(mean), pm(&mut parts), i(n), i(c), i(hw), i(0), i(chunks)];
+    launch("bn_backward_reduce", grid, BLOCK, &args);
     let (mut dg, mut db) = (nans(c), nans(c));
     let args = [p(&parts), i(chunks), p(invstd), pm(&mut dg), pm(&mut db), i(c)];
     launch("bn_backward_combine", ew(c), BLOCK, &args);

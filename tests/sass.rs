@@ -235,6 +235,10 @@ fn generated_table(doc: &str, all: &[(&str, KernelResources)]) -> String {
 /// Checks (or under MOODGRAD_BLESS=1 rewrites) the section of DOC between `begin` and `end`
 /// against `table(doc without the section)`.
 fn check_doc_section(test: &str, begin: &str, end: &str, table: impl Fn(&str) -> String) {
+    // The two tables' tests run in parallel and each rewrites the whole document when blessing:
+    // one at a time, or the second would write back the first's stale section.
+    static DOC_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = DOC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DOC);
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (before, after) = match doc.split_once(begin) {

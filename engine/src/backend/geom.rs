@@ -71,6 +71,15 @@ impl ConvGeom {
     pub fn output_len(&self) -> usize {
         self.n * self.c_out * self.out_h() * self.out_w()
     }
+    /// The largest extent one sample gives a tensor the convolution kernels index (input, output;
+    /// the implicit GEMM's columns per sample, OH·OW, are fewer than the output's).
+    pub fn per_sample_extent(&self) -> usize {
+        (self.c_in * self.h * self.w).max(self.c_out * self.out_h() * self.out_w())
+    }
+    /// One sample's input and output lengths (the offsets of a batch part).
+    pub fn sample_lens(&self) -> (usize, usize) {
+        (self.c_in * self.h * self.w, self.c_out * self.out_h() * self.out_w())
+    }
     /// Multiply-adds of one forward pass, times two.
     pub fn forward_flops(&self) -> f64 {
         2.0 * (self.output_len() * self.c_in * self.kh * self.kw) as f64
@@ -150,6 +159,10 @@ impl PoolGeom {
     pub fn check_i32(&self, op: &'static str) -> Result<()> {
         check_i32(op, "the input", self.input_len(), self.c * self.h * self.w)
     }
+    /// One sample's input and output lengths (the input is the larger extent).
+    pub fn sample_lens(&self) -> (usize, usize) {
+        (self.c * self.h * self.w, self.c * self.out_h() * self.out_w())
+    }
 }
 
 /// A batch of planes: n samples × c channels × hw positions (BatchNorm, pooling, SE).
@@ -189,6 +202,10 @@ impl ChannelGeom {
     }
     pub fn check_i32(&self, op: &'static str) -> Result<()> {
         check_i32(op, "the tensor", self.len(), self.c * self.hw)
+    }
+    /// One sample's length.
+    pub fn per_sample_extent(&self) -> usize {
+        self.c * self.hw
     }
 }
 
@@ -237,6 +254,10 @@ impl UnitGeom {
     }
     pub fn check_i32(&self, op: &'static str) -> Result<()> {
         self.channels().check_i32(op)
+    }
+    /// One sample's input and output lengths (the input is the larger extent).
+    pub fn sample_lens(&self) -> (usize, usize) {
+        (self.c * self.h * self.w, self.c * self.out_h() * self.out_w())
     }
 }
 
@@ -430,8 +451,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conv_at_batch_256_full_size_is_refused_naming_a_batch_that_fits() {
-        // MODEL_3 block 1 at the seed's input size: 256 × 64 × 128 × 1292 = 2.7e9 outputs.
+    fn one_launch_past_32_bit_indices_is_refused_naming_a_batch_that_fits() {
+        // MODEL_3 block 1 at the seed's input size: 256 × 64 × 128 × 1292 = 2.7e9 outputs, more
+        // than one launch may index (the launchers split such a batch: batch_split.rs).
         let g = ConvGeom { n: 256, c_in: 1, h: 128, w: 1292, c_out: 64, kh: 3, kw: 3, stride: 1, pad: 1 };
         let e = g.check_i32("conv2d_forward").unwrap_err().to_string();
         assert!(e.contains("conv2d_forward") && e.contains("the output") && e.contains("at most 202"), "{e}");

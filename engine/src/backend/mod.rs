@@ -7,6 +7,7 @@
 //! (out of memory, lost device). Buffers are shared handles: cloning one is a reference-count
 //! bump, and primitives that write in place copy a shared buffer first (copy on write).
 
+pub mod batch_split;
 pub mod cpu;
 pub mod geom;
 pub mod geom_seq;

@@ -1,10 +1,11 @@
 //! Implicit-GEMM convolution and the bias gradient: kernels/conv.cu.
 
 use super::conv_cin1::{cin1_forward_supported, cin1_wgrad_supported};
-use super::norm::{channel_chunks, channel_grid};
+use super::norm::channel_grid;
 use super::profile::DeviceProfile;
-use super::{Arg, B1, DevBuf, KernelBackend, ew, i, p};
-use crate::backend::{ChannelGeom, Conv, ConvGeom, Precision};
+use super::{Arg, B1, DevBuf, KernelBackend, at, ew, i, p};
+use crate::backend::geom::check_i32;
+use crate::backend::{ChannelGeom, Conv, ConvGeom, Pointwise, Precision};
 use crate::error::Result;
 
 /// Output tile of the implicit-GEMM convolution kernels (rows × columns per block).
@@ -73,42 +74,51 @@ impl KernelBackend {
     }
 }
 
-impl Conv for KernelBackend {
-    fn conv2d_forward(&self, x: &DevBuf, w: &DevBuf, b: Option<&DevBuf>, g: &ConvGeom) -> Result<DevBuf> {
-        g.check_forward(x.len(), w.len(), b.map(|b| b.len()))?;
+impl KernelBackend {
+    /// The batch parts of a convolution (one unless a tensor passes the launch caps).
+    fn conv_parts(&self, op: &'static str, g: &ConvGeom) -> Result<Vec<(ConvGeom, usize, usize)>> {
+        check_i32(op, "the weight", g.weight_len(), 0)?;
+        let (x_len, y_len) = g.sample_lens();
+        let parts = self.batch_parts(op, g.n, g.per_sample_extent())?;
+        Ok(parts
+            .into_iter()
+            .map(|part| (ConvGeom { n: part.n, ..*g }, part.start * x_len, part.start * y_len))
+            .collect())
+    }
+
+    /// One launch's forward: x and y at a batch part's first sample.
+    fn conv2d_forward_part(&self, x: Arg, w: &DevBuf, b: Option<&DevBuf>, y: Arg, g: &ConvGeom) -> Result<()> {
         g.check_i32("conv2d_forward")?;
         // The first layer's direct kernel (FP32, exact) serves either precision: the tensor-core
         // GEMM would pad its 9-tap reduction to 32.
         if cin1_forward_supported(g) {
-            return self.conv_cin1_forward(x, w, b, g);
+            return self.conv_cin1_forward(x, w, b, y, g);
         }
         if self.conv_precision == Precision::Tf32 {
-            return self.conv2d_forward_tf32(x, w, b, g);
+            return self.conv2d_forward_tf32(x, w, b, y, g);
         }
-        let y = self.buf(g.output_len())?;
         let cols = g.n * g.out_h() * g.out_w();
         let grid = [cols.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, 1];
-        let mut args = vec![p(x), p(w), Arg::Ptr(b.map_or(0, |b| b.ptr())), p(&y)];
+        let mut args = vec![x, p(w), Arg::Ptr(b.map_or(0, |b| b.ptr())), y];
         args.extend(conv_args(g)?);
-        self.launch("conv2d_forward", grid, B1, 0, &args)?;
-        Ok(y)
+        self.launch("conv2d_forward", grid, B1, 0, &args)
     }
-    fn conv2d_backward_input(&self, dy: &DevBuf, w: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
-        g.check_backward_input(dy.len(), w.len())?;
+
+    /// One launch's input gradient: dy and dx at a batch part's first sample.
+    fn conv2d_backward_input_part(&self, dy: Arg, w: &DevBuf, dx: Arg, g: &ConvGeom) -> Result<()> {
         g.check_i32("conv2d_backward_input")?;
         if self.conv_precision == Precision::Tf32 {
-            return self.conv2d_backward_input_tf32(dy, w, g);
+            return self.conv2d_backward_input_tf32(dy, w, dx, g);
         }
-        let dx = self.buf(g.input_len())?;
         let cols = g.n * g.h * g.w;
         let grid = [cols.div_ceil(CONV_TILE) as u32, g.c_in.div_ceil(CONV_TILE) as u32, 1];
-        let mut args = vec![p(dy), p(w), p(&dx)];
+        let mut args = vec![dy, p(w), dx];
         args.extend(conv_args(g)?);
-        self.launch("conv2d_backward_input", grid, B1, 0, &args)?;
-        Ok(dx)
+        self.launch("conv2d_backward_input", grid, B1, 0, &args)
     }
-    fn conv2d_backward_weight(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
-        g.check_backward_weight(dy.len(), x.len())?;
+
+    /// One launch's weight gradient over a batch part (dy and x at its first sample).
+    fn conv2d_backward_weight_part(&self, dy: Arg, x: Arg, g: &ConvGeom) -> Result<DevBuf> {
         g.check_i32("conv2d_backward_weight")?;
         if cin1_wgrad_supported(g) {
             return self.conv_cin1_backward_weight(dy, x, g);
@@ -122,21 +132,57 @@ impl Conv for KernelBackend {
         let (splits, chunk) = conv_wgrad_split(self.profile()).split(positions, tiles, g.weight_len());
         let grid = [crs.div_ceil(CONV_TILE) as u32, g.c_out.div_ceil(CONV_TILE) as u32, splits as u32];
         self.split_k(g.weight_len(), splits, |slots| {
-            let mut args = vec![p(dy), p(x), p(slots)];
+            let mut args = vec![dy, x, p(slots)];
             args.extend(conv_args(g)?);
             args.push(i(chunk)?);
             self.launch("conv2d_backward_weight", grid, B1, 0, &args)
         })
     }
+}
+
+impl Conv for KernelBackend {
+    fn conv2d_forward(&self, x: &DevBuf, w: &DevBuf, b: Option<&DevBuf>, g: &ConvGeom) -> Result<DevBuf> {
+        g.check_forward(x.len(), w.len(), b.map(|b| b.len()))?;
+        let parts = self.conv_parts("conv2d_forward", g)?;
+        let y = self.buf(g.output_len())?;
+        for (part, x_at, y_at) in parts {
+            self.conv2d_forward_part(at(x, x_at), w, b, at(&y, y_at), &part)?;
+        }
+        Ok(y)
+    }
+    fn conv2d_backward_input(&self, dy: &DevBuf, w: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
+        g.check_backward_input(dy.len(), w.len())?;
+        let parts = self.conv_parts("conv2d_backward_input", g)?;
+        let dx = self.buf(g.input_len())?;
+        for (part, dx_at, dy_at) in parts {
+            self.conv2d_backward_input_part(at(dy, dy_at), w, at(&dx, dx_at), &part)?;
+        }
+        Ok(dx)
+    }
+    fn conv2d_backward_weight(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
+        g.check_backward_weight(dy.len(), x.len())?;
+        // The parts' gradients added in batch order: a fixed order, the same bits on every run.
+        let mut dw: Option<DevBuf> = None;
+        for (part, x_at, dy_at) in self.conv_parts("conv2d_backward_weight", g)? {
+            let part_dw = self.conv2d_backward_weight_part(at(dy, dy_at), at(x, x_at), &part)?;
+            match dw.as_mut() {
+                None => dw = Some(part_dw),
+                Some(sum) => self.add_assign(sum, &part_dw)?,
+            }
+        }
+        Ok(dw.expect("at least one batch part"))
+    }
     fn channel_sums(&self, dy: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("channel_sums", &[("dy", dy.len())], &[], &[])?;
-        g.check_i32("channel_sums")?;
-        let chunks = channel_chunks(g);
-        let parts = self.doubles(g.c * chunks)?;
-        let args = [p(dy), p(&parts), i(g.n)?, i(g.c)?, i(g.hw)?];
-        self.launch("channel_sums", channel_grid(g, chunks), B1, 0, &args)?;
+        let batch = self.channel_parts("channel_sums", g)?;
+        let parts = self.doubles(g.c * batch.slots)?;
+        for bp in &batch.parts {
+            let args = [at(dy, bp.offset), p(&parts), i(bp.geom.n)?, i(g.c)?, i(g.hw)?, i(bp.slot0)?, i(batch.slots)?];
+            self.launch("channel_sums", channel_grid(&bp.geom, bp.chunks), B1, 0, &args)?;
+        }
         let out = self.buf(g.c)?;
-        self.launch("channel_sums_combine", ew(g.c), B1, 0, &[p(&parts), i(chunks)?, p(&out), i(g.c)?])?;
+        let args = [p(&parts), i(batch.slots)?, p(&out), i(g.c)?];
+        self.launch("channel_sums_combine", ew(g.c), B1, 0, &args)?;
         Ok(out)
     }
 }

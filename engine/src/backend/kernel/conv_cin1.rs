@@ -69,28 +69,26 @@ fn shared(bytes: usize) -> u32 {
 }
 
 impl KernelBackend {
-    /// The forward of a supported geometry (`cin1_forward_supported`); the caller has checked the
-    /// lengths and the 32-bit extents.
-    pub(super) fn conv_cin1_forward(&self, x: &DevBuf, w: &DevBuf, b: Option<&DevBuf>, g: &ConvGeom) -> Result<DevBuf> {
-        let y = self.buf(g.output_len())?;
-        let mut args = vec![p(x), p(w), Arg::Ptr(b.map_or(0, |b| b.ptr())), p(&y)];
+    /// The forward of a supported geometry (`cin1_forward_supported`), x and y at a batch part's
+    /// first sample; the caller has checked the lengths and the 32-bit extents.
+    pub(super) fn conv_cin1_forward(&self, x: Arg, w: &DevBuf, b: Option<&DevBuf>, y: Arg, g: &ConvGeom) -> Result<()> {
+        let mut args = vec![x, p(w), Arg::Ptr(b.map_or(0, |b| b.ptr())), y];
         args.extend(geom_args(g)?);
         // tiles ≤ N·OH·OW, which check_i32 bounds.
         let grid = [tiles(g) as u32, 1, 1];
-        self.launch("conv_cin1_forward", grid, B1, shared(forward_shared_bytes(g)), &args)?;
-        Ok(y)
+        self.launch("conv_cin1_forward", grid, B1, shared(forward_shared_bytes(g)), &args)
     }
 
     /// The weight gradient of a supported geometry (`cin1_wgrad_supported`): per-chunk partials,
     /// then their fixed-order sum.
-    pub(super) fn conv_cin1_backward_weight(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
+    pub(super) fn conv_cin1_backward_weight(&self, dy: Arg, x: Arg, g: &ConvGeom) -> Result<DevBuf> {
         let tiles = tiles(g);
         let per_chunk = tiles.div_ceil(WGRAD_TARGET_CHUNKS);
         let chunks = tiles.div_ceil(per_chunk);
         let len = g.weight_len();
         let partials = self.buf(chunks * len)?;
         i(chunks * len)?; // the partials' offsets are kernel ints too
-        let mut args = vec![p(dy), p(x), p(&partials)];
+        let mut args = vec![dy, x, p(&partials)];
         args.extend(geom_args(g)?);
         args.push(i(per_chunk)?);
         self.launch("conv_cin1_backward_weight", [chunks as u32, 1, 1], B1, shared(wgrad_shared_bytes(g)), &args)?;

@@ -68,35 +68,35 @@ impl KernelBackend {
         self.launch(kernel, grid, B1, v.shared, args)
     }
 
+    /// The forward of one launch (x and y at a batch part's first sample).
     pub(super) fn conv2d_forward_tf32(
         &self,
-        x: &DevBuf,
+        x: Arg,
         w: &DevBuf,
         b: Option<&DevBuf>,
+        y: Arg,
         g: &ConvGeom,
-    ) -> Result<DevBuf> {
-        let y = self.buf(g.output_len())?;
+    ) -> Result<()> {
         let cols = g.n * g.out_h() * g.out_w();
         let v = Variant::for_rows(g.c_out, self.profile())?;
         let grid = [cols.div_ceil(TILE) as u32, g.c_out.div_ceil(v.rows) as u32, 1];
-        let mut args = vec![p(x), p(w), Arg::Ptr(b.map_or(0, |b| b.ptr())), p(&y)];
+        let mut args = vec![x, p(w), Arg::Ptr(b.map_or(0, |b| b.ptr())), y];
         args.extend(conv_args(g)?);
-        self.launch_tc(v.kernel("conv2d_forward_tf32", "conv2d_forward_m64_tf32"), v, grid, &args)?;
-        Ok(y)
+        self.launch_tc(v.kernel("conv2d_forward_tf32", "conv2d_forward_m64_tf32"), v, grid, &args)
     }
 
-    pub(super) fn conv2d_backward_input_tf32(&self, dy: &DevBuf, w: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
-        let dx = self.buf(g.input_len())?;
+    /// The input gradient of one launch (dy and dx at a batch part's first sample).
+    pub(super) fn conv2d_backward_input_tf32(&self, dy: Arg, w: &DevBuf, dx: Arg, g: &ConvGeom) -> Result<()> {
         let cols = g.n * g.h * g.w;
         let v = Variant::for_rows(g.c_in, self.profile())?;
         let grid = [cols.div_ceil(TILE) as u32, g.c_in.div_ceil(v.rows) as u32, 1];
-        let mut args = vec![p(dy), p(w), p(&dx)];
+        let mut args = vec![dy, p(w), dx];
         args.extend(conv_args(g)?);
-        self.launch_tc(v.kernel("conv2d_backward_input_tf32", "conv2d_backward_input_m64_tf32"), v, grid, &args)?;
-        Ok(dx)
+        self.launch_tc(v.kernel("conv2d_backward_input_tf32", "conv2d_backward_input_m64_tf32"), v, grid, &args)
     }
 
-    pub(super) fn conv2d_backward_weight_tf32(&self, dy: &DevBuf, x: &DevBuf, g: &ConvGeom) -> Result<DevBuf> {
+    /// The weight gradient of one launch's batch part (dy and x at its first sample).
+    pub(super) fn conv2d_backward_weight_tf32(&self, dy: Arg, x: Arg, g: &ConvGeom) -> Result<DevBuf> {
         let positions = g.n * g.out_h() * g.out_w();
         let crs = g.c_in * g.kh * g.kw;
         let (splits, chunk) = wgrad_split(positions, g.c_out, crs, self.profile())?;
@@ -104,7 +104,7 @@ impl KernelBackend {
         let grid = [crs.div_ceil(TILE) as u32, g.c_out.div_ceil(v.rows) as u32, splits as u32];
         let kernel = v.kernel("conv2d_backward_weight_tf32", "conv2d_backward_weight_m64_tf32");
         self.split_k(g.weight_len(), splits, |slots| {
-            let mut args = vec![p(dy), p(x), p(slots)];
+            let mut args = vec![dy, x, p(slots)];
             args.extend(conv_args(g)?);
             args.push(i(chunk)?);
             self.launch_tc(kernel, v, grid, &args)

@@ -27,6 +27,7 @@ mod unit;
 pub use allocator::{Pool, PoolCounts, block_size};
 pub use device::{Arg, DevBuf, RawDevice};
 
+use super::batch_split::{BatchPart, LaunchCaps};
 use super::{DeviceBuffer, MemStats, Memory, Precision};
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -47,6 +48,9 @@ pub struct KernelBackend {
     conv_precision: Precision,
     /// What the card allows (read once from the device).
     profile: Arc<profile::DeviceProfile>,
+    /// What one launch may cover: larger batches and tensors are launched in parts
+    /// (batch_split.rs).
+    caps: LaunchCaps,
 }
 
 /// A byte buffer (masks, window positions): `len` bytes in a 4-byte-element allocation.
@@ -93,8 +97,15 @@ fn i(x: usize) -> Result<Arg> {
 fn p(b: &DevBuf) -> Arg {
     Arg::Ptr(b.ptr())
 }
-fn pm(m: &DevMask) -> Arg {
-    Arg::Ptr(m.ptr())
+/// The address of element `offset` of `b` (a batch part's or range's first element).
+fn at(b: &DevBuf, offset: usize) -> Arg {
+    debug_assert!(offset <= b.len());
+    Arg::Ptr(b.ptr() + 4 * offset as u64)
+}
+/// The address of byte `offset` of `m`.
+fn at_mask(m: &DevMask, offset: usize) -> Arg {
+    debug_assert!(offset <= m.len);
+    Arg::Ptr(m.ptr() + offset as u64)
 }
 fn f(x: f64) -> Arg {
     Arg::F32(x as f32)
@@ -103,7 +114,26 @@ fn f(x: f64) -> Arg {
 impl KernelBackend {
     pub fn new(dev: Arc<dyn RawDevice>) -> Self {
         let profile = Arc::new(dev.profile());
-        KernelBackend { pool: Pool::new(dev.clone()), dev, conv_precision: Precision::Fp32, profile }
+        KernelBackend {
+            pool: Pool::new(dev.clone()),
+            dev,
+            conv_precision: Precision::Fp32,
+            profile,
+            caps: LaunchCaps::default(),
+        }
+    }
+
+    /// The same backend with other launch caps: tests lower them to run the batch-splitting
+    /// launchers on small tensors (the default caps are the kernels' 32-bit index range).
+    pub fn with_launch_caps(mut self, caps: LaunchCaps) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// `n` samples in launches that each fit the caps (`per_sample`: the largest extent one
+    /// sample gives a tensor the op's kernels index).
+    fn batch_parts(&self, op: &'static str, n: usize, per_sample: usize) -> Result<Vec<BatchPart>> {
+        self.caps.batch_parts(op, n, per_sample)
     }
 
     /// What the card allows: kernels and tiles are chosen by it.
@@ -187,16 +217,18 @@ impl Memory for KernelBackend {
     type Mask = DevMask;
 
     fn name(&self) -> String {
-        self.dev.name()
+        if self.caps == LaunchCaps::default() {
+            return self.dev.name();
+        }
+        let LaunchCaps { index, samples, flat } = self.caps;
+        format!("{} (launches capped at {index} elements, {samples} samples, {flat} elementwise)", self.dev.name())
     }
     fn zeros(&self, len: usize) -> Result<DevBuf> {
         self.zeroed(len)
     }
     fn fill(&self, len: usize, value: f64) -> Result<DevBuf> {
         let b = self.buf(len)?;
-        if len > 0 {
-            self.launch("fill_f32", ew(len), B1, 0, &[p(&b), i(len)?, f(value)])?;
-        }
+        self.elementwise("fill_f32", len, |r| Ok(vec![at(&b, r.start), i(r.len())?, f(value)]))?;
         Ok(b)
     }
     fn upload(&self, data: &[f32]) -> Result<DevBuf> {

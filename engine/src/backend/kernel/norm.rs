@@ -1,6 +1,6 @@
 //! BatchNorm: kernels/norm.cu.
 
-use super::{Arg, B1, DevBuf, KernelBackend, ew, f, i, p};
+use super::{Arg, B1, DevBuf, KernelBackend, at, ew, f, i, p};
 use crate::backend::{BnParams, ChannelGeom, Norm};
 use crate::error::Result;
 
@@ -23,15 +23,46 @@ pub(super) fn channel_grid(g: &ChannelGeom, chunks: usize) -> [u32; 3] {
     [g.c.max(1) as u32, chunks as u32, 1]
 }
 
+/// One launch of a per-channel reduction over a batch part: its geometry, its first element, its
+/// chunks per channel and the first of them in the channel's partial slots.
+pub(super) struct ChannelPart {
+    pub geom: ChannelGeom,
+    pub offset: usize,
+    pub chunks: usize,
+    pub slot0: usize,
+}
+
+/// A per-channel reduction's launches and its partial slots per channel (all parts' chunks, in
+/// batch order: the combine kernels merge them in that fixed order).
+pub(super) struct ChannelParts {
+    pub parts: Vec<ChannelPart>,
+    pub slots: usize,
+}
+
 impl KernelBackend {
     /// A workspace of `len` doubles (two f32 slots each).
     pub(super) fn doubles(&self, len: usize) -> Result<DevBuf> {
         self.buf(2 * len)
     }
 
+    /// The launches of a per-channel reduction over `g` (one unless the batch passes the caps).
+    pub(super) fn channel_parts(&self, op: &'static str, g: &ChannelGeom) -> Result<ChannelParts> {
+        let mut parts = Vec::new();
+        let mut slots = 0;
+        for bp in self.batch_parts(op, g.n, g.per_sample_extent())? {
+            let geom = ChannelGeom { n: bp.n, ..*g };
+            geom.check_i32(op)?;
+            let chunks = channel_chunks(&geom);
+            parts.push(ChannelPart { geom, offset: bp.start * g.per_sample_extent(), chunks, slot0: slots });
+            slots += chunks;
+        }
+        Ok(ChannelParts { parts, slots })
+    }
+
     /// Batch mean and invstd of x per channel, and the running statistics' momentum update:
-    /// bn_stats' chunk partials, then bn_stats_combine's fixed-order merge. `bias_shift`: see
-    /// kernels/norm.cu. The caller has checked the lengths and made the running buffers unique.
+    /// bn_stats' chunk partials (per batch part), then bn_stats_combine's fixed-order merge.
+    /// `bias_shift`: see kernels/norm.cu. The caller has checked the lengths and made the running
+    /// buffers unique.
     pub(super) fn batch_stats(
         &self,
         x: &DevBuf,
@@ -41,22 +72,24 @@ impl KernelBackend {
         g: &ChannelGeom,
         bp: &BnParams,
     ) -> Result<(DevBuf, DevBuf)> {
-        let (n, c, hw) = (i(g.n)?, i(g.c)?, i(g.hw)?);
-        let chunks = channel_chunks(g);
-        let parts = self.doubles(3 * g.c * chunks)?;
-        self.launch("bn_stats", channel_grid(g, chunks), B1, 0, &[p(x), p(&parts), n, c, hw])?;
+        let batch = self.channel_parts("bn_stats", g)?;
+        let parts = self.doubles(3 * g.c * batch.slots)?;
+        for cp in &batch.parts {
+            let args = [at(x, cp.offset), p(&parts), i(cp.geom.n)?, i(g.c)?, i(g.hw)?, i(cp.slot0)?, i(batch.slots)?];
+            self.launch("bn_stats", channel_grid(&cp.geom, cp.chunks), B1, 0, &args)?;
+        }
         let (mean, invstd) = (self.buf(g.c)?, self.buf(g.c)?);
         let args = [
             p(&parts),
-            i(chunks)?,
+            i(batch.slots)?,
             p(&mean),
             p(&invstd),
             p(running_mean),
             p(running_var),
             bias_shift.map_or(Arg::Ptr(0), p),
-            n,
-            c,
-            hw,
+            i(g.n)?,
+            i(g.c)?,
+            i(g.hw)?,
             f(bp.momentum),
             f(bp.eps),
         ];
@@ -64,8 +97,8 @@ impl KernelBackend {
         Ok((mean, invstd))
     }
 
-    /// (dγ, dβ) = (Σ dy·x̂, Σ dy) per channel: bn_backward_reduce's chunk partials, then
-    /// bn_backward_combine's fixed-order sum. The caller has checked the lengths.
+    /// (dγ, dβ) = (Σ dy·x̂, Σ dy) per channel: bn_backward_reduce's chunk partials (per batch
+    /// part), then bn_backward_combine's fixed-order sum. The caller has checked the lengths.
     pub(super) fn bn_reduce(
         &self,
         dy: &DevBuf,
@@ -74,14 +107,56 @@ impl KernelBackend {
         invstd: &DevBuf,
         g: &ChannelGeom,
     ) -> Result<(DevBuf, DevBuf)> {
-        let chunks = channel_chunks(g);
-        let parts = self.doubles(2 * g.c * chunks)?;
-        let args = [p(dy), p(x), p(mean), p(&parts), i(g.n)?, i(g.c)?, i(g.hw)?];
-        self.launch("bn_backward_reduce", channel_grid(g, chunks), B1, 0, &args)?;
+        let batch = self.channel_parts("bn_backward_reduce", g)?;
+        let parts = self.doubles(2 * g.c * batch.slots)?;
+        for cp in &batch.parts {
+            let (n, c, hw) = (i(cp.geom.n)?, i(g.c)?, i(g.hw)?);
+            let args =
+                [at(dy, cp.offset), at(x, cp.offset), p(mean), p(&parts), n, c, hw, i(cp.slot0)?, i(batch.slots)?];
+            self.launch("bn_backward_reduce", channel_grid(&cp.geom, cp.chunks), B1, 0, &args)?;
+        }
         let (dgamma, dbeta) = (self.buf(g.c)?, self.buf(g.c)?);
-        let args = [p(&parts), i(chunks)?, p(invstd), p(&dgamma), p(&dbeta), i(g.c)?];
+        let args = [p(&parts), i(batch.slots)?, p(invstd), p(&dgamma), p(&dbeta), i(g.c)?];
         self.launch("bn_backward_combine", ew(g.c), B1, 0, &args)?;
         Ok((dgamma, dbeta))
+    }
+
+    /// y = (x − mean)·(invstd·γ) + β per batch part (bn_apply).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn bn_apply(
+        &self,
+        x: &DevBuf,
+        gamma: &DevBuf,
+        beta: &DevBuf,
+        mean: &DevBuf,
+        invstd: &DevBuf,
+        y: &DevBuf,
+        g: &ChannelGeom,
+    ) -> Result<()> {
+        for cp in self.channel_parts("bn_apply", g)?.parts {
+            let (n, c, hw) = (i(cp.geom.n)?, i(g.c)?, i(g.hw)?);
+            let args = [at(x, cp.offset), p(gamma), p(beta), p(mean), p(invstd), at(y, cp.offset), n, c, hw];
+            self.launch("bn_apply", ew(cp.geom.len()), B1, 0, &args)?;
+        }
+        Ok(())
+    }
+
+    /// dx of training-mode BatchNorm per batch part (bn_backward_apply, M over the whole batch).
+    pub(super) fn bn_backward_apply(
+        &self,
+        dy: &DevBuf,
+        x: &DevBuf,
+        stats: [&DevBuf; 5],
+        dx: &DevBuf,
+        g: &ChannelGeom,
+    ) -> Result<()> {
+        let [gamma, mean, invstd, dgamma, dbeta] = stats.map(p);
+        for cp in self.channel_parts("bn_backward_apply", g)?.parts {
+            let (n, c, hw, batch) = (i(cp.geom.n)?, i(g.c)?, i(g.hw)?, i(g.n)?);
+            let args = [at(dy, cp.offset), at(x, cp.offset), gamma, mean, invstd, dgamma, dbeta, at(dx, cp.offset)];
+            self.launch("bn_backward_apply", ew(cp.geom.len()), B1, 0, &[&args[..], &[n, c, hw, batch]].concat())?;
+        }
+        Ok(())
     }
 }
 
@@ -100,10 +175,8 @@ impl Norm for KernelBackend {
         running_mean.make_unique()?;
         running_var.make_unique()?;
         let (mean, invstd) = self.batch_stats(x, None, running_mean, running_var, g, bp)?;
-        let (n, c, hw) = (i(g.n)?, i(g.c)?, i(g.hw)?);
         let y = self.buf(g.len())?;
-        let args = [p(x), p(gamma), p(beta), p(&mean), p(&invstd), p(&y), n, c, hw];
-        self.launch("bn_apply", ew(g.len()), B1, 0, &args)?;
+        self.bn_apply(x, gamma, beta, &mean, &invstd, &y, g)?;
         Ok((y, mean, invstd))
     }
     fn batchnorm_forward_eval(
@@ -119,8 +192,7 @@ impl Norm for KernelBackend {
         check_bn("batchnorm_forward_eval", g, x, gamma, beta, running_mean, running_var)?;
         let (invstd, y) = (self.buf(g.c)?, self.buf(g.len())?);
         self.launch("bn_eval_invstd", ew(g.c), B1, 0, &[p(running_var), p(&invstd), i(g.c)?, f(eps)])?;
-        let args = [p(x), p(gamma), p(beta), p(running_mean), p(&invstd), p(&y), i(g.n)?, i(g.c)?, i(g.hw)?];
-        self.launch("bn_apply", ew(g.len()), B1, 0, &args)?;
+        self.bn_apply(x, gamma, beta, running_mean, &invstd, &y, g)?;
         Ok(y)
     }
     fn batchnorm_backward(
@@ -135,17 +207,14 @@ impl Norm for KernelBackend {
         let op = "batchnorm_backward";
         let per_channel = [("gamma", gamma.len()), ("mean", mean.len()), ("invstd", invstd.len())];
         g.check(op, &[("dy", dy.len()), ("x", x.len())], &[], &per_channel)?;
-        g.check_i32(op)?;
         let (dgamma, dbeta) = self.bn_reduce(dy, x, mean, invstd, g)?;
-        let (n, c, hw) = (i(g.n)?, i(g.c)?, i(g.hw)?);
         let dx = self.buf(g.len())?;
-        let args = [p(dy), p(x), p(gamma), p(mean), p(invstd), p(&dgamma), p(&dbeta), p(&dx), n, c, hw];
-        self.launch("bn_backward_apply", ew(g.len()), B1, 0, &args)?;
+        self.bn_backward_apply(dy, x, [gamma, mean, invstd, &dgamma, &dbeta], &dx, g)?;
         Ok((dx, dgamma, dbeta))
     }
 }
 
-/// The BatchNorm forward passes' buffers against `g` (and its 32-bit index range).
+/// The BatchNorm forward passes' buffers against `g`.
 fn check_bn(
     op: &'static str,
     g: &ChannelGeom,
@@ -161,6 +230,5 @@ fn check_bn(
         ("running_mean", running_mean.len()),
         ("running_var", running_var.len()),
     ];
-    g.check(op, &[("x", x.len())], &[], &per_channel)?;
-    g.check_i32(op)
+    g.check(op, &[("x", x.len())], &[], &per_channel)
 }

@@ -2,7 +2,7 @@
 //! plane (pool.cu, se.cu) when there are enough planes to fill the GPU, else each plane split
 //! over several blocks (kernels/plane_split.cu) and the partial sums added in chunk order.
 
-use super::{B1, DevBuf, KernelBackend, ew, i, p};
+use super::{Arg, B1, DevBuf, KernelBackend, at, ew, i, p};
 use crate::backend::ChannelGeom;
 use crate::error::Result;
 
@@ -36,35 +36,40 @@ pub enum PlaneSum<'a> {
 }
 
 impl KernelBackend {
-    /// One value per plane; the caller has checked the lengths and the 32-bit extents.
-    pub(super) fn plane_reduce(&self, what: PlaneSum<'_>, g: &ChannelGeom) -> Result<DevBuf> {
+    /// One value per plane, per batch part; the caller has checked the lengths.
+    pub(super) fn plane_reduce(&self, op: &'static str, what: PlaneSum<'_>, g: &ChannelGeom) -> Result<DevBuf> {
+        let out = self.buf(g.planes())?;
+        for (part, x_at, plane_at) in self.plane_parts(op, g)? {
+            let input = match what {
+                PlaneSum::Mean(x) => vec![at(x, x_at)],
+                PlaneSum::Dot(a, b) => vec![at(a, x_at), at(b, x_at)],
+            };
+            self.plane_reduce_part(what, input, at(&out, plane_at), &part)?;
+        }
+        Ok(out)
+    }
+
+    /// One launch (or split launch and combine) of `plane_reduce` over a batch part: `input` at
+    /// its first element, `out` at its first plane.
+    fn plane_reduce_part(&self, what: PlaneSum<'_>, input: Vec<Arg>, out: Arg, g: &ChannelGeom) -> Result<()> {
         let planes = g.planes();
-        let out = self.buf(planes)?;
         let (splits, chunk) = split_plan(planes, g.hw);
         let grid_x = planes.clamp(1, MAX_GRID_YZ) as u32;
         let sizes = [i(planes)?, i(g.hw)?];
+        let mean = matches!(what, PlaneSum::Mean(_));
         if splits == 1 {
-            let (name, mut args) = match what {
-                PlaneSum::Mean(x) => ("global_avgpool_forward", vec![p(x), p(&out)]),
-                PlaneSum::Dot(a, b) => ("channel_dot", vec![p(a), p(b), p(&out)]),
-            };
-            args.extend(sizes);
-            self.launch(name, [grid_x, 1, 1], B1, 0, &args)?;
-            return Ok(out);
+            let name = if mean { "global_avgpool_forward" } else { "channel_dot" };
+            let args = [&input[..], &[out], &sizes].concat();
+            return self.launch(name, [grid_x, 1, 1], B1, 0, &args);
         }
         // Double partials in a float buffer of twice the length (the pool's blocks are aligned
         // far beyond 8 bytes).
         let part = self.buf(2 * planes * splits)?;
-        let (name, mut args, div) = match what {
-            PlaneSum::Mean(x) => ("plane_sum_partial", vec![p(x), p(&part)], g.hw),
-            PlaneSum::Dot(a, b) => ("plane_dot_partial", vec![p(a), p(b), p(&part)], 1),
-        };
-        args.extend(sizes);
-        args.push(i(chunk)?);
+        let (name, div) = if mean { ("plane_sum_partial", g.hw) } else { ("plane_dot_partial", 1) };
+        let args = [&input[..], &[p(&part)], &sizes, &[i(chunk)?]].concat();
         self.launch(name, [grid_x, splits as u32, 1], B1, 0, &args)?;
-        let combine = [p(&part), p(&out), i(planes)?, i(splits)?, i(div)?];
-        self.launch("plane_partials_combine", ew(planes), B1, 0, &combine)?;
-        Ok(out)
+        let combine = [p(&part), out, i(planes)?, i(splits)?, i(div)?];
+        self.launch("plane_partials_combine", ew(planes), B1, 0, &combine)
     }
 }
 

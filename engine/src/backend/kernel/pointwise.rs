@@ -1,9 +1,9 @@
 //! Elementwise arithmetic, activations and reductions: kernels/elementwise.cu, reduce.cu.
 
-use super::{Arg, B1, BLOCK, DevBuf, DevMask, KernelBackend, ew, f, i, p, pm};
-use crate::backend::geom::check_i32;
+use super::{Arg, B1, BLOCK, DevBuf, DevMask, KernelBackend, at, at_mask, ew, f, i, p};
 use crate::backend::{DeviceBuffer, Pointwise, Reduce, Unary, same_len};
 use crate::error::Result;
+use std::ops::Range;
 
 fn unary_code(op: Unary) -> Arg {
     Arg::I32(match op {
@@ -16,12 +16,24 @@ fn unary_code(op: Unary) -> Arg {
 }
 
 impl KernelBackend {
+    /// An elementwise kernel over `len` elements in launches that fit the caps: `args(range)` is
+    /// one launch's argument list, its pointers at range.start.
+    pub(super) fn elementwise(
+        &self,
+        k: &'static str,
+        len: usize,
+        args: impl Fn(Range<usize>) -> Result<Vec<Arg>>,
+    ) -> Result<()> {
+        for range in self.caps.flat_parts(len) {
+            self.launch(k, ew(range.len()), B1, 0, &args(range)?)?;
+        }
+        Ok(())
+    }
+
     fn binary(&self, k: &'static str, a: &DevBuf, b: &DevBuf) -> Result<DevBuf> {
         same_len(k, a.len(), b.len())?;
-        let n = a.len();
-        check_i32(k, "the operand", n, 0)?;
-        let y = self.buf(n)?;
-        self.launch(k, ew(n), B1, 0, &[p(a), p(b), p(&y), i(n)?])?;
+        let y = self.buf(a.len())?;
+        self.elementwise(k, a.len(), |r| Ok(vec![at(a, r.start), at(b, r.start), at(&y, r.start), i(r.len())?]))?;
         Ok(y)
     }
 }
@@ -36,18 +48,19 @@ impl Pointwise for KernelBackend {
     fn add_assign(&self, dst: &mut DevBuf, src: &DevBuf) -> Result<()> {
         same_len("add_assign_f32", dst.len(), src.len())?;
         dst.make_unique()?;
-        let n = dst.len();
-        self.launch("add_assign_f32", ew(n), B1, 0, &[p(dst), p(src), i(n)?])
+        let dst = &*dst;
+        self.elementwise("add_assign_f32", dst.len(), |r| Ok(vec![at(dst, r.start), at(src, r.start), i(r.len())?]))
     }
     fn scale_assign(&self, x: &mut DevBuf, s: f64) -> Result<()> {
         x.make_unique()?;
-        let n = x.len();
-        self.launch("scale_assign_f32", ew(n), B1, 0, &[p(x), i(n)?, f(s)])
+        let x = &*x;
+        self.elementwise("scale_assign_f32", x.len(), |r| Ok(vec![at(x, r.start), i(r.len())?, f(s)]))
     }
     fn unary_forward(&self, op: Unary, x: &DevBuf) -> Result<DevBuf> {
-        let n = x.len();
-        let y = self.buf(n)?;
-        self.launch("unary_forward", ew(n), B1, 0, &[unary_code(op), p(x), p(&y), i(n)?])?;
+        let y = self.buf(x.len())?;
+        self.elementwise("unary_forward", x.len(), |r| {
+            Ok(vec![unary_code(op), at(x, r.start), at(&y, r.start), i(r.len())?])
+        })?;
         Ok(y)
     }
     fn unary_backward(&self, op: Unary, x: &DevBuf, y: &DevBuf, dy: &DevBuf) -> Result<DevBuf> {
@@ -55,23 +68,31 @@ impl Pointwise for KernelBackend {
         same_len("unary_backward", n, x.len())?;
         same_len("unary_backward", n, y.len())?;
         let dx = self.buf(n)?;
-        self.launch("unary_backward", ew(n), B1, 0, &[unary_code(op), p(x), p(y), p(dy), p(&dx), i(n)?])?;
+        self.elementwise("unary_backward", n, |r| {
+            Ok(vec![unary_code(op), at(x, r.start), at(y, r.start), at(dy, r.start), at(&dx, r.start), i(r.len())?])
+        })?;
         Ok(dx)
     }
     fn relu_forward(&self, x: &DevBuf) -> Result<(DevBuf, DevMask)> {
         let n = x.len();
         let (y, m) = (self.buf(n)?, self.mask(n)?);
-        self.launch("relu_forward_mask", ew(n), B1, 0, &[p(x), p(&y), pm(&m), i(n)?])?;
+        self.elementwise("relu_forward_mask", n, |r| {
+            Ok(vec![at(x, r.start), at(&y, r.start), at_mask(&m, r.start), i(r.len())?])
+        })?;
         Ok((y, m))
     }
     fn relu_backward(&self, mut dy: DevBuf, mask: &DevMask) -> Result<DevBuf> {
         same_len("relu_backward", dy.len(), mask.len())?;
         dy.make_unique()?;
-        let n = dy.len();
-        self.launch("relu_backward_mask", ew(n), B1, 0, &[p(&dy), pm(mask), p(&dy), i(n)?])?;
+        let d = &dy;
+        self.elementwise("relu_backward_mask", d.len(), |r| {
+            Ok(vec![at(d, r.start), at_mask(mask, r.start), at(d, r.start), i(r.len())?])
+        })?;
         Ok(dy)
     }
     fn dropout_mask(&self, len: usize, prob: f64, seed: u64) -> Result<DevBuf> {
+        // One launch: each element's draw hashes its index, which a split would renumber (the
+        // masks cover dense features, far below 2³¹; `i` refuses beyond).
         let m = self.buf(len)?;
         self.launch("dropout_mask", ew(len), B1, 0, &[p(&m), i(len)?, f(prob), Arg::U64(seed)])?;
         Ok(m)
@@ -108,9 +129,15 @@ impl Reduce for KernelBackend {
         if n == 0 {
             return Ok(true);
         }
-        let count = self.zeroed(1)?;
-        self.launch("count_nonfinite", ew(n), B1, 0, &[p(x), i(n)?, p(&count)])?;
-        let bytes = self.download_bytes(count.ptr(), 4)?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")) == 0)
+        // A count per launch: one u32 counter could wrap to 0 over more than 2³² elements.
+        for range in self.caps.flat_parts(n) {
+            let count = self.zeroed(1)?;
+            self.launch("count_nonfinite", ew(range.len()), B1, 0, &[at(x, range.start), i(range.len())?, p(&count)])?;
+            let bytes = self.download_bytes(count.ptr(), 4)?;
+            if u32::from_le_bytes(bytes.try_into().expect("4 bytes")) != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }

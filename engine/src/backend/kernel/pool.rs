@@ -1,6 +1,6 @@
 //! Max-pool, global average pool, per-channel scaling and SE passes: kernels/pool.cu, se.cu.
 
-use super::{B1, DevBuf, DevMask, KernelBackend, ew, i, p, pm};
+use super::{B1, DevBuf, DevMask, KernelBackend, at, at_mask, ew, i};
 use crate::backend::{ChannelGeom, DeviceBuffer, Pool, PoolGeom};
 use crate::error::Result;
 
@@ -12,67 +12,109 @@ impl KernelBackend {
     fn plane_grid(g: &ChannelGeom) -> [u32; 3] {
         [g.planes().max(1) as u32, 1, 1]
     }
+    /// The batch parts of a max-pool: each part's geometry and its first input and output
+    /// elements.
+    fn pool_parts(&self, op: &'static str, g: &PoolGeom) -> Result<Vec<(PoolGeom, usize, usize)>> {
+        let (x_len, y_len) = g.sample_lens();
+        let parts = self.batch_parts(op, g.n, x_len)?;
+        parts
+            .into_iter()
+            .map(|bp| {
+                let part = PoolGeom { n: bp.n, ..*g };
+                part.check_i32(op)?;
+                Ok((part, bp.start * x_len, bp.start * y_len))
+            })
+            .collect()
+    }
+    /// The batch parts of a [n, c, hw] pass: each part's geometry and its first element and
+    /// first plane.
+    pub(super) fn plane_parts(&self, op: &'static str, g: &ChannelGeom) -> Result<Vec<(ChannelGeom, usize, usize)>> {
+        let parts = self.batch_parts(op, g.n, g.per_sample_extent())?;
+        parts
+            .into_iter()
+            .map(|bp| {
+                let part = ChannelGeom { n: bp.n, ..*g };
+                part.check_i32(op)?;
+                Ok((part, bp.start * g.per_sample_extent(), bp.start * g.c))
+            })
+            .collect()
+    }
 }
 
 impl Pool for KernelBackend {
     fn maxpool2d_forward(&self, x: &DevBuf, g: &PoolGeom) -> Result<(DevBuf, DevMask)> {
         g.check_forward(x.len())?;
-        g.check_i32("maxpool2d_forward")?;
         let total = g.output_len();
         let (y, idx) = (self.buf(total)?, self.mask(total)?);
-        let mut args = vec![p(x), p(&y), pm(&idx)];
-        args.extend(Self::pool_args(g)?);
-        self.launch("maxpool2d_forward", ew(total), B1, 0, &args)?;
+        for (part, x_at, y_at) in self.pool_parts("maxpool2d_forward", g)? {
+            let mut args = vec![at(x, x_at), at(&y, y_at), at_mask(&idx, y_at)];
+            args.extend(Self::pool_args(&part)?);
+            self.launch("maxpool2d_forward", ew(part.output_len()), B1, 0, &args)?;
+        }
         Ok((y, idx))
     }
     fn maxpool2d_backward(&self, dy: &DevBuf, argmax: &DevMask, g: &PoolGeom) -> Result<DevBuf> {
         g.check_backward(dy.len(), argmax.len())?;
-        g.check_i32("maxpool2d_backward")?;
         let dx = self.buf(g.input_len())?;
-        let mut args = vec![p(dy), pm(argmax), p(&dx)];
-        args.extend(Self::pool_args(g)?);
-        self.launch("maxpool2d_backward", ew(g.input_len()), B1, 0, &args)?;
+        for (part, x_at, y_at) in self.pool_parts("maxpool2d_backward", g)? {
+            let mut args = vec![at(dy, y_at), at_mask(argmax, y_at), at(&dx, x_at)];
+            args.extend(Self::pool_args(&part)?);
+            self.launch("maxpool2d_backward", ew(part.input_len()), B1, 0, &args)?;
+        }
         Ok(dx)
     }
     fn global_avgpool_forward(&self, x: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("global_avgpool_forward", &[("x", x.len())], &[], &[])?;
-        g.check_i32("global_avgpool_forward")?;
-        self.plane_reduce(super::plane_split::PlaneSum::Mean(x), g)
+        self.plane_reduce("global_avgpool_forward", super::plane_split::PlaneSum::Mean(x), g)
     }
     fn global_avgpool_backward(&self, dy: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("global_avgpool_backward", &[], &[("dy", dy.len())], &[])?;
-        g.check_i32("global_avgpool_backward")?;
         let dx = self.buf(g.len())?;
-        self.launch("global_avgpool_backward", ew(g.len()), B1, 0, &[p(dy), p(&dx), i(g.planes())?, i(g.hw)?])?;
+        for (part, x_at, plane_at) in self.plane_parts("global_avgpool_backward", g)? {
+            let args = [at(dy, plane_at), at(&dx, x_at), i(part.planes())?, i(g.hw)?];
+            self.launch("global_avgpool_backward", ew(part.len()), B1, 0, &args)?;
+        }
         Ok(dx)
     }
     fn channel_scale_forward(&self, x: &DevBuf, s: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("channel_scale_forward", &[("x", x.len())], &[("s", s.len())], &[])?;
-        g.check_i32("channel_scale_forward")?;
         let y = self.buf(g.len())?;
-        self.launch("channel_scale_forward", ew(g.len()), B1, 0, &[p(x), p(s), p(&y), i(g.planes())?, i(g.hw)?])?;
+        for (part, x_at, plane_at) in self.plane_parts("channel_scale_forward", g)? {
+            let args = [at(x, x_at), at(s, plane_at), at(&y, x_at), i(part.planes())?, i(g.hw)?];
+            self.launch("channel_scale_forward", ew(part.len()), B1, 0, &args)?;
+        }
         Ok(y)
     }
     fn channel_scale_backward(&self, dy: &DevBuf, x: &DevBuf, s: &DevBuf, g: &ChannelGeom) -> Result<(DevBuf, DevBuf)> {
         g.check("channel_scale_backward", &[("dy", dy.len()), ("x", x.len())], &[("s", s.len())], &[])?;
-        g.check_i32("channel_scale_backward")?;
         let (dx, ds) = (self.buf(g.len())?, self.buf(g.planes())?);
-        let args = [p(dy), p(x), p(s), p(&dx), p(&ds), i(g.planes())?, i(g.hw)?];
-        self.launch("channel_scale_backward", Self::plane_grid(g), B1, 0, &args)?;
+        for (part, x_at, plane_at) in self.plane_parts("channel_scale_backward", g)? {
+            let args = [
+                at(dy, x_at),
+                at(x, x_at),
+                at(s, plane_at),
+                at(&dx, x_at),
+                at(&ds, plane_at),
+                i(part.planes())?,
+                i(g.hw)?,
+            ];
+            self.launch("channel_scale_backward", Self::plane_grid(&part), B1, 0, &args)?;
+        }
         Ok((dx, ds))
     }
     fn channel_dot(&self, a: &DevBuf, b: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         g.check("channel_dot", &[("a", a.len()), ("b", b.len())], &[], &[])?;
-        g.check_i32("channel_dot")?;
-        self.plane_reduce(super::plane_split::PlaneSum::Dot(a, b), g)
+        self.plane_reduce("channel_dot", super::plane_split::PlaneSum::Dot(a, b), g)
     }
     fn se_backward_input(&self, dy: &DevBuf, gate: &DevBuf, dsqueeze: &DevBuf, g: &ChannelGeom) -> Result<DevBuf> {
         let planes = [("gate", gate.len()), ("dsqueeze", dsqueeze.len())];
         g.check("se_backward_input", &[("dy", dy.len())], &planes, &[])?;
-        g.check_i32("se_backward_input")?;
         let dx = self.buf(g.len())?;
-        let args = [p(dy), p(gate), p(dsqueeze), p(&dx), i(g.planes())?, i(g.hw)?];
-        self.launch("se_backward_input", ew(g.len()), B1, 0, &args)?;
+        for (part, x_at, plane_at) in self.plane_parts("se_backward_input", g)? {
+            let args =
+                [at(dy, x_at), at(gate, plane_at), at(dsqueeze, plane_at), at(&dx, x_at), i(part.planes())?, i(g.hw)?];
+            self.launch("se_backward_input", ew(part.len()), B1, 0, &args)?;
+        }
         Ok(dx)
     }
 }

@@ -1,6 +1,6 @@
 //! The fused VGG unit: kernels/unit.cu, with norm.cu's statistics and backward reductions.
 
-use super::{Arg, B1, DevBuf, KernelBackend, ew, f, i, p};
+use super::{Arg, B1, DevBuf, KernelBackend, at, ew, f, i, p};
 use crate::backend::geom::running_stat_lens;
 use crate::backend::{BnParams, ChannelGeom, Unit, UnitAffine, UnitGeom};
 use crate::error::Result;
@@ -22,7 +22,6 @@ impl Unit for KernelBackend {
         let op = "unit_batch_stats";
         let channels = running_stat_lens(running_mean.len(), running_var.len(), bias.map(|b| b.len()));
         g.check(op, &[("z", z.len())], &[], &channels)?;
-        g.check_i32(op)?;
         running_mean.make_unique()?;
         running_var.make_unique()?;
         self.batch_stats(z, bias, running_mean, running_var, g, bp)
@@ -45,10 +44,11 @@ impl Unit for KernelBackend {
     }
     fn unit_forward(&self, z: &DevBuf, a: &UnitAffine<'_, Self>, g: &UnitGeom) -> Result<DevBuf> {
         g.check("unit_forward", z.len(), None, &a.lens())?;
-        g.check_i32("unit_forward")?;
         let y = self.buf(g.output_len())?;
-        let args = [p(z), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), p(&y)];
-        self.launch("unit_forward", ew(g.output_len()), B1, 0, &[&args[..], &dims(g)?].concat())?;
+        for (part, z_at, y_at) in self.unit_parts("unit_forward", g)? {
+            let args = [at(z, z_at), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), at(&y, y_at)];
+            self.launch("unit_forward", ew(part.output_len()), B1, 0, &[&args[..], &dims(&part)?].concat())?;
+        }
         Ok(y)
     }
     fn unit_backward(
@@ -60,25 +60,41 @@ impl Unit for KernelBackend {
         batch_stats: bool,
     ) -> Result<(DevBuf, DevBuf, DevBuf)> {
         g.check("unit_backward", z.len(), Some(dy.len()), &a.lens())?;
-        g.check_i32("unit_backward")?;
         let da = self.buf(g.input_len())?;
-        let args = [p(dy), p(z), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), p(&da)];
-        let cells = if g.pool { g.n * g.c * g.h.div_ceil(2) * g.w.div_ceil(2) } else { g.input_len() };
-        self.launch("unit_route", ew(cells), B1, 0, &[&args[..], &dims(g)?].concat())?;
+        for (part, z_at, dy_at) in self.unit_parts("unit_backward", g)? {
+            let args = [at(dy, dy_at), at(z, z_at), p(a.mean), p(a.invstd), p(a.gamma), p(a.beta), at(&da, z_at)];
+            let cells =
+                if part.pool { part.n * part.c * part.h.div_ceil(2) * part.w.div_ceil(2) } else { part.input_len() };
+            self.launch("unit_route", ew(cells), B1, 0, &[&args[..], &dims(&part)?].concat())?;
+        }
         let cg = g.channels();
-        let (n, c, hw) = (i(cg.n)?, i(cg.c)?, i(cg.hw)?);
         let (dgamma, dbeta) = self.bn_reduce(&da, z, a.mean, a.invstd, &cg)?;
         let dz = self.buf(g.input_len())?;
         if batch_stats {
-            let args = [p(&da), p(z), p(a.gamma), p(a.mean), p(a.invstd), p(&dgamma), p(&dbeta), p(&dz), n, c, hw];
-            self.launch("bn_backward_apply", ew(g.input_len()), B1, 0, &args)?;
+            self.bn_backward_apply(&da, z, [a.gamma, a.mean, a.invstd, &dgamma, &dbeta], &dz, &cg)?;
         } else {
             // Constant statistics: dz = da·(invstd·γ), bn_apply with a zero mean and shift.
             let zero = self.zeroed(g.c)?;
-            let args = [p(&da), p(a.gamma), p(&zero), p(&zero), p(a.invstd), p(&dz), n, c, hw];
-            self.launch("bn_apply", ew(g.input_len()), B1, 0, &args)?;
+            self.bn_apply(&da, a.gamma, &zero, &zero, a.invstd, &dz, &cg)?;
         }
         Ok((dz, dgamma, dbeta))
+    }
+}
+
+impl KernelBackend {
+    /// The batch parts of a fused unit: each part's geometry and its first input and output
+    /// elements.
+    fn unit_parts(&self, op: &'static str, g: &UnitGeom) -> Result<Vec<(UnitGeom, usize, usize)>> {
+        let (z_len, y_len) = g.sample_lens();
+        let parts = self.batch_parts(op, g.n, z_len)?;
+        parts
+            .into_iter()
+            .map(|bp| {
+                let part = UnitGeom { n: bp.n, ..*g };
+                part.check_i32(op)?;
+                Ok((part, bp.start * z_len, bp.start * y_len))
+            })
+            .collect()
     }
 }
 
