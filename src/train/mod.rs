@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod dataset;
+pub mod dist;
 pub mod early_stop;
 pub mod fit;
 pub mod gradcheck;
@@ -31,5 +32,5 @@ pub mod timeline;
 
 pub use step::{
     Batch, BatchLyrics, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,
-    record_forward, train_step, train_step_accumulated,
+    record_forward, train_step, train_step_accumulated, train_step_shared, Exchange,
 };
