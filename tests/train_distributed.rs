@@ -62,7 +62,8 @@ fn synth(dir: &Path, songs: usize, seed: u64) {
 fn config(dir: &Path, accumulate: usize) -> PathBuf {
     let p = dir.join(format!("acc{accumulate}.toml"));
     std::fs::create_dir_all(dir).unwrap();
-    let text = format!("preset = \"tiny\"\n[train]\nbatch_size = 5\nepochs = 3\npatience = 10\naccumulate = {accumulate}\n");
+    let text =
+        format!("preset = \"tiny\"\n[train]\nbatch_size = 5\nepochs = 3\npatience = 10\naccumulate = {accumulate}\n");
     std::fs::write(&p, text).unwrap();
     p
 }
@@ -211,4 +212,47 @@ fn a_half_set_launcher_environment_is_refused() {
     let text = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(text.contains("RANK is set but WORLD_SIZE is not"), "{text}");
+}
+
+/// `compare` under `mpirun -n 2`: each rank trains every other run, rank 0 writes the table,
+/// the same table as one process's.
+#[test]
+fn a_sweep_over_two_ranks_gives_the_single_process_table() {
+    if !mpi_ready() {
+        return;
+    }
+    let root = tmp("sweep");
+    let data = root.join("data");
+    synth(&data, 12, 29);
+    // compare applies a file's keys over each model's preset: the tiny network, spelled out.
+    let cfg = root.join("small.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\nchannels = [8, 16]\nse_reduction = 4\naudio_hidden = 16\naudio_out = 8\nhead_hidden = 16\n\
+         [lyrics]\nmodel = \"builtin\"\nlr = 1e-3\nmax_len = 64\n[train]\nbatch_size = 4\npatience = 3\n\
+         [data]\nsplit = \"random\"\n",
+    )
+    .unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        ["compare", "--data", s(&data), "--out", s(out), "--models", "model3", "--config", s(&cfg)]
+            .iter()
+            .chain(&["--epochs", "1", "--seeds", "2", "--device", "cpu"])
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let table = |out: &Path| -> String {
+        let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+        md.split_once("Runs (this call):").unwrap().0.to_string()
+    };
+    let one = root.join("one");
+    let a = args(&one);
+    let (ok, text) = moodgrad(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{text}");
+    let two = root.join("two");
+    let mut c = mpirun();
+    c.arg(env!("CARGO_BIN_EXE_moodgrad")).args(args(&two));
+    let (ok, text) = output(c);
+    assert!(ok, "{text}");
+    assert!(text.contains("shard 0/2 finished its 2 of 4 runs") && text.contains("shard 1/2 finished"), "{text}");
+    assert_eq!(table(&two), table(&one), "two ranks");
 }

@@ -5,8 +5,8 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::train::config::{Config, LyricsMode};
-use crate::train::init_weights::{self, InitWeights};
 use crate::train::dist::Group;
+use crate::train::init_weights::{self, InitWeights};
 use crate::train::run::{RunStart, train_run_in};
 use std::path::{Path, PathBuf};
 

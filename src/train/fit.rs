@@ -142,8 +142,11 @@ pub fn fit_in<B: Backend>(
             }
             let sw = Stopwatch::start();
             let seed = s.rng.next_u64();
-            if epoch == 2 && crate::fault::injected("nan_loss_epoch_2") {
-                host.target[0] = f32::NAN;
+            if epoch == 2
+                && crate::fault::injected("nan_loss_epoch_2")
+                && let Some(t) = host.target.first_mut()
+            {
+                *t = f32::NAN;
             }
             let upload = |h: &super::loader::HostBatch| h.upload(&s.store.backend, songs, s.net.config.inputs);
             let options = StepOptions { objective: Objective::of(&s.cfg.train), clip, seed };
@@ -154,7 +157,17 @@ pub fn fit_in<B: Backend>(
                 let mut exchange =
                     |store: &mut crate::params::ParamStore<B>, l: &[f64]| ddp::exchange_gradients(comm, store, l);
                 let (net, store, opt) = (&s.net, &mut s.store, &mut s.opt);
-                train_step_shared(net, store, opt, s.lyrics.as_mut(), &micro, *first, Some(&mut exchange), &options, None)
+                train_step_shared(
+                    net,
+                    store,
+                    opt,
+                    s.lyrics.as_mut(),
+                    &micro,
+                    *first,
+                    Some(&mut exchange),
+                    &options,
+                    None,
+                )
             } else {
                 let micro = match s.cfg.train.accumulate {
                     1 => vec![upload(&host)?],
@@ -189,8 +202,10 @@ pub fn fit_in<B: Backend>(
             }
             steps.add(sw.elapsed());
             // The loader's f32 targets, as the step saw them.
-            let truth: Vec<f64> =
-                plan[k].iter().flat_map(|&i| [songs[i].valence as f32 as f64, songs[i].arousal as f32 as f64]).collect();
+            let truth: Vec<f64> = plan[k]
+                .iter()
+                .flat_map(|&i| [songs[i].valence as f32 as f64, songs[i].arousal as f32 as f64])
+                .collect();
             let labels: Vec<_> = plan[k].iter().map(|&i| songs[i].quadrant).collect();
             acc.push_batch(&truth, &pred, &labels)?;
             loss_sum += lv;

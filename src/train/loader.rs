@@ -44,7 +44,10 @@ impl HostBatch {
     /// The batch as `parts` micro-batches in order (`[train] accumulate`; copies), sizes
     /// differing by at most one (the first ones larger), none empty.
     pub fn split(&self, parts: usize) -> Vec<HostBatch> {
-        part_ranges(self.songs.len(), parts.clamp(1, self.songs.len().max(1))).into_iter().map(|r| self.range(r)).collect()
+        part_ranges(self.songs.len(), parts.clamp(1, self.songs.len().max(1)))
+            .into_iter()
+            .map(|r| self.range(r))
+            .collect()
     }
 
     /// Songs `r` of the batch (a copy).

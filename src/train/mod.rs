@@ -31,6 +31,6 @@ pub mod step;
 pub mod timeline;
 
 pub use step::{
-    Batch, BatchLyrics, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,
-    record_forward, train_step, train_step_accumulated, train_step_shared, Exchange,
+    Batch, BatchLyrics, Exchange, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,
+    record_forward, train_step, train_step_accumulated, train_step_shared,
 };

@@ -219,9 +219,7 @@ fn split_digest(data: &TrainData) -> Vec<u8> {
             let s = &data.songs[i];
             let size = std::fs::metadata(&s.spectrogram).map(|m| m.len()).unwrap_or(0);
             let file = s.spectrogram.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            h.update(
-                format!("{}|{}|{}|{}|{file}|{size}\n", s.id, s.valence, s.arousal, s.quadrant.index()).as_bytes(),
-            );
+            h.update(format!("{}|{}|{}|{}|{file}|{size}\n", s.id, s.valence, s.arousal, s.quadrant.index()).as_bytes());
         }
     }
     h.finalize().to_vec()

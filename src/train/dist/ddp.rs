@@ -79,7 +79,9 @@ pub fn broadcast_buffers<B: Backend>(c: &dyn Collective, store: &mut ParamStore<
     if c.rank() == 0 {
         for e in store.entries() {
             match &e.slot {
-                Slot::Buffer { value } => be.download(value.buf())?.into_iter().for_each(|x| x.extend_le_bytes(&mut bytes)),
+                Slot::Buffer { value } => {
+                    be.download(value.buf())?.into_iter().for_each(|x| x.extend_le_bytes(&mut bytes))
+                }
                 Slot::Counter(n) => bytes.extend(n.to_le_bytes()),
                 Slot::Param { .. } => {}
             }

@@ -99,7 +99,9 @@ impl Group {
         let mut flag = Vec::new();
         self.comm.broadcast(0, &mut flag)?;
         if flag != [1] {
-            return Err(Error::Invalid("rank 0 stopped before this rank could start (rank 0's message says why)".into()));
+            return Err(Error::Invalid(
+                "rank 0 stopped before this rank could start (rank 0's message says why)".into(),
+            ));
         }
         f()
     }

@@ -24,12 +24,23 @@ impl Mpi {
     }
 }
 
+/// An empty slice's pointer is dangling (1 for bytes), which OpenMPI reads as `MPI_IN_PLACE`
+/// (`(void *) 1`): empty messages are sent from, and received into, real memory.
+static EMPTY: [u8; 1] = [0];
+
+fn real(b: &[u8]) -> &[u8] {
+    if b.is_empty() { &EMPTY[..0] } else { b }
+}
+
 fn displs(counts: &[i32]) -> Vec<i32> {
-    counts.iter().scan(0i32, |acc, &c| {
-        let d = *acc;
-        *acc += c;
-        Some(d)
-    }).collect()
+    counts
+        .iter()
+        .scan(0i32, |acc, &c| {
+            let d = *acc;
+            *acc += c;
+            Some(d)
+        })
+        .collect()
 }
 
 fn len_i32(n: usize) -> Result<i32> {
@@ -62,11 +73,12 @@ impl Collective for Mpi {
         let mut counts = vec![0i32; self.size()];
         self.world.all_gather_into(&n, &mut counts[..]);
         let total: usize = counts.iter().map(|&c| c as usize).sum();
-        let mut all = vec![0u8; total];
+        // One byte more than needed: see `EMPTY`.
+        let mut all = vec![0u8; total + 1];
         let d = displs(&counts);
         {
             let mut part = PartitionMut::new(&mut all[..], &counts[..], &d[..]);
-            self.world.all_gather_varcount_into(mine, &mut part);
+            self.world.all_gather_varcount_into(real(mine), &mut part);
         }
         Ok(split(all, &counts))
     }
@@ -75,17 +87,17 @@ impl Collective for Mpi {
         let p = self.world.process_at_rank(root as i32);
         if self.rank() != root {
             p.gather_into(&n);
-            p.gather_varcount_into(mine);
+            p.gather_varcount_into(real(mine));
             return Ok(None);
         }
         let mut counts = vec![0i32; self.size()];
         p.gather_into_root(&n, &mut counts[..]);
         let total: usize = counts.iter().map(|&c| c as usize).sum();
-        let mut all = vec![0u8; total];
+        let mut all = vec![0u8; total + 1];
         let d = displs(&counts);
         {
             let mut part = PartitionMut::new(&mut all[..], &counts[..], &d[..]);
-            p.gather_varcount_into_root(mine, &mut part);
+            p.gather_varcount_into_root(real(mine), &mut part);
         }
         Ok(Some(split(all, &counts)))
     }
@@ -94,7 +106,9 @@ impl Collective for Mpi {
         let mut n = len_i32(buf.len())? as u64;
         p.broadcast_into(&mut n);
         buf.resize(n as usize, 0);
-        p.broadcast_into(&mut buf[..]);
+        if n > 0 {
+            p.broadcast_into(&mut buf[..]);
+        }
         Ok(())
     }
     fn abort(&self, code: i32) -> ! {
