@@ -217,6 +217,8 @@ pub fn batches(order: &[usize], size: usize) -> Vec<Vec<usize>> {
 mod tests {
     use super::*;
 
+    // One micro-batch per rank is a Vec of one range here, not a range of values.
+    #[allow(clippy::single_range_in_vec_init)]
     #[test]
     fn ranks_share_a_batch_as_accumulate_cuts_it() {
         // 5 songs over 2 ranks: 3 + 2, as `accumulate = 2` cuts them.

@@ -199,7 +199,7 @@ fn check_world_size(run: &RunDir, now: usize) -> Result<()> {
         return Ok(());
     }
     Err(Error::file(
-        &run.info(),
+        run.info(),
         format!(
             "the run was trained by {was} process(es) (world_size = {was}) and this --resume has {now}: resume it with              {was} (e.g. `mpirun -n {was} moodgrad train … --resume`), or start a new --out"
         ),

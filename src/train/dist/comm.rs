@@ -68,15 +68,12 @@ pub fn all_reduce_sum<F: Float>(c: &dyn Collective, buf: &mut [F], contributes: 
         let part = &mut buf[start..end];
         let mut bytes = Vec::new();
         if contributes {
-            bytes.reserve(part.len() * width);
+            bytes.reserve(std::mem::size_of_val(part));
             for &x in part.iter() {
                 x.extend_le_bytes(&mut bytes);
             }
         }
-        let summed = match c.gather(0, &bytes)? {
-            Some(all) => Some(sum_in_rank_order::<F>(&all, part.len())),
-            None => None,
-        };
+        let summed = c.gather(0, &bytes)?.map(|all| sum_in_rank_order::<F>(&all, part.len()));
         // The root answers even when it cannot sum (an empty buffer), so no rank waits for ever.
         let mut sum = match &summed {
             Some(Ok(s)) => s.clone(),
@@ -86,7 +83,7 @@ pub fn all_reduce_sum<F: Float>(c: &dyn Collective, buf: &mut [F], contributes: 
         if let Some(Err(e)) = summed {
             return Err(e);
         }
-        if sum.len() != part.len() * width {
+        if sum.len() != std::mem::size_of_val(part) {
             return Err(Error::Invalid(format!(
                 "rank 0 sent back {} summed values for {} (the ranks hold different models; see rank 0's message)",
                 sum.len() / width,
