@@ -161,6 +161,44 @@ fn plan(a: &CompareArgs) -> Result<(Vec<Job>, Vec<Config>)> {
 type RunResult = (Vec<crate::train::predictions::PredictionRow>, RunStatus);
 
 pub fn run(a: &CompareArgs) -> Result<()> {
+    // Under mpirun or srun each rank takes every N-th run (`--shard rank/N`); once all have
+    // finished, rank 0 writes the table from the finished runs (`--collect`).
+    let group = crate::train::dist::Group::from_env()?;
+    if group.size() == 1 {
+        return run_alone(a);
+    }
+    let (rank, n) = (group.rank(), group.size());
+    if a.shard.is_some() || a.collect {
+        return Err(Error::Invalid(format!(
+            "compare under a launcher of {n} processes shares the runs itself (rank r takes --shard r/{n}, then rank 0              collects): drop --shard and --collect"
+        )));
+    }
+    let shard = CompareArgs { shard: Some((rank, n)), ..a.clone() };
+    // Rank 0 fills the data's caches (each preprocessing the study uses) before the others read them.
+    let prepared = group.root_first(|| {
+        let (jobs, _) = plan(a)?;
+        let mut seen = Vec::new();
+        for j in &jobs {
+            let key = (j.cfg.data.preprocessing, j.cfg.data.split);
+            if !seen.contains(&key) {
+                dataset::open(&a.data, key.0, key.1)?;
+                seen.push(key);
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = prepared.and_then(|_| run_alone(&shard)) {
+        eprintln!("error: rank {rank} of {n}: {e}");
+        group.comm.abort(1);
+    }
+    group.comm.barrier()?;
+    if rank == 0 {
+        return run_alone(&CompareArgs { shard: None, collect: true, ..a.clone() });
+    }
+    Ok(())
+}
+
+fn run_alone(a: &CompareArgs) -> Result<()> {
     if a.seeds == 0 {
         return Err(Error::Invalid("--seeds must be at least 1".into()));
     }

@@ -5,8 +5,9 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::train::config::{Config, LyricsMode};
+use crate::train::dist::Group;
 use crate::train::init_weights::{self, InitWeights};
-use crate::train::run::{RunStart, train_run};
+use crate::train::run::{RunStart, train_run_in};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -103,20 +104,37 @@ pub fn set_lyrics_model(cfg: &mut Config, model: &str) -> Option<String> {
 }
 
 pub fn run(a: &TrainArgs) -> Result<()> {
-    let (cfg, notes) = resolve_config(a)?;
-    for n in notes {
-        println!("note: {n}");
+    // Started by a launcher (mpirun, srun), this process is one rank of a data-parallel job.
+    let group = Group::from_env()?;
+    let result = run_in(&group, a);
+    if let Err(e) = &result
+        && group.size() > 1
+    {
+        // The other ranks may be waiting for this one inside a collective: end them all, so
+        // none waits for ever (the launcher reports which rank ended the job).
+        eprintln!("error: rank {} of {}: {e}", group.rank(), group.size());
+        group.comm.abort(1);
     }
-    let dev = super::open_device(&a.device, a.precision.as_deref())?;
-    crate::on_device!(dev, |b| run_on(b.clone(), a, cfg))
+    result
 }
 
-fn run_on<B: Backend>(be: B, a: &TrainArgs, cfg: Config) -> Result<()> {
+fn run_in(group: &Group, a: &TrainArgs) -> Result<()> {
+    let (cfg, notes) = resolve_config(a)?;
+    for n in notes {
+        if group.is_root() {
+            println!("note: {n}");
+        }
+    }
+    let dev = super::open_device(&a.device, a.precision.as_deref())?;
+    crate::on_device!(dev, |b| run_on(group, b.clone(), a, cfg))
+}
+
+fn run_on<B: Backend>(group: &Group, be: B, a: &TrainArgs, cfg: Config) -> Result<()> {
     let init = a.init_weights.as_ref().map(|path| InitWeights {
         path: path.clone(),
         prefix_map: a.init_prefix.clone(),
         partial: a.init_partial,
     });
     let start = RunStart { resume: a.resume, init };
-    train_run(be, cfg, &a.data, &a.out, &start, &mut |line| println!("{line}")).map(|_| ())
+    train_run_in(group, be, cfg, &a.data, &a.out, &start, &mut |line| println!("{line}")).map(|_| ())
 }

@@ -2,6 +2,8 @@
 //! dies at its last use), through the same forward and objective as the training step.
 
 use super::dataset::SongRecord;
+use super::dist::Group;
+use super::dist::comm::{bytes_f64, f64_bytes};
 use super::loader::{HostBatch, Prefetch, batches};
 use super::predictions::PredictionRow;
 use super::session::Session;
@@ -62,4 +64,83 @@ pub fn predict<B: Backend>(
         }
     }
     Ok((rows, if n_batches > 0 { loss_sum / n_batches as f64 } else { f64::NAN }))
+}
+
+/// `predict` shared between the ranks of `group`: the same batches as one process (so the same
+/// bits for each song and each batch loss), batch k on rank k mod N, every rank ending with all
+/// the rows in order and the same mean of batch losses, summed in batch order as `predict` sums
+/// them (sums and counts, not a mean of means).
+pub fn predict_shared<B: Backend>(
+    s: &mut Session<B>,
+    songs: &Arc<Vec<SongRecord>>,
+    which: &[usize],
+    batch_size: usize,
+    group: &Group,
+) -> Result<(Vec<PredictionRow>, f64)> {
+    let (rank, size) = (group.rank(), group.size());
+    if size == 1 {
+        return predict(s, songs, which, batch_size);
+    }
+    let plan = batches(which, batch_size);
+    let mine: Vec<Vec<usize>> = plan.iter().skip(rank).step_by(size).cloned().collect();
+    // Per batch: whether it has a loss, the loss, then its predictions.
+    let mut out = Vec::new();
+    for b in Prefetch::new(songs.clone(), mine) {
+        let b = b?;
+        let mut tape = Tape::no_grad(s.store.backend.clone());
+        let f = forward_batch(s, &mut tape, songs, &b, false, 0)?;
+        let mut vals = match &f.loss {
+            Some(l) => vec![1.0, l.value().to_f64(&s.store.backend)?[0]],
+            None => vec![0.0, 0.0],
+        };
+        vals.extend(f.out.pred.value().to_f64(&s.store.backend)?);
+        out.push(vals);
+    }
+    let mut blob = Vec::new();
+    for v in &out {
+        blob.extend((v.len() as u64).to_le_bytes());
+        blob.extend(f64_bytes(v));
+    }
+    let per_rank: Vec<Vec<Vec<f64>>> = group.comm.all_gather(&blob)?.iter().map(|b| unpack(b)).collect();
+    let (mut rows, mut loss_sum, mut n_batches) = (Vec::with_capacity(which.len()), 0.0, 0usize);
+    for (k, b) in plan.iter().enumerate() {
+        let vals = per_rank.get(k % size).and_then(|r| r.get(k / size)).filter(|v| v.len() == 2 + 2 * b.len());
+        let vals = vals.ok_or_else(|| {
+            Error::Invalid(format!("rank {} did not send the predictions of evaluation batch {k}", k % size))
+        })?;
+        let (v, pred) = (vals[1], &vals[2..]);
+        if vals[0] == 1.0 {
+            if !v.is_finite() {
+                let ids: Vec<&str> = b.iter().map(|&i| songs[i].id.as_str()).collect();
+                return Err(Error::NonFinite(format!("the evaluation loss is {v} on songs {}", ids.join(", "))));
+            }
+            loss_sum += v;
+            n_batches += 1;
+        }
+        for (j, &i) in b.iter().enumerate() {
+            let song = &songs[i];
+            rows.push(PredictionRow {
+                song: song.id.clone(),
+                truth: [song.valence, song.arousal],
+                pred: [pred[2 * j], pred[2 * j + 1]],
+                quadrant: song.quadrant,
+                duration_s: Some(song.duration_s),
+            });
+        }
+    }
+    Ok((rows, if n_batches > 0 { loss_sum / n_batches as f64 } else { f64::NAN }))
+}
+
+/// Length-prefixed f64 records back from bytes.
+fn unpack(b: &[u8]) -> Vec<Vec<f64>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= b.len() {
+        let n = u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes")) as usize;
+        at += 8;
+        let end = (at + 8 * n).min(b.len());
+        out.push(bytes_f64(&b[at..end]));
+        at = end;
+    }
+    out
 }

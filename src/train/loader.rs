@@ -44,25 +44,58 @@ impl HostBatch {
     /// The batch as `parts` micro-batches in order (`[train] accumulate`; copies), sizes
     /// differing by at most one (the first ones larger), none empty.
     pub fn split(&self, parts: usize) -> Vec<HostBatch> {
-        let n = self.songs.len();
-        let parts = parts.clamp(1, n.max(1));
-        let per_song = self.n_mels * self.frames;
-        let mut out = Vec::with_capacity(parts);
-        let mut start = 0;
-        for k in 0..parts {
-            let len = n / parts + usize::from(k < n % parts);
-            let end = start + len;
-            out.push(HostBatch {
-                songs: self.songs[start..end].to_vec(),
-                audio: self.audio[start * per_song..end * per_song].to_vec(),
-                n_mels: self.n_mels,
-                frames: self.frames,
-                target: if self.target.is_empty() { Vec::new() } else { self.target[2 * start..2 * end].to_vec() },
-            });
-            start = end;
-        }
-        out
+        part_ranges(self.songs.len(), parts.clamp(1, self.songs.len().max(1)))
+            .into_iter()
+            .map(|r| self.range(r))
+            .collect()
     }
+
+    /// Songs `r` of the batch (a copy).
+    pub fn range(&self, r: std::ops::Range<usize>) -> HostBatch {
+        let per_song = self.n_mels * self.frames;
+        HostBatch {
+            songs: self.songs[r.clone()].to_vec(),
+            audio: self.audio[r.start * per_song..r.end * per_song].to_vec(),
+            n_mels: self.n_mels,
+            frames: self.frames,
+            target: if self.target.is_empty() { Vec::new() } else { self.target[2 * r.start..2 * r.end].to_vec() },
+        }
+    }
+}
+
+/// Rank `rank`'s share of a batch of `n` songs in a job of `world` ranks each accumulating
+/// `accumulate` micro-batches: the batch is cut as one process with `accumulate = world ×
+/// accumulate` cuts it (`HostBatch::split`), and the rank takes micro-batches `rank × accumulate`
+/// onwards. Returns its songs (a range of the batch), its micro-batches (ranges of those songs)
+/// and the number of its first micro-batch; with fewer songs than micro-batches a rank may get none.
+pub fn rank_share(
+    n: usize,
+    world: usize,
+    accumulate: usize,
+    rank: usize,
+) -> (std::ops::Range<usize>, Vec<std::ops::Range<usize>>, usize) {
+    let all = part_ranges(n, (world * accumulate).clamp(1, n.max(1)));
+    let first = (rank * accumulate).min(all.len());
+    let mine = &all[first..((rank + 1) * accumulate).min(all.len())];
+    let lo = mine.first().map_or(n, |r| r.start);
+    let hi = mine.last().map_or(n, |r| r.end);
+    (lo..hi, mine.iter().map(|r| r.start - lo..r.end - lo).collect(), first)
+}
+
+/// `n` items cut in order into `parts` runs whose lengths differ by at most one, the first ones
+/// longer (with `parts` > `n` the last ones are empty): how a batch becomes micro-batches, and how
+/// its songs are shared between the ranks of a data-parallel job.
+pub fn part_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.max(1);
+    let mut start = 0;
+    (0..parts)
+        .map(|k| {
+            let end = start + n / parts + usize::from(k < n % parts);
+            let r = start..end;
+            start = end;
+            r
+        })
+        .collect()
 }
 
 /// Reads one song's [n_mels, frames] spectrogram, refusing non-finite values by song and file.
@@ -178,4 +211,25 @@ impl Drop for Prefetch {
 /// Cuts `order` into batches of `size` (the last may be shorter, as PyTorch's DataLoader).
 pub fn batches(order: &[usize], size: usize) -> Vec<Vec<usize>> {
     order.chunks(size.max(1)).map(|c| c.to_vec()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One micro-batch per rank is a Vec of one range here, not a range of values.
+    #[allow(clippy::single_range_in_vec_init)]
+    #[test]
+    fn ranks_share_a_batch_as_accumulate_cuts_it() {
+        // 5 songs over 2 ranks: 3 + 2, as `accumulate = 2` cuts them.
+        assert_eq!(rank_share(5, 2, 1, 0), (0..3, vec![0..3], 0));
+        assert_eq!(rank_share(5, 2, 1, 1), (3..5, vec![0..2], 1));
+        // 10 songs, 2 ranks × 2 micro-batches: the single process's 3, 3, 2, 2.
+        assert_eq!(rank_share(10, 2, 2, 0), (0..6, vec![0..3, 3..6], 0));
+        assert_eq!(rank_share(10, 2, 2, 1), (6..10, vec![0..2, 2..4], 2));
+        // One song left for two ranks: rank 1 has nothing to compute.
+        assert_eq!(rank_share(1, 2, 1, 0), (0..1, vec![0..1], 0));
+        assert_eq!(rank_share(1, 2, 1, 1), (1..1, vec![], 1));
+        assert_eq!(part_ranges(7, 3), vec![0..3, 3..5, 5..7]);
+    }
 }

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod dataset;
+pub mod dist;
 pub mod early_stop;
 pub mod fit;
 pub mod gradcheck;
@@ -30,6 +31,6 @@ pub mod step;
 pub mod timeline;
 
 pub use step::{
-    Batch, BatchLyrics, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,
-    record_forward, train_step, train_step_accumulated,
+    Batch, BatchLyrics, Exchange, Forward, GradHook, Objective, StepOptions, StepPhases, StepReport, mse_objective,
+    record_forward, train_step, train_step_accumulated, train_step_shared,
 };

@@ -4,8 +4,9 @@
 
 use super::config::{Config, Modality};
 use super::dataset::{self, SongRecord, TrainData};
-use super::fit::{FitSummary, fit};
-use super::infer::predict;
+use super::dist::{Group, ddp};
+use super::fit::{FitSummary, fit_in};
+use super::infer::predict_shared;
 use super::init_weights::{self, InitWeights};
 use super::lyrics::LyricsSide;
 use super::lyrics_encoder::{self, LyricsPlaces};
@@ -66,26 +67,78 @@ pub fn train_run<B: Backend>(
     start: &RunStart,
     say: &mut dyn FnMut(&str),
 ) -> Result<Vec<PredictionRow>> {
+    train_run_in(&Group::single(), be, cfg, data_dir, out, start, say)
+}
+
+/// `train_run` as one rank of `group` (data-parallel: see `fit::fit_in`). Rank 0 prepares the
+/// shared caches first and alone writes `out`; every rank checks that the others read the same
+/// split and start from the same weights. A resumed run continues at the world size it started
+/// with (`run.json`'s `world_size`).
+pub fn train_run_in<B: Backend>(
+    group: &Group,
+    be: B,
+    cfg: Config,
+    data_dir: &Path,
+    out: &Path,
+    start: &RunStart,
+    say: &mut dyn FnMut(&str),
+) -> Result<Vec<PredictionRow>> {
     let resume = start.resume;
     if resume && start.init.is_some() {
         return Err(Error::Invalid(
             "--init-weights starts a new run, --resume continues one from its checkpoint: give one of them".into(),
         ));
     }
+    let root = group.is_root();
+    let mut quiet = |_: &str| {};
+    // The other ranks would repeat rank 0's lines word for word.
+    let say: &mut dyn FnMut(&str) = if root { say } else { &mut quiet };
     let run = RunDir::new(out);
     say(&format!("moodgrad train: preset {} → {} on {}", cfg.preset, out.display(), be.name()));
+    if group.size() > 1 {
+        say(&format!(
+            "  data-parallel over {} ranks: each batch of {} songs shared as {} micro-batch(es) of ~{} songs",
+            group.size(),
+            cfg.train.batch_size,
+            group.size() * cfg.train.accumulate,
+            cfg.train.batch_size.div_ceil(group.size() * cfg.train.accumulate)
+        ));
+    }
+    if resume {
+        check_world_size(&run, group.size())?;
+    }
     // Before any work: a lyrics model that cannot be found stops the run here.
     lyrics_encoder::check_model(&cfg)?;
-    let data = dataset::open(data_dir, cfg.data.preprocessing, cfg.data.split)?;
+    // Preprocessing fills the data's cache: rank 0 alone, then the others find it done.
+    let data = group.root_first(|| dataset::open(data_dir, cfg.data.preprocessing, cfg.data.split))?;
     for n in &data.notes {
         say(&format!("  {n}"));
     }
-    run.check(&cfg, resume)?;
+    let here = format!("--data {} on {}", data_dir.display(), super::fit::host_name());
+    ddp::check_same(
+        group.comm.as_ref(),
+        "the data (songs, targets and spectrogram files of the train/validate/test split)",
+        &split_digest(&data),
+        &here,
+        "give every rank the same --data folder (a shared file system, or identical copies)",
+    )?;
+    let cfg_text = cfg.to_toml()?;
+    ddp::check_same(
+        group.comm.as_ref(),
+        "the resolved config",
+        cfg_text.as_bytes(),
+        &here,
+        "start every rank with the same command line",
+    )?;
+    if root {
+        run.check(&cfg, resume)?;
+    }
     let songs = Arc::new(data.songs.clone());
     let mut store = ParamStore::new(be);
     let files = run.encoder_files();
     let places = LyricsPlaces { cache: Some(&data.cache), encoder_files: &files, learn: !resume };
-    let lyrics = lyrics_side(&cfg, &mut store, &data, &places, say)?;
+    // The lyric vector cache is shared too.
+    let lyrics = group.root_first(|| lyrics_side(&cfg, &mut store, &data, &places, say))?;
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
     let init = match &start.init {
         Some(w) => {
@@ -97,15 +150,29 @@ pub fn train_run<B: Backend>(
         }
         None => None,
     };
-    if !resume {
-        run.create(&cfg)?;
-        s.lyrics.save_learned(&files)?;
+    if root {
+        if !resume {
+            run.create(&cfg)?;
+            s.lyrics.save_learned(&files)?;
+        }
+        write_info(&run, data_dir, &data, &s, init, group.size())?;
     }
-    write_info(&run, data_dir, &data, &s, init)?;
     if resume {
         let ck = super::checkpoint::load(&run.checkpoint())?;
         s.restore(&run.checkpoint(), &ck, Some(&run.best()))?;
         say(&format!("  resumed after epoch {}", s.epochs_done));
+    }
+    if group.size() > 1 {
+        let mut digest = ddp::state_digest(&s.store)?;
+        digest.extend(s.rng.state().to_le_bytes());
+        digest.extend((s.epochs_done as u64).to_le_bytes());
+        ddp::check_same(
+            group.comm.as_ref(),
+            "the starting weights (and the run's random state)",
+            &digest,
+            &here,
+            "every rank must read the same --init-weights file or checkpoint (a shared file system for --out)",
+        )?;
     }
     say(&format!(
         "  {} parameters; songs: train {} / validate {} / test {}; lyrics: {}",
@@ -115,8 +182,47 @@ pub fn train_run<B: Backend>(
         data.splits.test.len(),
         s.lyrics.describe()
     ));
-    let summary = fit(&mut s, &data, &songs, &run, say)?;
-    finish(&run, &mut s, &data, &songs, &summary, say)
+    let summary = fit_in(group, &mut s, &data, &songs, &run, say)?;
+    finish(group, &run, &mut s, &data, &songs, &summary, say)
+}
+
+/// Refuses to resume at another world size than the run's (`run.json`; runs before it was
+/// recorded ran one process): the batches would be cut otherwise and the resumed run would not
+/// be the one that started.
+fn check_world_size(run: &RunDir, now: usize) -> Result<()> {
+    let Ok(bytes) = std::fs::read(run.info()) else { return Ok(()) };
+    let was = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("world_size").and_then(|w| w.as_u64()))
+        .unwrap_or(1) as usize;
+    if was == now {
+        return Ok(());
+    }
+    Err(Error::file(
+        run.info(),
+        format!(
+            "the run was trained by {was} process(es) (world_size = {was}) and this --resume has {now}: resume it with              {was} (e.g. `mpirun -n {was} moodgrad train … --resume`), or start a new --out"
+        ),
+    ))
+}
+
+/// A digest of what a run reads from its data: each split's songs in order with their targets,
+/// quadrants and spectrogram files (name and size).
+fn split_digest(data: &TrainData) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (name, split) in
+        [("train", &data.splits.train), ("validate", &data.splits.validate), ("test", &data.splits.test)]
+    {
+        h.update(format!("{name}:{}\n", split.len()).as_bytes());
+        for &i in split.iter() {
+            let s = &data.songs[i];
+            let size = std::fs::metadata(&s.spectrogram).map(|m| m.len()).unwrap_or(0);
+            let file = s.spectrogram.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            h.update(format!("{}|{}|{}|{}|{file}|{size}\n", s.id, s.valence, s.arousal, s.quadrant.index()).as_bytes());
+        }
+    }
+    h.finalize().to_vec()
 }
 
 /// `run.json`: what a later `evaluate`/`predict` needs to find again.
@@ -127,6 +233,7 @@ fn write_info<B: Backend>(
     data: &TrainData,
     s: &Session<B>,
     init: Option<serde_json::Value>,
+    world_size: usize,
 ) -> Result<()> {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
     let init = match init {
@@ -146,11 +253,13 @@ fn write_info<B: Backend>(
         "device": s.store.backend.name(),
         "songs": {"train": data.splits.train.len(), "validate": data.splits.validate.len(), "test": data.splits.test.len()},
         "init_weights": init,
+        "world_size": world_size,
     });
     crate::io::write_atomic(&run.info(), serde_json::to_string_pretty(&info).expect("JSON").as_bytes())
 }
 
 fn finish<B: Backend>(
+    group: &Group,
     run: &RunDir,
     s: &mut Session<B>,
     data: &TrainData,
@@ -171,7 +280,10 @@ fn finish<B: Backend>(
         None => say("no epoch had a finite validation loss"),
     }
     let bs = s.cfg.train.batch_size;
-    let (rows, _) = predict(s, songs, &data.splits.test, bs)?;
+    let (rows, _) = predict_shared(s, songs, &data.splits.test, bs, group)?;
+    if !group.is_root() {
+        return Ok(rows);
+    }
     let report = super::predictions::evaluate("test", &rows);
     let training = TrainingSummary {
         epochs_run: s.epochs_done,

@@ -270,12 +270,39 @@ pub fn train_step_accumulated<B: Backend>(
     if micro.is_empty() {
         return Err(Error::Invalid("a training step needs at least one batch".into()));
     }
+    train_step_shared(net, store, opt, lyrics, micro, 0, None, options, hook)
+}
+
+/// How the micro-batches of other processes join this one's (data parallelism): called after
+/// this process's backwards with the store (holding this process's gradient sum; none when it
+/// had no micro-batch) and this process's micro-batch losses, it leaves in the store the sum over
+/// every micro-batch of the step, in micro-batch order, and returns all their losses in order.
+pub type Exchange<'a, B> = &'a mut dyn FnMut(&mut ParamStore<B>, &[f64]) -> Result<Vec<f64>>;
+
+/// `train_step_accumulated` for one process of several: `micro` are micro-batches `first`,
+/// `first` + 1, … of the step (the dropout seeds follow their numbers), `exchange` adds the
+/// others' gradients before the mean, the norm and the update, so every process takes the same
+/// step as one process running all the micro-batches. `micro` may be empty when `exchange` is
+/// given (a batch with fewer songs than processes); the report's predictions are this process's.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_shared<B: Backend>(
+    net: &SeedNet,
+    store: &mut ParamStore<B>,
+    opt: &mut Adam<B>,
+    lyrics: &mut dyn LyricsSide<B>,
+    micro: &[Batch<B>],
+    first: usize,
+    exchange: Option<Exchange<'_, B>>,
+    options: &StepOptions,
+    hook: Option<GradHook<'_, B>>,
+) -> Result<StepReport<B>> {
     let be = store.backend.clone();
     be.reset_peak();
     store.zero_grad();
     let (mut forward, mut backward) = (PhaseTime::default(), PhaseTime::default());
     let (mut losses, mut preds, mut audios) = (Vec::new(), Vec::new(), Vec::new());
-    for (k, batch) in micro.iter().enumerate() {
+    for (j, batch) in micro.iter().enumerate() {
+        let k = first + j;
         let seed = options.seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let mut tape = Tape::new(be.clone());
         let (fwd, f_time) = timed(|| -> Result<_> {
@@ -296,7 +323,14 @@ pub fn train_step_accumulated<B: Backend>(
         backward.add(b_time);
         losses.push(lv);
     }
-    let parts = micro.len() as f64;
+    let losses = match exchange {
+        Some(ex) => ex(store, &losses)?,
+        None => losses,
+    };
+    if losses.is_empty() {
+        return Err(Error::Invalid("a training step needs at least one batch".into()));
+    }
+    let parts = losses.len() as f64;
     let (norm, optimizer) = timed(|| -> Result<f64> {
         // The stored gradients are the micro-batches' sum; the step uses their mean.
         let norm = grad_norm(store)? / parts;
@@ -307,8 +341,11 @@ pub fn train_step_accumulated<B: Backend>(
         Ok(norm)
     });
     let phases = StepPhases { forward, backward, optimizer };
-    let pred = concat_rows(&be, preds)?;
-    let audio = match audios.iter().all(Option::is_some) {
+    let pred = match preds.is_empty() {
+        true => Tensor::from_f64(&be, &[0, 2], &[])?,
+        false => concat_rows(&be, preds)?,
+    };
+    let audio = match !audios.is_empty() && audios.iter().all(Option::is_some) {
         true => Some(concat_rows(&be, audios.into_iter().flatten().collect())?),
         false => None,
     };
