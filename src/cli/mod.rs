@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod gradcheck;
 pub mod init;
 pub mod predict;
+pub mod predict_batch;
 pub mod preprocess;
 pub mod step;
 pub mod synth;

@@ -14,7 +14,7 @@ use crate::train::lyrics_encoder::{self, LyricsPlaces};
 use crate::train::metrics::Quadrant;
 use crate::train::run_dir::RunDir;
 use crate::train::session::Session;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct PredictArgs {
@@ -22,14 +22,29 @@ pub struct PredictArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Audio files (MP3, WAV, FLAC, OGG/Vorbis).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "input", conflicts_with = "input")]
     pub audio: Vec<PathBuf>,
     /// One lyric text file per audio file, in the same order (bimodal and lyrics models).
-    #[arg(long, num_args = 1..)]
+    #[arg(long, num_args = 1.., conflicts_with = "input")]
     pub lyrics: Vec<PathBuf>,
     /// One JSON object per line: {"song", "valence", "arousal", "quadrant"}.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "input")]
     pub json: bool,
+    /// Batch prediction: every audio file under a folder (recursively), or the rows of a CSV with
+    /// an `audio` column (and optionally `lyrics`); one row per song in --out (.csv or .jsonl),
+    /// bad files as skipped rows with the reason.
+    #[arg(long, conflicts_with = "timeline")]
+    pub input: Option<PathBuf>,
+    /// Batch prediction: where the lyrics are, matched by file stem (the audio's relative path
+    /// with .txt first); by default <stem>.txt beside each audio file.
+    #[arg(long, requires = "input")]
+    pub lyrics_dir: Option<PathBuf>,
+    /// Batch prediction: songs per forward pass (default: the run's batch size).
+    #[arg(long, requires = "input")]
+    pub batch: Option<usize>,
+    /// Batch prediction: continue the job in --out, skipping the songs already in it.
+    #[arg(long, requires = "input")]
+    pub resume: bool,
     /// Emotion over the whole song: the model on sliding windows (--window, --hop), the song's
     /// answer the mean of the windows; per song <OUT>/<song>_timeline.csv (start_s, end_s,
     /// valence, arousal, quadrant) and <song>_timeline.png (the path through the valence-arousal
@@ -42,9 +57,10 @@ pub struct PredictArgs {
     /// Timeline hop between window starts, seconds.
     #[arg(long, default_value_t = 5.0, requires = "timeline")]
     pub hop: f64,
-    /// Where the timelines go.
-    #[arg(long, default_value = "timeline", requires = "timeline")]
-    pub out: PathBuf,
+    /// With --timeline, the folder the timelines go to (default `timeline`); with --input, the
+    /// output file (.csv or .jsonl).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
@@ -79,7 +95,13 @@ impl Prediction {
 }
 
 pub fn run(a: &PredictArgs) -> Result<()> {
+    if a.out.is_some() && !(a.timeline || a.input.is_some()) {
+        return Err(Error::Invalid("--out is the timelines' folder (--timeline) or the rows' file (--input)".into()));
+    }
     let dev = super::open_device(&a.device, a.precision.as_deref())?;
+    if a.input.is_some() {
+        return crate::on_device!(dev, |b| super::predict_batch::batch_on(b.clone(), a));
+    }
     let preds = crate::on_device!(dev, |b| predict_on(b.clone(), a))?;
     for p in &preds {
         if let Some(w) = &p.warning {
@@ -114,8 +136,8 @@ fn check_inputs(cfg: &Config, a: &PredictArgs) -> Result<()> {
 }
 
 /// A session of the run's model (`cfg`, its config.toml) with its best weights, for `songs`.
-pub(super) fn open_run<B: Backend>(be: B, a: &PredictArgs, cfg: &Config, songs: &[SongRecord]) -> Result<Session<B>> {
-    let run = RunDir::new(&a.run);
+pub(super) fn open_run<B: Backend>(be: B, run: &Path, cfg: &Config, songs: &[SongRecord]) -> Result<Session<B>> {
+    let run = RunDir::new(run);
     let mut store = ParamStore::new(be);
     // `build` gives audio-only models no lyrics side; only the others read their lyric files.
     let texts = if cfg.model.modality == Modality::Audio {
@@ -191,7 +213,7 @@ pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>>
         return super::timeline::timeline_on(be, a, &cfg, &params);
     }
     let (songs, mels) = read_songs(a, |p| crate::audio::load(p, &params))?;
-    let mut s = open_run(be, a, &cfg, &songs)?;
+    let mut s = open_run(be, &a.run, &cfg, &songs)?;
     let inputs: Vec<(usize, Vec<f32>)> = mels.iter().enumerate().map(|(i, m)| (i, m.data.clone())).collect();
     let preds = forward_windows(&mut s, &songs, &inputs, (params.n_mels, params.frames))?;
     Ok(songs

@@ -3,6 +3,9 @@
 //! metrics, reports and the multi-run `compare`.
 
 pub mod baselines;
+pub mod batch_input;
+pub mod batch_output;
+pub mod batch_predict;
 pub mod bootstrap;
 pub mod checkpoint;
 pub mod compare;
