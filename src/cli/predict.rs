@@ -39,7 +39,7 @@ pub struct PredictArgs {
     /// with .txt first); by default <stem>.txt beside each audio file.
     #[arg(long, requires = "input")]
     pub lyrics_dir: Option<PathBuf>,
-    /// Batch prediction: songs per forward pass (default: the run's batch size).
+    /// Batch prediction: songs per forward pass (default: 1 on cpu, the run's batch size elsewhere).
     #[arg(long, requires = "input")]
     pub batch: Option<usize>,
     /// Batch prediction: continue the job in --out, skipping the songs already in it.
@@ -100,7 +100,10 @@ pub fn run(a: &PredictArgs) -> Result<()> {
     }
     let dev = super::open_device(&a.device, a.precision.as_deref())?;
     if a.input.is_some() {
-        return crate::on_device!(dev, |b| super::predict_batch::batch_on(b.clone(), a));
+        // On the CPU one song per forward is fastest (docs/perf.md: a batch's activations leave
+        // the cache); a GPU wants the run's batch.
+        let cpu = matches!(dev, crate::device::Device::Cpu(_));
+        return crate::on_device!(dev, |b| super::predict_batch::batch_on(b.clone(), a, cpu));
     }
     let preds = crate::on_device!(dev, |b| predict_on(b.clone(), a))?;
     for p in &preds {

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// Skipped songs listed by name in the summary; the rest are in the output file.
 const LISTED_SKIPS: usize = 20;
 
-pub fn batch_on<B: Backend>(be: B, a: &PredictArgs) -> Result<()> {
+/// `cpu`: the device is the CPU backend, where the default batch is 1.
+pub fn batch_on<B: Backend>(be: B, a: &PredictArgs, cpu: bool) -> Result<()> {
     let input = a.input.as_deref().ok_or_else(|| Error::Invalid("batch prediction needs --input".into()))?;
     let out_path = a.out.as_deref().ok_or_else(|| {
         Error::Invalid("--input needs --out FILE.csv or FILE.jsonl: the file that gets one row per song".into())
@@ -28,7 +29,7 @@ pub fn batch_on<B: Backend>(be: B, a: &PredictArgs) -> Result<()> {
     if !reads_lyrics && a.lyrics_dir.is_some() {
         eprintln!("warning: this run's model is audio-only: --lyrics-dir is not read");
     }
-    let batch = a.batch.unwrap_or(cfg.train.batch_size);
+    let batch = a.batch.unwrap_or(if cpu { 1 } else { cfg.train.batch_size });
     if batch == 0 {
         return Err(Error::Invalid("--batch 0: give at least one song per forward pass".into()));
     }
