@@ -12,6 +12,7 @@ pub mod compare;
 pub mod config;
 pub mod dataset;
 pub mod early_stop;
+pub mod explain;
 pub mod fit;
 pub mod gradcheck;
 pub mod infer;
