@@ -33,7 +33,8 @@ fn predict(net: &SeedNet, store: &mut ParamStore<C64>, audio: &[f64], lyrics: &[
     let mut tape = Tape::no_grad(be.clone());
     let x = tape.input(Tensor::from_f64(&be, &[1, 1, H, W], audio).unwrap(), false);
     let l = tape.input(Tensor::from_f64(&be, &[1, LYRICS], lyrics).unwrap(), false);
-    let p = net.forward_inputs(&mut tape, store, Some(&x), Some(&l), false, 0).unwrap().pred.value().to_f64(&be).unwrap();
+    let p =
+        net.forward_inputs(&mut tape, store, Some(&x), Some(&l), false, 0).unwrap().pred.value().to_f64(&be).unwrap();
     [p[0], p[1]]
 }
 

@@ -123,7 +123,11 @@ fn batch_rows_equal_one_by_one_predict() {
         assert_eq!(row[0], "ok", "{row:?}");
         for (k, col) in [("valence", 1), ("arousal", 2)] {
             let want = one[k].as_f64().unwrap();
-            assert_eq!(row[col].parse::<f64>().unwrap().to_bits(), want.to_bits(), "{id} {k}: CSV {row:?}, alone {one}");
+            assert_eq!(
+                row[col].parse::<f64>().unwrap().to_bits(),
+                want.to_bits(),
+                "{id} {k}: CSV {row:?}, alone {one}"
+            );
             assert_eq!(j[k].as_f64().unwrap().to_bits(), want.to_bits(), "{id} {k}: JSON {j}, alone {one}");
         }
         assert_eq!(row[3], one["quadrant"].as_str().unwrap());
@@ -231,8 +235,16 @@ fn a_csv_list_names_the_songs() {
     let list = input.join("list.csv");
     let rel = |p: &Path| p.strip_prefix(&input).unwrap().display().to_string();
     let mut text = String::from("audio,lyrics\n");
-    text += &format!("{},{}\n", rel(&songs[0]), lyrics.join(format!("{}.txt", songs[0].file_stem().unwrap().to_str().unwrap())).display());
-    std::fs::copy(lyrics.join(format!("{}.txt", songs[1].file_stem().unwrap().to_str().unwrap())), songs[1].with_extension("txt")).unwrap();
+    text += &format!(
+        "{},{}\n",
+        rel(&songs[0]),
+        lyrics.join(format!("{}.txt", songs[0].file_stem().unwrap().to_str().unwrap())).display()
+    );
+    std::fs::copy(
+        lyrics.join(format!("{}.txt", songs[1].file_stem().unwrap().to_str().unwrap())),
+        songs[1].with_extension("txt"),
+    )
+    .unwrap();
     text += &format!("{},\n", rel(&songs[1]));
     text += ",\n";
     std::fs::write(&list, text).unwrap();

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod demo;
 pub mod encode;
 pub mod evaluate;
+pub mod explain;
 pub mod gradcheck;
 pub mod init;
 pub mod predict;

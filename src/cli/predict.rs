@@ -51,14 +51,21 @@ pub struct PredictArgs {
     /// plane, and valence and arousal against time).
     #[arg(long)]
     pub timeline: bool,
+    /// What the model listened to: per song <OUT>/<song>_explain.png (the spectrogram under the
+    /// saliency of valence and of arousal, smoothed; the last SE block's channel weights) and
+    /// <song>_explain.json (also printed): the prediction, the SE weights, and for bimodal models
+    /// the prediction with the lyrics (audio_only) or the audio (lyrics_only) replaced by its
+    /// training mean.
+    #[arg(long, conflicts_with_all = ["timeline", "input"])]
+    pub explain: bool,
     /// Timeline window, seconds (the model's 30 s clip by default).
     #[arg(long, default_value_t = 30.0, requires = "timeline")]
     pub window: f64,
     /// Timeline hop between window starts, seconds.
     #[arg(long, default_value_t = 5.0, requires = "timeline")]
     pub hop: f64,
-    /// With --timeline, the folder the timelines go to (default `timeline`); with --input, the
-    /// output file (.csv or .jsonl).
+    /// With --timeline or --explain, the folder the files go to (default `timeline`, `explain`);
+    /// with --input, the output file (.csv or .jsonl).
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
@@ -95,10 +102,17 @@ impl Prediction {
 }
 
 pub fn run(a: &PredictArgs) -> Result<()> {
-    if a.out.is_some() && !(a.timeline || a.input.is_some()) {
-        return Err(Error::Invalid("--out is the timelines' folder (--timeline) or the rows' file (--input)".into()));
+    if a.out.is_some() && !(a.timeline || a.explain || a.input.is_some()) {
+        return Err(Error::Invalid(
+            "--out is the timelines' or explanations' folder (--timeline, --explain) or the rows' file (--input)"
+                .into(),
+        ));
     }
     let dev = super::open_device(&a.device, a.precision.as_deref())?;
+    if a.explain {
+        check_inputs(&Config::load(&RunDir::new(&a.run).config())?, a)?;
+        return crate::on_device!(dev, |b| super::explain::explain_on(b.clone(), a));
+    }
     if a.input.is_some() {
         // On the CPU one song per forward is fastest (docs/perf.md: a batch's activations leave
         // the cache); a GPU wants the run's batch.

@@ -45,7 +45,11 @@ pub fn batch_on<B: Backend>(be: B, a: &PredictArgs, cpu: bool) -> Result<()> {
         "predict: {} songs in {}{}; batches of {batch}, decoding on {workers} threads",
         songs.len(),
         input.display(),
-        if done.is_empty() { String::new() } else { format!(" ({} already in {})", songs.len() - todo.len(), out_path.display()) },
+        if done.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} already in {})", songs.len() - todo.len(), out_path.display())
+        },
     );
     let mut s = open_run(be, &a.run, &cfg, &[])?;
     let start = Instant::now();

@@ -146,9 +146,12 @@ fn csv_songs(list: &Path, rule: &LyricsRule) -> Result<Vec<SongInput>> {
     let headers = r.headers().map_err(|e| Error::file(list, format!("cannot read the header: {e}")))?.clone();
     let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim().to_ascii_lowercase().as_str()));
     let audio_col = column(&["audio", "path", "audio_path"]).ok_or_else(|| {
-        Error::file(list, format!("no `audio` column (the header is: {}); name the audio paths' column `audio`", {
-            headers.iter().collect::<Vec<_>>().join(",")
-        }))
+        Error::file(
+            list,
+            format!("no `audio` column (the header is: {}); name the audio paths' column `audio`", {
+                headers.iter().collect::<Vec<_>>().join(",")
+            }),
+        )
     })?;
     let lyric_col = column(&["lyrics", "lyric", "lyrics_path"]);
     let base = list.parent().unwrap_or(Path::new("."));

@@ -160,7 +160,10 @@ fn read_keys(path: &Path, text: &str, format: Format) -> Result<HashSet<String>>
             let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
             let header_ok = r.headers().map(|h| h.get(0) == Some("path")).unwrap_or(false);
             if !text.is_empty() && !header_ok {
-                return Err(Error::file(path, format!("is not a batch prediction's CSV (its header is not `{CSV_HEADER}`)")));
+                return Err(Error::file(
+                    path,
+                    format!("is not a batch prediction's CSV (its header is not `{CSV_HEADER}`)"),
+                ));
             }
             for (k, row) in r.records().enumerate() {
                 let row = row.map_err(|e| Error::file(path, format!("line {}: {e}", k + 2)))?;

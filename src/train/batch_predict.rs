@@ -51,11 +51,10 @@ pub fn decode(song: &SongInput, params: &PreprocessParams) -> std::result::Resul
         Ok(_) => {}
     }
     // The decoder is meant never to panic; if a malformed stream finds a bug, it costs one row.
-    let mel = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::audio::mel_db_from_file(&song.audio, params)
-    }))
-    .map_err(|_| "the decoder failed on this file (a malformed stream)".to_string())?
-    .map_err(|e| e.to_string())?;
+    let mel =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::audio::mel_db_from_file(&song.audio, params)))
+            .map_err(|_| "the decoder failed on this file (a malformed stream)".to_string())?
+            .map_err(|e| e.to_string())?;
     let mut warnings: Vec<String> = mel.truncated.iter().cloned().collect();
     let text = match &song.lyric {
         Some(path) => {
@@ -212,7 +211,13 @@ fn predict_songs<B: Backend>(
         })
         .collect();
     let audio: Vec<f32> = ready.iter().flat_map(|(_, d)| d.mel.iter().copied()).collect();
-    let b = HostBatch { songs: (0..ready.len()).collect(), audio, n_mels: params.n_mels, frames: params.frames, target: Vec::new() };
+    let b = HostBatch {
+        songs: (0..ready.len()).collect(),
+        audio,
+        n_mels: params.n_mels,
+        frames: params.frames,
+        target: Vec::new(),
+    };
     let mut tape = Tape::no_grad(s.store.backend.clone());
     let f = forward_batch(s, &mut tape, &records, &b, false, 0)?;
     let pred = f.out.pred.value().to_f64(&s.store.backend)?;
