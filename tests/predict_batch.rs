@@ -258,3 +258,35 @@ fn a_csv_list_names_the_songs() {
     assert_eq!(rows[0]["path"], s(&songs[0]));
     assert!(rows[2]["status"] == "skipped" && rows[2]["reason"].as_str().unwrap().contains("line 4"), "{rows:?}");
 }
+
+/// `predict --explain` on a bimodal run: per song a PNG and a JSON whose prediction is the plain
+/// `predict`'s, one SE weight per channel of the last block (16 in the tiny preset), and the
+/// audio-only and lyrics-only predictions from the training means.
+#[test]
+fn explain_writes_a_picture_and_the_modality_ablations() {
+    let (_, run) = tiny_run();
+    let (_, lyrics, songs) = song_folder("explain", 0);
+    let lyric = lyrics.join(format!("{}.txt", songs[0].file_stem().unwrap().to_str().unwrap()));
+    let out = tmp("explain-out");
+    let common = ["predict", "--run", s(run), "--json", "--device", "cpu", s(&songs[0]), "--lyrics", s(&lyric)];
+    let (ok, text) = moodgrad(&[&common[..], &["--explain", "--out", s(&out)]].concat());
+    assert!(ok, "{text}");
+    let line = |t: &str| -> serde_json::Value {
+        serde_json::from_str(t.lines().find(|l| l.starts_with('{')).unwrap()).unwrap()
+    };
+    let (e, (ok, plain)) = (line(&text), moodgrad(&common));
+    assert!(ok, "{plain}");
+    let p = line(&plain);
+    for k in ["valence", "arousal"] {
+        assert_eq!(e[k].as_f64().unwrap().to_bits(), p[k].as_f64().unwrap().to_bits(), "{k}: {e} vs {p}");
+        for ablation in ["audio_only", "lyrics_only"] {
+            assert!(e[ablation][k].as_f64().is_some_and(f64::is_finite), "{ablation}: {e}");
+        }
+    }
+    let gates = e["se_weights"].as_array().unwrap();
+    assert_eq!(gates.len(), 16, "{e}");
+    assert!(gates.iter().all(|g| g.as_f64().is_some_and(|g| g > 0.0 && g < 1.0)));
+    let stem = songs[0].file_stem().unwrap().to_str().unwrap();
+    assert!(std::fs::metadata(out.join(format!("{stem}_explain.png"))).unwrap().len() > 10_000);
+    assert_eq!(line(&std::fs::read_to_string(out.join(format!("{stem}_explain.json"))).unwrap()), e);
+}
