@@ -97,7 +97,7 @@ fn print_report(r: &EvalReport) {
 }
 
 /// The run's data folder as `run.json` recorded it.
-fn recorded_data(run: &RunDir) -> Result<PathBuf> {
+pub(super) fn recorded_data(run: &RunDir) -> Result<PathBuf> {
     let text = std::fs::read_to_string(run.info()).map_err(|e| Error::file(run.info(), format!("cannot read: {e}")))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::file(run.info(), format!("not JSON: {e}")))?;

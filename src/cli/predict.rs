@@ -14,7 +14,7 @@ use crate::train::lyrics_encoder::{self, LyricsPlaces};
 use crate::train::metrics::Quadrant;
 use crate::train::run_dir::RunDir;
 use crate::train::session::Session;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct PredictArgs {
@@ -22,29 +22,52 @@ pub struct PredictArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Audio files (MP3, WAV, FLAC, OGG/Vorbis).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "input", conflicts_with = "input")]
     pub audio: Vec<PathBuf>,
     /// One lyric text file per audio file, in the same order (bimodal and lyrics models).
-    #[arg(long, num_args = 1..)]
+    #[arg(long, num_args = 1.., conflicts_with = "input")]
     pub lyrics: Vec<PathBuf>,
     /// One JSON object per line: {"song", "valence", "arousal", "quadrant"}.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "input")]
     pub json: bool,
+    /// Batch prediction: every audio file under a folder (recursively), or the rows of a CSV with
+    /// an `audio` column (and optionally `lyrics`); one row per song in --out (.csv or .jsonl),
+    /// bad files as skipped rows with the reason.
+    #[arg(long, conflicts_with = "timeline")]
+    pub input: Option<PathBuf>,
+    /// Batch prediction: where the lyrics are, matched by file stem (the audio's relative path
+    /// with .txt first); by default <stem>.txt beside each audio file.
+    #[arg(long, requires = "input")]
+    pub lyrics_dir: Option<PathBuf>,
+    /// Batch prediction: songs per forward pass (default: 1 on cpu, the run's batch size elsewhere).
+    #[arg(long, requires = "input")]
+    pub batch: Option<usize>,
+    /// Batch prediction: continue the job in --out, skipping the songs already in it.
+    #[arg(long, requires = "input")]
+    pub resume: bool,
     /// Emotion over the whole song: the model on sliding windows (--window, --hop), the song's
     /// answer the mean of the windows; per song <OUT>/<song>_timeline.csv (start_s, end_s,
     /// valence, arousal, quadrant) and <song>_timeline.png (the path through the valence-arousal
     /// plane, and valence and arousal against time).
     #[arg(long)]
     pub timeline: bool,
+    /// What the model listened to: per song <OUT>/<song>_explain.png (the spectrogram under the
+    /// saliency of valence and of arousal, smoothed; the last SE block's channel weights) and
+    /// <song>_explain.json (also printed): the prediction, the SE weights, and for bimodal models
+    /// the prediction with the lyrics (audio_only) or the audio (lyrics_only) replaced by its
+    /// training mean.
+    #[arg(long, conflicts_with_all = ["timeline", "input"])]
+    pub explain: bool,
     /// Timeline window, seconds (the model's 30 s clip by default).
     #[arg(long, default_value_t = 30.0, requires = "timeline")]
     pub window: f64,
     /// Timeline hop between window starts, seconds.
     #[arg(long, default_value_t = 5.0, requires = "timeline")]
     pub hop: f64,
-    /// Where the timelines go.
-    #[arg(long, default_value = "timeline", requires = "timeline")]
-    pub out: PathBuf,
+    /// With --timeline or --explain, the folder the files go to (default `timeline`, `explain`);
+    /// with --input, the output file (.csv or .jsonl).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
@@ -79,7 +102,23 @@ impl Prediction {
 }
 
 pub fn run(a: &PredictArgs) -> Result<()> {
+    if a.out.is_some() && !(a.timeline || a.explain || a.input.is_some()) {
+        return Err(Error::Invalid(
+            "--out is the timelines' or explanations' folder (--timeline, --explain) or the rows' file (--input)"
+                .into(),
+        ));
+    }
     let dev = super::open_device(&a.device, a.precision.as_deref())?;
+    if a.explain {
+        check_inputs(&Config::load(&RunDir::new(&a.run).config())?, a)?;
+        return crate::on_device!(dev, |b| super::explain::explain_on(b.clone(), a));
+    }
+    if a.input.is_some() {
+        // On the CPU one song per forward is fastest (docs/perf.md: a batch's activations leave
+        // the cache); a GPU wants the run's batch.
+        let cpu = matches!(dev, crate::device::Device::Cpu(_));
+        return crate::on_device!(dev, |b| super::predict_batch::batch_on(b.clone(), a, cpu));
+    }
     let preds = crate::on_device!(dev, |b| predict_on(b.clone(), a))?;
     for p in &preds {
         if let Some(w) = &p.warning {
@@ -114,8 +153,8 @@ fn check_inputs(cfg: &Config, a: &PredictArgs) -> Result<()> {
 }
 
 /// A session of the run's model (`cfg`, its config.toml) with its best weights, for `songs`.
-pub(super) fn open_run<B: Backend>(be: B, a: &PredictArgs, cfg: &Config, songs: &[SongRecord]) -> Result<Session<B>> {
-    let run = RunDir::new(&a.run);
+pub(super) fn open_run<B: Backend>(be: B, run: &Path, cfg: &Config, songs: &[SongRecord]) -> Result<Session<B>> {
+    let run = RunDir::new(run);
     let mut store = ParamStore::new(be);
     // `build` gives audio-only models no lyrics side; only the others read their lyric files.
     let texts = if cfg.model.modality == Modality::Audio {
@@ -191,7 +230,7 @@ pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>>
         return super::timeline::timeline_on(be, a, &cfg, &params);
     }
     let (songs, mels) = read_songs(a, |p| crate::audio::load(p, &params))?;
-    let mut s = open_run(be, a, &cfg, &songs)?;
+    let mut s = open_run(be, &a.run, &cfg, &songs)?;
     let inputs: Vec<(usize, Vec<f32>)> = mels.iter().enumerate().map(|(i, m)| (i, m.data.clone())).collect();
     let preds = forward_windows(&mut s, &songs, &inputs, (params.n_mels, params.frames))?;
     Ok(songs

@@ -21,10 +21,11 @@ pub fn timeline_on<B: Backend>(
         return Err(Error::Invalid(format!("--window {} --hop {}: both must be seconds above 0", a.window, a.hop)));
     }
     let (songs, mels) = read_songs(a, |p| crate::audio::load_whole(p, params))?;
-    let mut s = open_run(be, a, cfg, &songs)?;
+    let mut s = open_run(be, &a.run, cfg, &songs)?;
     let frames_per_s = params.sample_rate as f64 / params.hop as f64;
     let plan = WindowPlan::from_seconds(a.window, a.hop, frames_per_s);
-    crate::data::create_dir(&a.out)?;
+    let dir = a.out.clone().unwrap_or_else(|| "timeline".into());
+    crate::data::create_dir(&dir)?;
     let mut out = Vec::with_capacity(songs.len());
     for (i, (song, mel)) in songs.iter().zip(&mels).enumerate() {
         let windows = plan.windows(mel.frames);
@@ -41,14 +42,14 @@ pub fn timeline_on<B: Backend>(
                 arousal,
             })
             .collect();
-        let csv = a.out.join(format!("{}_timeline.csv", song.id));
+        let csv = dir.join(format!("{}_timeline.csv", song.id));
         let mut text = String::from("start_s,end_s,valence,arousal,quadrant\n");
         for p in &points {
             let q = Quadrant::from_va(p.valence, p.arousal);
             text += &format!("{:.3},{:.3},{},{},{}\n", p.start_s, p.end_s, p.valence, p.arousal, q.name());
         }
         crate::io::write_atomic(&csv, text.as_bytes())?;
-        let png = a.out.join(format!("{}_timeline.png", song.id));
+        let png = dir.join(format!("{}_timeline.png", song.id));
         timeline_plot(&png, &song.id, &points)?;
         let n = points.len() as f64;
         let (v, ar) =

@@ -195,7 +195,6 @@ impl SeedNet {
         train: bool,
         seed: u64,
     ) -> Result<Outputs<B>> {
-        let p = self.config.dropout;
         let drop_seed = |k: u64| mix64(seed ^ k.wrapping_mul(0x9e37_79b9));
         let audio_vec = match (&self.audio, audio) {
             (Some(tower), Some(a)) => Some(tower.forward(&self.config, tape, store, a, train, &drop_seed)?),
@@ -211,6 +210,23 @@ impl SeedNet {
                 return Err(Error::Invalid("this network reads lyrics, but no lyrics vector was given".into()));
             }
         };
+        self.head(tape, store, audio_vec, lyrics, train, seed)
+    }
+
+    /// The fusion head on given embeddings: the audio tower's vector (None for a lyrics-only
+    /// network) and the lyrics vector (None for an audio-only one). `forward_inputs` ends here;
+    /// explanations call it with one embedding replaced by its training mean.
+    pub fn head<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        audio_vec: Option<Var<B>>,
+        lyrics: Option<&Var<B>>,
+        train: bool,
+        seed: u64,
+    ) -> Result<Outputs<B>> {
+        let p = self.config.dropout;
+        let drop_seed = |k: u64| mix64(seed ^ k.wrapping_mul(0x9e37_79b9));
         let rows = audio_vec.as_ref().or(lyrics).map(|v| v.shape()[0]).unwrap_or(0);
         if let Some(l) = lyrics
             && l.shape() != [rows, self.config.lyrics_dim]
@@ -236,7 +252,63 @@ impl SeedNet {
     }
 }
 
+impl SeedNet {
+    /// The gate values of the audio tower's last SE block, [B, C] in (0, 1), in eval mode: the
+    /// weight the block gives each channel for each song. None without such a block.
+    pub fn se_gates<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        audio: &Var<B>,
+    ) -> Result<Option<Var<B>>> {
+        let Some(tower) = &self.audio else { return Ok(None) };
+        let Some((Feature::Se(se), body)) = tower.features.split_last() else { return Ok(None) };
+        let x = tower.body(body, tape, store, audio, false)?;
+        // SEAttention's excitation: mean over H×W → fc1 → ReLU → fc2 → sigmoid.
+        let pooled = ops::global_avgpool(tape, &x)?;
+        let (n, c) = (pooled.shape()[0], pooled.shape()[1]);
+        let m = ops::reshape(tape, &pooled, &[n, c])?;
+        let h = se.fc1.forward(tape, store, &m)?;
+        let h = ops::relu(tape, &h)?;
+        let g = se.fc2.forward(tape, store, &h)?;
+        ops::sigmoid(tape, &g).map(Some)
+    }
+}
+
 impl AudioTower {
+    /// `features` (a prefix of the tower's) applied to `x`, fusing each conv → BN → ReLU (→ pool)
+    /// unit when `fuse_units` is on.
+    fn body<B: Backend>(
+        &self,
+        features: &[Feature],
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        audio: &Var<B>,
+        train: bool,
+    ) -> Result<Var<B>> {
+        let mut x = audio.clone();
+        let mut i = 0;
+        while i < features.len() {
+            if self.fuse_units
+                && let [Feature::Conv(c), Feature::Bn(bn), Feature::Relu, rest @ ..] = &features[i..]
+            {
+                let pool = matches!(rest.first(), Some(Feature::Pool));
+                x = layers::vgg_unit_forward(c, bn, pool, tape, store, &x, train)?;
+                i += 3 + pool as usize;
+                continue;
+            }
+            x = match &features[i] {
+                Feature::Conv(c) => c.forward(tape, store, &x)?,
+                Feature::Bn(bn) => bn.forward(tape, store, &x, train)?,
+                Feature::Relu => ops::relu(tape, &x)?,
+                Feature::Pool => ops::maxpool2d(tape, &x, 2, 2)?,
+                Feature::Se(se) => se.forward(tape, store, &x)?,
+            };
+            i += 1;
+        }
+        Ok(x)
+    }
+
     fn new<B: Backend>(config: &ModelConfig, store: &mut ParamStore<B>, rng: &mut Rng) -> Result<Self> {
         if config.channels.is_empty() || config.convs_per_block == 0 {
             return Err(Error::Invalid("the audio tower needs at least one block of one conv".into()));
@@ -302,26 +374,7 @@ impl AudioTower {
             _ => None,
         };
         let body = &self.features[..self.features.len() - fold.is_some() as usize];
-        let mut x = audio.clone();
-        let mut i = 0;
-        while i < body.len() {
-            if self.fuse_units
-                && let [Feature::Conv(c), Feature::Bn(bn), Feature::Relu, rest @ ..] = &body[i..]
-            {
-                let pool = matches!(rest.first(), Some(Feature::Pool));
-                x = layers::vgg_unit_forward(c, bn, pool, tape, store, &x, train)?;
-                i += 3 + pool as usize;
-                continue;
-            }
-            x = match &body[i] {
-                Feature::Conv(c) => c.forward(tape, store, &x)?,
-                Feature::Bn(bn) => bn.forward(tape, store, &x, train)?,
-                Feature::Relu => ops::relu(tape, &x)?,
-                Feature::Pool => ops::maxpool2d(tape, &x, 2, 2)?,
-                Feature::Se(se) => se.forward(tape, store, &x)?,
-            };
-            i += 1;
-        }
+        let x = self.body(body, tape, store, audio, train)?;
         let pooled = match fold {
             Some(se) => se.forward_pooled(tape, store, &x)?,
             None => ops::global_avgpool(tape, &x)?,

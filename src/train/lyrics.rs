@@ -27,6 +27,11 @@ pub trait LyricsSide<B: Backend>: Send {
     fn save_learned(&self, _dir: &std::path::Path) -> Result<()> {
         Ok(())
     }
+    /// Makes `texts[i]` song i's lyric, replacing the song list (prediction over a stream of new
+    /// songs, one batch at a time). Only sides that encode text can; the others refuse.
+    fn set_texts(&mut self, _texts: Vec<String>) -> Result<()> {
+        Err(Error::Invalid(format!("the lyrics side `{}` cannot take new lyrics", self.describe())))
+    }
 }
 
 /// Audio-only models.

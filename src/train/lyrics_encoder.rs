@@ -177,12 +177,16 @@ pub fn build<B: Backend>(
         let total = texts.len();
         let bar = encode_bar(total as u64);
         let mut progress = |d: usize| bar.set_position(d as u64);
-        let rows = match places.cache {
-            Some(c) => tower.frozen_vectors(&own, &texts, &c.join("lyric-vectors"), 16, &mut progress)?,
-            None => tower.encode(&own, &texts, 16, &mut progress)?,
-        };
-        bar.finish_and_clear();
         let dim = tower.hidden_size();
+        let Some(c) = places.cache else {
+            // New songs (predict): the encoder is kept, so later batches can bring their lyrics.
+            let rows = tower.encode(&own, &texts, ENCODE_BATCH, &mut progress)?;
+            bar.finish_and_clear();
+            let what = format!("{} (frozen, {} vectors)", cfg.lyrics.model, pool.name());
+            return Ok(Box::new(FrozenText { tower, store: own, vectors: FixedVectors { dim, rows, what } }));
+        };
+        let rows = tower.frozen_vectors(&own, &texts, &c.join("lyric-vectors"), ENCODE_BATCH, &mut progress)?;
+        bar.finish_and_clear();
         let what = format!("{} (frozen, {} vectors, cached)", cfg.lyrics.model, pool.name());
         return Ok(Box::new(FixedVectors { dim, rows, what }));
     } else {
@@ -199,6 +203,40 @@ pub fn build<B: Backend>(
         tower.hidden_size()
     );
     Ok(Box::new(EncoderLyrics { tower, texts, what, learned }))
+}
+
+/// Lyrics a frozen encoder encodes at once (sorted by length, so little padding is computed).
+const ENCODE_BATCH: usize = 16;
+
+/// A frozen encoder kept beside its vectors, for new songs: `set_texts` encodes their lyrics in
+/// eval mode (no tape, no dropout), as `build` encoded the first ones.
+pub struct FrozenText<B: Backend> {
+    tower: LyricsTower,
+    store: ParamStore<B>,
+    vectors: FixedVectors,
+}
+
+impl<B: Backend> LyricsSide<B> for FrozenText<B> {
+    fn dim(&self) -> usize {
+        self.vectors.dim
+    }
+    fn batch(
+        &mut self,
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        songs: &[usize],
+        train: bool,
+        seed: u64,
+    ) -> Result<Option<Var<B>>> {
+        LyricsSide::<B>::batch(&mut self.vectors, tape, store, songs, train, seed)
+    }
+    fn describe(&self) -> String {
+        self.vectors.what.clone()
+    }
+    fn set_texts(&mut self, texts: Vec<String>) -> Result<()> {
+        self.vectors.rows = self.tower.encode(&self.store, &texts, ENCODE_BATCH, &mut |_| {})?;
+        Ok(())
+    }
 }
 
 /// A progress bar for the one-off encoding (hidden when stderr is not a terminal).
@@ -250,5 +288,9 @@ impl<B: Backend> LyricsSide<B> for EncoderLyrics {
     }
     fn save_learned(&self, dir: &Path) -> Result<()> {
         if self.learned { self.tower.save_files(dir) } else { Ok(()) }
+    }
+    fn set_texts(&mut self, texts: Vec<String>) -> Result<()> {
+        self.texts = texts;
+        Ok(())
     }
 }

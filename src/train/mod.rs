@@ -3,6 +3,9 @@
 //! metrics, reports and the multi-run `compare`.
 
 pub mod baselines;
+pub mod batch_input;
+pub mod batch_output;
+pub mod batch_predict;
 pub mod bootstrap;
 pub mod checkpoint;
 pub mod compare;
@@ -10,6 +13,8 @@ pub mod config;
 pub mod dataset;
 pub mod dist;
 pub mod early_stop;
+pub mod explain;
+pub mod explain_means;
 pub mod fit;
 pub mod gradcheck;
 pub mod infer;
@@ -21,6 +26,7 @@ pub mod lyrics_encoder;
 pub mod metrics;
 pub mod outputs;
 pub mod plot;
+pub mod plot_explain;
 pub mod predictions;
 pub mod report;
 pub mod run;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 /// The family name every text style here uses (registered from the embedded font).
-const FONT: &str = "sans-serif";
+pub(super) const FONT: &str = "sans-serif";
 
 /// Registers the embedded font once per process.
 fn fonts() -> Result<()> {
@@ -31,7 +31,7 @@ fn draw_err(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// Opens a white canvas on `path`, runs `draw` on it, and writes the PNG.
-fn canvas(
+pub(super) fn canvas(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> std::result::Result<(), Box<dyn std::error::Error>>,
