@@ -139,6 +139,10 @@ pub fn train_run_in<B: Backend>(
     let places = LyricsPlaces { cache: Some(&data.cache), encoder_files: &files, learn: !resume };
     // The lyric vector cache is shared too.
     let lyrics = group.root_first(|| lyrics_side(&cfg, &mut store, &data, &places, say))?;
+    // Rank 0 writes the run folder next, the built-in encoder's learned vocabulary included: no
+    // rank may still be building its lyrics side then, or it would find those files and load
+    // them instead of learning the vocabulary as rank 0 did (other starting weights).
+    group.comm.barrier()?;
     let mut s = Session::new(cfg.clone(), store, lyrics, data.splits.train.len())?;
     let init = match &start.init {
         Some(w) => {
