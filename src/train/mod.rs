@@ -31,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;
+pub mod se_quadrants;
 pub mod session;
 pub mod step;
 pub mod timeline;
