@@ -28,6 +28,7 @@ pub mod plot;
 pub mod plot_explain;
 pub mod predictions;
 pub mod report;
+pub mod report_explain;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;
