@@ -128,10 +128,13 @@ where
     Ok(())
 }
 
+/// One quadrant's line: (quadrant index 0..4, label, mean weight per channel).
+pub type QuadrantSeries = (usize, String, Vec<f64>);
+
 /// The mean SE weight per channel of each quadrant's songs over a split, one panel per grouping
 /// (`panels[k]` = (caption, per quadrant (quadrant index 0..4 for its colour, label with its song
 /// count, mean weights))); a quadrant without songs is left out of its panel.
-pub fn se_quadrant_plot(path: &Path, panels: &[(String, Vec<(usize, String, Vec<f64>)>)]) -> Result<()> {
+pub fn se_quadrant_plot(path: &Path, panels: &[(String, Vec<QuadrantSeries>)]) -> Result<()> {
     let colours = [RGBColor(214, 39, 40), RGBColor(255, 127, 14), RGBColor(31, 119, 180), RGBColor(44, 160, 44)];
     canvas(path, (1200, 420 * panels.len().max(1) as u32), |root| {
         for (area, (caption, per_quadrant)) in root.split_evenly((panels.len().max(1), 1)).iter().zip(panels) {

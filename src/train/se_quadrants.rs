@@ -7,7 +7,7 @@ use super::dataset::{SongRecord, TrainData};
 use super::explain::GateStats;
 use super::loader::{Prefetch, batches};
 use super::metrics::Quadrant;
-use super::plot_explain::se_quadrant_plot;
+use super::plot_explain::{QuadrantSeries, se_quadrant_plot};
 use super::predictions::PredictionRow;
 use super::session::Session;
 use crate::backend::Backend;
@@ -122,7 +122,7 @@ impl QuadrantGates {
             .map_err(|e| Error::Invalid(format!("SE weights per quadrant: {e}")))?;
         crate::io::write_atomic(&stem.with_extension("json"), json.as_bytes())?;
         crate::io::write_atomic(&stem.with_extension("csv"), self.to_csv().as_bytes())?;
-        let panel = |stats: &[GateStats; 4]| -> Vec<(usize, String, Vec<f64>)> {
+        let panel = |stats: &[GateStats; 4]| -> Vec<QuadrantSeries> {
             Quadrant::ALL
                 .iter()
                 .filter(|q| stats[q.index()].n > 0)
