@@ -142,3 +142,15 @@ fn se_gates_are_one_weight_per_channel() {
     assert!(ga.iter().all(|&g| g > 0.0 && g < 1.0), "{ga:?}");
     assert_ne!(ga, gb, "the weights depend on the song");
 }
+
+/// The saliency picture's colour scale reads the median and the 99th percentile of the drawn
+/// cells by nearest rank.
+#[test]
+fn percentile_is_the_nearest_rank() {
+    use moodgrad::train::plot_explain::percentile;
+    let v: Vec<f64> = (0..=100).rev().map(f64::from).collect();
+    assert_eq!(percentile(v.clone(), 0.99), 99.0);
+    assert_eq!(percentile(v.clone(), 0.5), 50.0);
+    assert_eq!(percentile(v, 1.0), 100.0);
+    assert_eq!(percentile(Vec::new(), 0.5), 0.0);
+}

@@ -56,6 +56,25 @@ fn the_demo_beats_the_train_mean_by_30_percent_on_both_dimensions() {
         );
         assert!(model <= 0.7 * mean, "{dim}: MAE {model} is not 30% below the train mean's {mean}\n{out}");
     }
+    // The report's explanation figures: the SE weights per quadrant and two test songs' timelines.
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("## What the model listened to") && !md.contains("Not made:"), "{md}");
+    assert!(md.contains("](se_quadrants_test.png)") && md.matches("](timeline_").count() == 2, "{md}");
+    for f in std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().path()) {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("timeline_") || name.starts_with("se_quadrants_test.png") {
+            assert!(md.contains(&format!("]({name})")) || !name.ends_with(".png"), "{name} is not in the report");
+        }
+    }
+    // The demo's picture of `predict --explain`.
+    assert!(
+        std::fs::read_dir(run.join("explain")).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .to_string_lossy()
+            .ends_with("_explain.png")),
+        "{out}"
+    );
     // The built-in encoder trained with the model: in the weights, its files beside them.
     let best = io::read(&run.join("best.safetensors")).unwrap();
     assert!(best.tensors.keys().any(|k| k.starts_with("lyrics_tower.encoder.layer.1.")));

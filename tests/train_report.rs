@@ -8,6 +8,7 @@ use moodgrad::train::metrics::{ConfusionMatrix, Quadrant};
 use moodgrad::train::plot::{self, LossPoint};
 use moodgrad::train::predictions::{PredictionRow, evaluate};
 use moodgrad::train::report::{PlotRef, RunReport, TrainingSummary, num};
+use moodgrad::train::report_explain::Figure;
 use std::path::{Path, PathBuf};
 
 /// n songs with MERGE-like values (the centre removed) and predictions of noise level `noise`.
@@ -53,6 +54,18 @@ fn report_has_every_section_with_the_right_numbers() {
             samples_per_s: 84.2,
         },
         plots: vec![PlotRef { title: "Loss curves".into(), file: "loss.png".into() }],
+        explain: vec![
+            Figure {
+                title: "Last SE block's channel weights per quadrant (test split)".into(),
+                made: Ok("se_quadrants_test.png".into()),
+                note: "Mean gate per channel.".into(),
+            },
+            Figure {
+                title: "Emotion over time".into(),
+                made: Err("the songs' audio files are needed: no such folder".into()),
+                note: String::new(),
+            },
+        ],
     };
     let md = report.to_markdown();
     for heading in [
@@ -64,6 +77,10 @@ fn report_has_every_section_with_the_right_numbers() {
         "## The thesis's numbers (reference)",
         "## Training",
         "## Plots",
+        "## What the model listened to",
+        "### Last SE block's channel weights per quadrant (test split)",
+        "![Last SE block's channel weights per quadrant (test split)](se_quadrants_test.png)",
+        "### Emotion over time\n\nNot made: the songs' audio files are needed: no such folder",
     ] {
         assert!(md.contains(heading), "missing `{heading}` in\n{md}");
     }

@@ -75,7 +75,7 @@ fn run_on<B: crate::backend::Backend>(be: B, a: &DemoArgs) -> Result<()> {
         )?;
     }
     let cfg = demo_config(a.epochs, a.seed)?;
-    let rows = train_run(be, cfg, &data, &run, &RunStart::fresh(), &mut |line| println!("{line}"))?;
+    let rows = train_run(be.clone(), cfg, &data, &run, &RunStart::fresh(), &mut |line| println!("{line}"))?;
     let report = evaluate("test", &rows);
     let mean = train_mean_mae(&run)?;
     println!(
@@ -86,13 +86,58 @@ fn run_on<B: crate::backend::Backend>(be: B, a: &DemoArgs) -> Result<()> {
         mean[0],
         mean[1]
     );
-    println!("the report: {}", run.join("report.md").display());
+    match explain_one(be, &data, &run, &rows) {
+        Ok(png) => println!("what the model listened to in one test song: {}", png.display()),
+        Err(e) => println!("warning: no explanation picture ({e})"),
+    }
+    println!(
+        "the report: {} (with the SE weights per quadrant and two songs' timelines)",
+        run.join("report.md").display()
+    );
     println!(
         "next: moodgrad evaluate {} --split validate | moodgrad predict --run {} SONG.mp3 --lyrics SONG.txt",
         run.display(),
         run.display()
     );
     Ok(())
+}
+
+/// `predict --explain` on the first test song, into `run/explain/`; the PNG's path.
+fn explain_one<B: crate::backend::Backend>(
+    be: B,
+    data: &Path,
+    run: &Path,
+    rows: &[crate::train::predictions::PredictionRow],
+) -> Result<std::path::PathBuf> {
+    let first = rows.first().ok_or_else(|| Error::Invalid("the test split is empty".into()))?;
+    let ds = crate::data::merge::Dataset::open(data)?;
+    let song = ds
+        .songs
+        .iter()
+        .find(|s| s.id == first.song)
+        .ok_or_else(|| Error::file(data, format!("song {} is not in the dataset", first.song)))?;
+    let audio = song.audio.clone().ok_or_else(|| Error::file(data, format!("song {} has no audio file", song.id)))?;
+    let stem = audio.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let out = run.join("explain");
+    let args = super::predict::PredictArgs {
+        run: run.to_path_buf(),
+        audio: vec![audio],
+        lyrics: song.lyrics.iter().cloned().collect(),
+        json: false,
+        input: None,
+        lyrics_dir: None,
+        batch: None,
+        resume: false,
+        timeline: false,
+        explain: true,
+        window: 30.0,
+        hop: 5.0,
+        out: Some(out.clone()),
+        device: "cpu".into(),
+        precision: None,
+    };
+    super::explain::explain_on(be, &args)?;
+    Ok(out.join(format!("{stem}_explain.png")))
 }
 
 /// The train-mean baseline's test MAE, as the run's report computed it.

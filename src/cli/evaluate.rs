@@ -13,6 +13,7 @@ use crate::train::metrics::EvalReport;
 use crate::train::predictions::{PredictionRow, evaluate, write_csv};
 use crate::train::run::lyrics_side;
 use crate::train::run_dir::RunDir;
+use crate::train::se_quadrants::se_by_quadrant;
 use crate::train::session::Session;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,13 @@ pub struct EvaluateArgs {
     /// Print one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// Also average the last SE block's channel weights per quadrant (true and predicted) over the
+    /// split: se_quadrants_<split>.png, .json and .csv in --out.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: the folder for its files (default: the RUN folder, else `explain`).
+    #[arg(long, requires = "explain")]
+    pub out: Option<PathBuf>,
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Convolution math: fp32, or tf32 on tensor cores; default tf32 on cuda, fp32 on cpu and sim
@@ -135,6 +143,18 @@ fn evaluate_on<B: Backend>(be: B, a: &EvaluateArgs, source: &Source) -> Result<(
     let (rows, loss) = predict(&mut s, &songs, data.splits.get(split), cfg.train.batch_size)?;
     if let (Source::Run(run), None) = (source, &a.data) {
         write_csv(&run.predictions(&a.split), &rows)?;
+    }
+    if a.explain {
+        let dir = match (&a.out, source) {
+            (Some(d), _) => d.clone(),
+            (None, Source::Run(run)) => run.root.clone(),
+            (None, Source::Weights { .. }) => PathBuf::from("explain"),
+        };
+        let gates = se_by_quadrant(&mut s, &data, data.splits.get(split), &rows, &a.split)?.ok_or_else(|| {
+            Error::Invalid("--explain: this model has no SE block (attention `se`) to average".into())
+        })?;
+        let png = gates.write(&dir)?;
+        eprintln!("SE channel weights per quadrant: {} (and .json, .csv beside it)", png.display());
     }
     let mut report = evaluate(&a.split, &rows);
     report.loss = Some(loss).filter(|l| l.is_finite());

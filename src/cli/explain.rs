@@ -14,7 +14,7 @@ use crate::train::explain::{SMOOTH_SIGMA, input_gradients, se_gates, smooth_abs}
 use crate::train::explain_means::{Means, training_means};
 use crate::train::lyrics_encoder::read_texts;
 use crate::train::metrics::Quadrant;
-use crate::train::plot_explain::explain_plot;
+use crate::train::plot_explain::{SALIENCY_SCALE, explain_plot};
 use crate::train::run_dir::RunDir;
 use crate::train::session::Session;
 use serde_json::json;
@@ -68,7 +68,7 @@ pub fn explain_on<B: Backend>(be: B, a: &PredictArgs) -> Result<()> {
             "quadrant": Quadrant::from_va(pred[0], pred[1]).name(),
             "audio_only": audio_only, "lyrics_only": lyrics_only,
             "png": png.display().to_string(),
-            "saliency": format!("|d output / d input| of the [{}, {}] mel-dB input, Gaussian σ = {SMOOTH_SIGMA} cells in the PNG", mel.n_mels, mel.frames),
+            "saliency": format!("|d output / d input| of the [{}, {}] mel-dB input; in the PNG Gaussian σ = {SMOOTH_SIGMA} cells, red = {SALIENCY_SCALE}", mel.n_mels, mel.frames),
             "se_weights": gates,
         });
         crate::io::write_atomic(&dir.join(format!("{}_explain.json", song.id)), format!("{line}\n").as_bytes())?;

@@ -5,11 +5,9 @@
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
-use crate::tape::Tape;
 use crate::train::config::{Config, Modality};
 use crate::train::dataset::SongRecord;
-use crate::train::infer::forward_batch;
-use crate::train::loader::HostBatch;
+pub(super) use crate::train::infer::forward_windows;
 use crate::train::lyrics_encoder::{self, LyricsPlaces};
 use crate::train::metrics::Quadrant;
 use crate::train::run_dir::RunDir;
@@ -192,34 +190,6 @@ pub(super) fn read_songs(
         mels.push(mel);
     }
     Ok((songs, mels))
-}
-
-/// (valence, arousal) of each (song index, [n_mels, frames] spectrogram) in eval mode, in batches.
-pub(super) fn forward_windows<B: Backend>(
-    s: &mut Session<B>,
-    songs: &[SongRecord],
-    inputs: &[(usize, Vec<f32>)],
-    (n_mels, frames): (usize, usize),
-) -> Result<Vec<(f64, f64)>> {
-    let mut out = Vec::with_capacity(inputs.len());
-    for chunk in inputs.chunks(s.cfg.train.batch_size.max(1)) {
-        let audio: Vec<f32> = chunk.iter().flat_map(|(_, d)| d.iter().copied()).collect();
-        let b = HostBatch { songs: chunk.iter().map(|(i, _)| *i).collect(), audio, n_mels, frames, target: Vec::new() };
-        let mut tape = Tape::no_grad(s.store.backend.clone());
-        let f = forward_batch(s, &mut tape, songs, &b, false, 0)?;
-        let pred = f.out.pred.value().to_f64(&s.store.backend)?;
-        for (r, (i, _)) in chunk.iter().enumerate() {
-            let (v, ar) = (pred[2 * r], pred[2 * r + 1]);
-            if !(v.is_finite() && ar.is_finite()) {
-                return Err(Error::NonFinite(format!(
-                    "{}: the model predicts ({v}, {ar})",
-                    songs[*i].spectrogram.display()
-                )));
-            }
-            out.push((v, ar));
-        }
-    }
-    Ok(out)
 }
 
 pub fn predict_on<B: Backend>(be: B, a: &PredictArgs) -> Result<Vec<Prediction>> {

@@ -91,7 +91,7 @@ pub fn smooth_abs(grad: &[f64], rows: usize, cols: usize, sigma: f64) -> Vec<f64
     pass(&along_time, rows, &|col, r| r * cols + col, cols)
 }
 
-/// Mean and spread of the SE gates of a group of songs, per channel.
+/// The sum and count of the SE gates of a group of songs, per channel, for their mean.
 #[derive(Clone, Debug, Default)]
 pub struct GateStats {
     pub n: usize,

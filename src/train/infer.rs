@@ -144,3 +144,31 @@ fn unpack(b: &[u8]) -> Vec<Vec<f64>> {
     }
     out
 }
+
+/// (valence, arousal) of each (song index, [n_mels, frames] spectrogram) in eval mode, in batches.
+pub fn forward_windows<B: Backend>(
+    s: &mut Session<B>,
+    songs: &[SongRecord],
+    inputs: &[(usize, Vec<f32>)],
+    (n_mels, frames): (usize, usize),
+) -> Result<Vec<(f64, f64)>> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(s.cfg.train.batch_size.max(1)) {
+        let audio: Vec<f32> = chunk.iter().flat_map(|(_, d)| d.iter().copied()).collect();
+        let b = HostBatch { songs: chunk.iter().map(|(i, _)| *i).collect(), audio, n_mels, frames, target: Vec::new() };
+        let mut tape = Tape::no_grad(s.store.backend.clone());
+        let f = forward_batch(s, &mut tape, songs, &b, false, 0)?;
+        let pred = f.out.pred.value().to_f64(&s.store.backend)?;
+        for (r, (i, _)) in chunk.iter().enumerate() {
+            let (v, ar) = (pred[2 * r], pred[2 * r + 1]);
+            if !(v.is_finite() && ar.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "{}: the model predicts ({v}, {ar})",
+                    songs[*i].spectrogram.display()
+                )));
+            }
+            out.push((v, ar));
+        }
+    }
+    Ok(out)
+}

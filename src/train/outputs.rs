@@ -62,6 +62,7 @@ pub fn write_report(
         baselines: &baselines,
         training,
         plots,
+        explain: super::report_explain::figures(run, data, rows, split),
     };
     report.write(&run.report())?;
     Ok(run.report())

@@ -80,6 +80,8 @@ pub struct RunReport<'a> {
     pub baselines: &'a [BaselineResult],
     pub training: TrainingSummary,
     pub plots: Vec<PlotRef>,
+    /// What the model listened to (SE weights per quadrant, timelines), each made or not.
+    pub explain: Vec<super::report_explain::Figure>,
 }
 
 /// A metric with 4 decimals; NaN (undefined) as a dash.
@@ -208,6 +210,19 @@ impl RunReport<'_> {
             s += "\n## Plots\n\n";
             for p in &self.plots {
                 let _ = writeln!(s, "![{}]({})\n", p.title, p.file);
+            }
+        }
+        if !self.explain.is_empty() {
+            s += "\n## What the model listened to\n\n";
+            for f in &self.explain {
+                match &f.made {
+                    Ok(file) => {
+                        let _ = writeln!(s, "### {}\n\n{}\n\n![{}]({file})\n", f.title, f.note, f.title);
+                    }
+                    Err(why) => {
+                        let _ = writeln!(s, "### {}\n\nNot made: {why}\n", f.title);
+                    }
+                }
             }
         }
         s
