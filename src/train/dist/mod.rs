@@ -7,14 +7,16 @@ pub mod ddp;
 pub mod launcher;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod sync_bn;
 
 use crate::error::{Error, Result};
 use comm::{Collective, Single};
 use launcher::{Launch, Launcher};
+use std::sync::Arc;
 
 /// This process's group: one process alone, or one rank of a data-parallel job.
 pub struct Group {
-    pub comm: Box<dyn Collective>,
+    pub comm: Arc<dyn Collective>,
     pub launch: Option<Launch>,
 }
 
@@ -26,7 +28,7 @@ impl std::fmt::Debug for Group {
 
 impl Group {
     pub fn single() -> Group {
-        Group { comm: Box::new(Single), launch: None }
+        Group { comm: Arc::new(Single), launch: None }
     }
 
     /// The group the launcher's environment describes: alone when no launcher (or one process),
@@ -34,7 +36,7 @@ impl Group {
     pub fn from_env() -> Result<Group> {
         let launch = launcher::from_env()?;
         let Some(l) = launch.clone().filter(|l| l.world > 1) else {
-            return Ok(Group { comm: Box::new(Single), launch });
+            return Ok(Group { comm: Arc::new(Single), launch });
         };
         if l.launcher == Launcher::Torchrun {
             return Err(Error::Invalid(format!(
@@ -60,7 +62,7 @@ impl Group {
                 m.size()
             )));
         }
-        Ok(Group { comm: Box::new(m), launch: Some(l) })
+        Ok(Group { comm: Arc::new(m), launch: Some(l) })
     }
 
     #[cfg(not(feature = "mpi"))]
