@@ -1,12 +1,15 @@
 //! Data-parallel training: the process group a launcher started (`launcher`), the collectives
-//! between its processes (`comm`; MPI in `mpi` behind the `mpi` cargo feature), and what the
-//! training loop exchanges through them (`ddp`).
+//! between its processes (`comm`; MPI in `mpi` behind the `mpi` cargo feature for `cpu`, NCCL in
+//! `nccl` for `cuda`, its id handed out over MPI or `rendezvous`), what the training loop
+//! exchanges through them (`ddp`), and SyncBatchNorm's sum (`sync_bn`).
 
 pub mod comm;
 pub mod ddp;
 pub mod launcher;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod nccl;
+pub mod rendezvous;
 pub mod sync_bn;
 
 use crate::error::{Error, Result};
@@ -31,6 +34,69 @@ impl Group {
         Group { comm: Arc::new(Single), launch: None }
     }
 
+    /// The group for training on `device`: NCCL between GPUs (`cuda`), else `from_env`'s MPI.
+    pub fn from_env_for(device: &str) -> Result<Group> {
+        if !device.starts_with("cuda") {
+            return Self::from_env();
+        }
+        let launch = launcher::from_env()?;
+        let Some(l) = launch.clone().filter(|l| l.world > 1) else {
+            return Ok(Group { comm: Arc::new(Single), launch });
+        };
+        let gpu = Self::gpu(&l, device)?;
+        let id = Self::nccl_id(&l)?;
+        let comm = nccl::Nccl::join(gpu, l.rank, l.world, id)?;
+        Ok(Group { comm: Arc::new(comm), launch: Some(l) })
+    }
+
+    /// The GPU of this rank: `cuda:LOCAL_RANK` for a plain `cuda`, else the one named.
+    fn gpu(l: &Launch, device: &str) -> Result<usize> {
+        match device.strip_prefix("cuda:") {
+            None => Ok(l.local_rank),
+            Some(n) => n.parse().map_err(|_| Error::Invalid(format!("--device {device}: expected cuda or cuda:N"))),
+        }
+    }
+
+    /// The device string this rank trains on (`cuda` becomes `cuda:LOCAL_RANK` in a job).
+    pub fn device(&self, requested: &str) -> String {
+        match &self.launch {
+            Some(l) if l.world > 1 && requested == "cuda" => format!("cuda:{}", l.local_rank),
+            _ => requested.to_string(),
+        }
+    }
+
+    /// NCCL's unique id, made by rank 0 and given to all: over MPI where an MPI launcher started
+    /// the job (and this build has MPI), else from rank 0 at MASTER_ADDR (torchrun).
+    fn nccl_id(l: &Launch) -> Result<[u8; 128]> {
+        #[cfg(feature = "mpi")]
+        if l.launcher != Launcher::Torchrun {
+            let m = Self::mpi(l.clone())?;
+            let mut id = match m.is_root() {
+                true => nccl::new_id()?.to_vec(),
+                false => Vec::new(),
+            };
+            m.comm.broadcast(0, &mut id)?;
+            // MPI is finalised when `m` drops here: NCCL carries everything from now on.
+            return id.try_into().map_err(|_| Error::Invalid("rank 0 sent an NCCL id that is not 128 bytes".into()));
+        }
+        let Some((addr, port)) = &l.master else {
+            return Err(Error::Invalid(format!(
+                "{} started {} GPU processes, but this moodgrad was built without MPI to pass NCCL's id, and                  MASTER_ADDR/MASTER_PORT are not set: rebuild with `--features mpi`, or set both (rank 0's address                  and a free port)",
+                l.launcher.name(),
+                l.world
+            )));
+        };
+        let agent = std::env::var("TORCHELASTIC_USE_AGENT_STORE").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let port = rendezvous::port(*port, agent)?;
+        if l.rank == 0 {
+            let id = nccl::new_id()?;
+            rendezvous::serve(port, l.world, &id)?;
+            Ok(id)
+        } else {
+            rendezvous::fetch(addr, port)
+        }
+    }
+
     /// The group the launcher's environment describes: alone when no launcher (or one process),
     /// else this rank of an MPI job, checked against what MPI itself reports.
     pub fn from_env() -> Result<Group> {
@@ -40,8 +106,9 @@ impl Group {
         };
         if l.launcher == Launcher::Torchrun {
             return Err(Error::Invalid(format!(
-                "torchrun started {} processes, but on this build data-parallel training runs over MPI only (torchrun \
-                 starts no MPI job): launch with `mpirun -n {}` or `srun -n {}` instead",
+                "torchrun started {} processes, but on the CPU data-parallel training runs over MPI (torchrun \
+                 starts no MPI job): launch with `mpirun -n {}` or `srun -n {}` instead, or train on GPUs \
+                 (`--device cuda`, over NCCL)",
                 l.world, l.world, l.world
             )));
         }
