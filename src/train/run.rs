@@ -192,7 +192,7 @@ pub fn train_run_in<B: Backend>(
         s.lyrics.describe()
     ));
     if sync_bn {
-        s.net.set_sync_batchnorm(Some(sync_bn::GroupReplicas::new(group.comm.clone())));
+        s.net.set_sync_batchnorm(Some(sync_bn::GroupReplicas::for_this_thread(group.comm.clone())));
         say("  SyncBatchNorm: batch statistics over every rank's songs (the conv → BatchNorm units run unfused)");
     }
     let summary = fit_in(group, &mut s, &data, &songs, &run, say)?;

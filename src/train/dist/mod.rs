@@ -17,6 +17,14 @@ use comm::{Collective, Single};
 use launcher::{Launch, Launcher};
 use std::sync::Arc;
 
+/// A collective shared between the group and SyncBatchNorm's reducer. MPI's and NCCL's handles are
+/// neither `Send` nor `Sync`; the Arc is only for sharing on the training thread, and the one
+/// holder that claims `Send` (`sync_bn::GroupReplicas`) refuses to use it from any other thread.
+#[allow(clippy::arc_with_non_send_sync)]
+fn shared(c: impl Collective + 'static) -> Arc<dyn Collective> {
+    Arc::new(c)
+}
+
 /// This process's group: one process alone, or one rank of a data-parallel job.
 pub struct Group {
     pub comm: Arc<dyn Collective>,
@@ -46,7 +54,7 @@ impl Group {
         let gpu = Self::gpu(&l, device)?;
         let id = Self::nccl_id(&l)?;
         let comm = nccl::Nccl::join(gpu, l.rank, l.world, id)?;
-        Ok(Group { comm: Arc::new(comm), launch: Some(l) })
+        Ok(Group { comm: shared(comm), launch: Some(l) })
     }
 
     /// The GPU of this rank: `cuda:LOCAL_RANK` for a plain `cuda`, else the one named.
@@ -129,7 +137,7 @@ impl Group {
                 m.size()
             )));
         }
-        Ok(Group { comm: Arc::new(m), launch: Some(l) })
+        Ok(Group { comm: shared(m), launch: Some(l) })
     }
 
     #[cfg(not(feature = "mpi"))]

@@ -18,7 +18,7 @@ pub struct GroupReplicas {
 
 impl GroupReplicas {
     /// A reducer for the calling thread (the one that trains).
-    pub fn new(comm: Arc<dyn Collective>) -> Arc<dyn Replicas> {
+    pub fn for_this_thread(comm: Arc<dyn Collective>) -> Arc<dyn Replicas> {
         Arc::new(GroupReplicas { comm, owner: std::thread::current().id() })
     }
 }
@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn the_sum_refuses_other_threads() {
-        let r = GroupReplicas::new(Arc::new(super::super::comm::Single));
+        let r = GroupReplicas::for_this_thread(Arc::new(super::super::comm::Single));
         let mut v = vec![1.0];
         r.sum(&mut v).unwrap();
         let e = std::thread::spawn(move || r.sum(&mut [1.0]).unwrap_err().to_string()).join().unwrap();
