@@ -256,3 +256,106 @@ fn a_sweep_over_two_ranks_gives_the_single_process_table() {
     assert!(text.contains("shard 0/2 finished its 2 of 4 runs") && text.contains("shard 1/2 finished"), "{text}");
     assert_eq!(table(&two), table(&one), "two ranks");
 }
+
+/// The tiny preset with SyncBatchNorm, batch 6 (two ranks hold 3 + 3, and the 16 training songs
+/// leave a last batch of 4 = 2 + 2: equal halves, so the mean of the two ranks' mean losses is the
+/// whole batch's mean loss), the audio network alone with no dropout (masks are drawn per
+/// micro-batch, so with dropout, which the built-in lyrics encoder always has, the two runs would
+/// agree in distribution only).
+fn sync_config(dir: &Path, sync: bool) -> PathBuf {
+    let p = dir.join(format!("sync_{sync}.toml"));
+    std::fs::create_dir_all(dir).unwrap();
+    let text = format!(
+        "preset = \"tiny\"\n[model]\ndropout = 0.0\nmodality = \"audio\"\n[train]\nbatch_size = 6\nepochs = 3\npatience = 10\n\
+         sync_batchnorm = {sync}\n"
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Largest |a − b| over a tensor, relative to the tensor's largest |a| (at least 1e-3, so a
+/// tensor of near-zeros is judged on the scale of its neighbours, not its own).
+fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    let scale = a.iter().fold(1e-3f64, |m, x| m.max(x.abs()));
+    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// SyncBatchNorm under `mpirun -n 2` against one process at the whole batch (accumulate = 1).
+/// The same computation in exact arithmetic, but not in f32: the single process's BatchNorm sums
+/// each channel in one pass over the whole batch, the synced one sums each rank's half and adds the
+/// two, and normalises with statistics computed in f64 on the host; each rounding is ~6e-8 of a
+/// value, and 9 steps of Adam (whose update is a ratio of gradient moments, so it passes a
+/// gradient's relative error on nearly unchanged) let those grow to 7e-6 of a tensor's scale (measured). The bound,
+/// 1e-4 of each tensor's scale, leaves 15× headroom and is still 100× below one step's change
+/// (Adam moves a weight by ~lr = 1e-3). Excluded: the conv biases in front of BatchNorm (their
+/// gradient is exactly 0 in exact arithmetic and rounding noise in f32, which Adam turns into
+/// steps of ±lr; they do not change what the network computes) and the running means that carry
+/// them.
+#[test]
+fn sync_batchnorm_over_two_ranks_equals_one_process_at_the_whole_batch() {
+    if !mpi_ready() {
+        return;
+    }
+    let root = tmp("syncbn");
+    let data = root.join("data");
+    synth(&data, 21, 41);
+    let (on, off) = (sync_config(&root, true), sync_config(&root, false));
+
+    let single = root.join("single");
+    let (ok, out) = moodgrad(&train_args(&data, &off, &single));
+    assert!(ok, "single process failed:\n{out}");
+    // One process: the batch is already whole, so the key changes nothing, bit for bit.
+    let single_on = root.join("single_on");
+    let (ok, out) = moodgrad(&train_args(&data, &on, &single_on));
+    assert!(ok, "single process with sync_batchnorm failed:\n{out}");
+    same_bits(&single.join("checkpoint/model.safetensors"), &single_on.join("checkpoint/model.safetensors"));
+
+    let dp = root.join("dp");
+    let mut c = mpirun();
+    c.arg(env!("CARGO_BIN_EXE_moodgrad")).args(train_args(&data, &on, &dp));
+    let (ok, out) = output(c);
+    assert!(ok, "mpirun -n 2 with sync_batchnorm failed:\n{out}");
+    assert!(out.contains("SyncBatchNorm: batch statistics over every rank's songs"), "{out}");
+
+    let a = moodgrad::io::read(&single.join("checkpoint/model.safetensors")).unwrap();
+    let b = moodgrad::io::read(&dp.join("checkpoint/model.safetensors")).unwrap();
+    let (mut n, mut worst, mut bn) = (0, (0.0f64, String::new()), 0);
+    for (k, t) in &a.tensors {
+        let conv_bias = k.starts_with("audio_tower.features.") && k.ends_with(".bias") && {
+            // The layer after this one is a BatchNorm when it has running statistics.
+            let idx: usize = k.split('.').nth(2).unwrap().parse().unwrap();
+            a.tensors.contains_key(&format!("audio_tower.features.{}.running_mean", idx + 1))
+        };
+        if conv_bias || k.ends_with("running_mean") || k.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let d = rel_diff(&t.to_f64(), &b.tensors[k].to_f64());
+        if d > worst.0 {
+            worst = (d, k.clone());
+        }
+        bn += usize::from(k.ends_with("running_var"));
+        n += 1;
+    }
+    eprintln!("SyncBatchNorm vs one process: worst {:.2e} ({}), {n} tensors", worst.0, worst.1);
+    assert!(n >= 15 && bn >= 2, "only {n} tensors ({bn} running variances) compared");
+    assert!(worst.0 < 1e-4, "{} differs by {:.2e} of its scale", worst.1, worst.0);
+    // Per-rank BatchNorm (the default) at these settings is a different computation: the bound
+    // above must be able to tell the two apart.
+    let per_rank = root.join("per_rank");
+    let mut c = mpirun();
+    c.arg(env!("CARGO_BIN_EXE_moodgrad")).args(train_args(&data, &off, &per_rank));
+    let (ok, out) = output(c);
+    assert!(ok, "{out}");
+    let p = moodgrad::io::read(&per_rank.join("checkpoint/model.safetensors")).unwrap();
+    let far = a
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.ends_with("running_var"))
+        .map(|(k, t)| rel_diff(&t.to_f64(), &p.tensors[k].to_f64()))
+        .fold(0.0, f64::max);
+    eprintln!("per-rank BatchNorm vs one process: running variances differ by {far:.2e}");
+    assert!(
+        far > 1e-3,
+        "per-rank BatchNorm came within {far:.2e} of the whole batch's: the test cannot tell them apart"
+    );
+}

@@ -105,7 +105,8 @@ pub fn set_lyrics_model(cfg: &mut Config, model: &str) -> Option<String> {
 
 pub fn run(a: &TrainArgs) -> Result<()> {
     // Started by a launcher (mpirun, srun), this process is one rank of a data-parallel job.
-    let group = Group::from_env()?;
+    // On GPUs the ranks talk over NCCL, each on its own card (cuda:LOCAL_RANK).
+    let group = Group::from_env_for(&a.device)?;
     let result = run_in(&group, a);
     if let Err(e) = &result
         && group.size() > 1
@@ -125,7 +126,7 @@ fn run_in(group: &Group, a: &TrainArgs) -> Result<()> {
             println!("note: {n}");
         }
     }
-    let dev = super::open_device(&a.device, a.precision.as_deref())?;
+    let dev = super::open_device(&group.device(&a.device), a.precision.as_deref())?;
     crate::on_device!(dev, |b| run_on(group, b.clone(), a, cfg))
 }
 

@@ -90,6 +90,23 @@ impl BatchNorm2d {
         ops::batchnorm2d(tape, x, &gamma, &beta, state, train)
     }
 
+    /// `forward` as SyncBatchNorm: in training the batch statistics are those of every replica's
+    /// part of the batch together (`ops::sync_batchnorm2d`); evaluation is `forward`'s.
+    pub fn forward_sync<B: Backend>(
+        &self,
+        tape: &mut Tape<B>,
+        store: &mut ParamStore<B>,
+        x: &Var<B>,
+        train: bool,
+        replicas: &std::sync::Arc<dyn ops::Replicas>,
+    ) -> Result<Var<B>> {
+        if !train {
+            return self.forward(tape, store, x, train);
+        }
+        let (gamma, beta, state) = self.enter(tape, store, train);
+        ops::sync_batchnorm2d(tape, x, &gamma, &beta, state, replicas)
+    }
+
     /// γ and β on the tape and the running statistics to normalise with (or update), with
     /// `num_batches_tracked` counted in training: what every op over this layer's state needs.
     fn enter<'s, B: Backend>(

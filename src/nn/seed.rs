@@ -13,6 +13,7 @@ use crate::ops;
 use crate::params::ParamStore;
 use crate::rng::{Rng, mix64};
 use crate::tape::{Tape, Var};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKind {
@@ -122,6 +123,8 @@ struct AudioTower {
     fuse_se_pool: bool,
     /// Each Conv → BN → ReLU (→ max-pool) runs as one op (`ops::vgg_unit`); off: four ops.
     fuse_units: bool,
+    /// SyncBatchNorm across these replicas (data parallelism); None: BatchNorm per process.
+    sync_bn: Option<Arc<dyn ops::Replicas>>,
 }
 
 /// What one forward pass produces.
@@ -149,6 +152,15 @@ impl SeedNet {
     pub fn set_fused_units(&mut self, on: bool) {
         if let Some(a) = self.audio.as_mut() {
             a.fuse_units = on;
+        }
+    }
+
+    /// Makes every BatchNorm layer a SyncBatchNorm over `replicas` in training (None: back to
+    /// per-process statistics). The fused conv → BatchNorm → ReLU unit computes its statistics
+    /// inside one op, so while this is set the units run unfused (four ops each).
+    pub fn set_sync_batchnorm(&mut self, replicas: Option<Arc<dyn ops::Replicas>>) {
+        if let Some(a) = self.audio.as_mut() {
+            a.sync_bn = replicas;
         }
     }
 
@@ -290,6 +302,7 @@ impl AudioTower {
         let mut i = 0;
         while i < features.len() {
             if self.fuse_units
+                && self.sync_bn.is_none()
                 && let [Feature::Conv(c), Feature::Bn(bn), Feature::Relu, rest @ ..] = &features[i..]
             {
                 let pool = matches!(rest.first(), Some(Feature::Pool));
@@ -299,7 +312,10 @@ impl AudioTower {
             }
             x = match &features[i] {
                 Feature::Conv(c) => c.forward(tape, store, &x)?,
-                Feature::Bn(bn) => bn.forward(tape, store, &x, train)?,
+                Feature::Bn(bn) => match &self.sync_bn {
+                    Some(r) => bn.forward_sync(tape, store, &x, train, r)?,
+                    None => bn.forward(tape, store, &x, train)?,
+                },
                 Feature::Relu => ops::relu(tape, &x)?,
                 Feature::Pool => ops::maxpool2d(tape, &x, 2, 2)?,
                 Feature::Se(se) => se.forward(tape, store, &x)?,
@@ -348,7 +364,7 @@ impl AudioTower {
                 fc2: Linear::new(store, rng, "audio_tower.fc2", h, o, true)?,
             },
         };
-        Ok(AudioTower { features, head, fuse_se_pool: true, fuse_units: true })
+        Ok(AudioTower { features, head, fuse_se_pool: true, fuse_units: true, sync_bn: None })
     }
 
     fn forward<B: Backend>(

@@ -4,7 +4,7 @@
 
 use super::config::{Config, Modality};
 use super::dataset::{self, SongRecord, TrainData};
-use super::dist::{Group, ddp};
+use super::dist::{Group, ddp, sync_bn};
 use super::fit::{FitSummary, fit_in};
 use super::infer::predict_shared;
 use super::init_weights::{self, InitWeights};
@@ -130,6 +130,15 @@ pub fn train_run_in<B: Backend>(
         &here,
         "start every rank with the same command line",
     )?;
+    let sync_bn = cfg.train.sync_batchnorm && group.size() > 1;
+    if sync_bn {
+        sync_bn::check_every_rank_steps(
+            data.splits.train.len(),
+            cfg.train.batch_size,
+            group.size(),
+            cfg.train.accumulate,
+        )?;
+    }
     if root {
         run.check(&cfg, resume)?;
     }
@@ -186,6 +195,10 @@ pub fn train_run_in<B: Backend>(
         data.splits.test.len(),
         s.lyrics.describe()
     ));
+    if sync_bn {
+        s.net.set_sync_batchnorm(Some(sync_bn::GroupReplicas::for_this_thread(group.comm.clone())));
+        say("  SyncBatchNorm: batch statistics over every rank's songs (the conv → BatchNorm units run unfused)");
+    }
     let summary = fit_in(group, &mut s, &data, &songs, &run, say)?;
     finish(group, &run, &mut s, &data, &songs, &summary, say)
 }

@@ -17,6 +17,7 @@ mod se;
 mod se_pool;
 mod sequence;
 mod spectro;
+mod sync_norm;
 mod vgg_unit;
 
 pub use activation::{gelu, gelu_tanh, relu, sigmoid, tanh, unary};
@@ -32,6 +33,7 @@ pub use se::squeeze_excite;
 pub use se_pool::squeeze_excite_pool;
 pub use sequence::{embedding, group_by_id, narrow};
 pub use spectro::{mel_project, power_to_db};
+pub use sync_norm::{Replicas, sync_batchnorm2d};
 pub use vgg_unit::{UnitVars, vgg_unit};
 
 use crate::error::{Error, Result};

@@ -20,7 +20,7 @@ pub const MODEL_KEYS: [&str; 9] = [
     "modality",
 ];
 pub const LYRICS_KEYS: [&str; 7] = ["model", "mode", "layers", "lr", "max_len", "pool", "vectors"];
-pub const TRAIN_KEYS: [&str; 15] = [
+pub const TRAIN_KEYS: [&str; 16] = [
     "epochs",
     "batch_size",
     "lr",
@@ -36,6 +36,7 @@ pub const TRAIN_KEYS: [&str; 15] = [
     "restore",
     "shuffle",
     "accumulate",
+    "sync_batchnorm",
 ];
 pub const DATA_KEYS: [&str; 2] = ["preprocessing", "split"];
 
@@ -180,6 +181,7 @@ impl TrainSection {
             "restore" => self.restore = choice(&k, v, Restore::parse, Restore::NAMES)?,
             "shuffle" => self.shuffle = boolean(&k, v)?,
             "accumulate" => self.accumulate = usize_(&k, v)?,
+            "sync_batchnorm" => self.sync_batchnorm = boolean(&k, v)?,
             _ => return Err(unknown("train", key, &TRAIN_KEYS)),
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! [lyrics]                   # model mode layers lr max_len pool vectors
 //! [train]                    # epochs batch_size lr clip patience scheduler step_size gamma
 //!                            # warmup_epochs seed loss quadrant_loss restore shuffle accumulate
+//!                            # sync_batchnorm
 //! [data]                     # preprocessing split
 //! ```
 //! Every section and key is optional; anything left out keeps the preset's value. Unknown keys and
@@ -146,6 +147,10 @@ pub struct TrainSection {
     /// this many (sizes differing by at most one), each forward and backward on its own (BatchNorm
     /// per micro-batch), their gradients averaged before the clip and the update.
     pub accumulate: usize,
+    /// Data-parallel runs: BatchNorm's training statistics over the whole global batch (every
+    /// rank's songs, PyTorch's SyncBatchNorm) instead of each rank's own part. No effect on one
+    /// process (the batch is already whole there).
+    pub sync_batchnorm: bool,
 }
 
 /// `[data]`.
@@ -200,6 +205,7 @@ impl Config {
                 restore: Restore::Best,
                 shuffle: true,
                 accumulate: 1,
+                sync_batchnorm: false,
             },
             data: DataSection { preprocessing: Preprocessing::Fixed, split: SplitName::Tvt70 },
         };
