@@ -177,7 +177,8 @@ fn resolved_config_writes_every_key() {
             "quadrant_loss",
             "restore",
             "shuffle",
-            "accumulate"
+            "accumulate",
+            "sync_batchnorm"
         ])
     );
     assert_eq!(keys("data"), sorted(&["preprocessing", "split"]));
