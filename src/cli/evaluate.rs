@@ -13,7 +13,7 @@ use crate::train::metrics::EvalReport;
 use crate::train::predictions::{PredictionRow, evaluate, write_csv};
 use crate::train::run::lyrics_side;
 use crate::train::run_dir::RunDir;
-use crate::train::se_quadrants::se_by_quadrant;
+use crate::train::se_quadrants::{no_se_gates, se_by_quadrant};
 use crate::train::session::Session;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,9 +150,8 @@ fn evaluate_on<B: Backend>(be: B, a: &EvaluateArgs, source: &Source) -> Result<(
             (None, Source::Run(run)) => run.root.clone(),
             (None, Source::Weights { .. }) => PathBuf::from("explain"),
         };
-        let gates = se_by_quadrant(&mut s, &data, data.splits.get(split), &rows, &a.split)?.ok_or_else(|| {
-            Error::Invalid("--explain: this model has no SE block (attention `se`) to average".into())
-        })?;
+        let gates = se_by_quadrant(&mut s, &data, data.splits.get(split), &rows, &a.split)?
+            .ok_or_else(|| Error::Invalid(format!("--explain: {} to average", no_se_gates(&cfg))))?;
         let png = gates.write(&dir)?;
         eprintln!("SE channel weights per quadrant: {} (and .json, .csv beside it)", png.display());
     }

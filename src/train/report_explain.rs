@@ -98,7 +98,7 @@ fn figures_on<B: Backend>(
 
     let se = match se_by_quadrant(&mut s, data, &which, rows, split) {
         Ok(Some(g)) => g.write(&run.root).map(|p| file_name(&p)).map_err(|e| e.to_string()),
-        Ok(None) => Err("this model has no SE block (attention `se`)".into()),
+        Ok(None) => Err(super::se_quadrants::no_se_gates(&cfg).into()),
         Err(e) => Err(e.to_string()),
     };
     let se_note = format!(

@@ -25,6 +25,15 @@ pub struct QuadrantGates {
     pub by_predicted: [GateStats; 4],
 }
 
+/// Why a model has no SE gates to show: no audio tower at all, or one without SE attention.
+pub fn no_se_gates(cfg: &super::config::Config) -> &'static str {
+    if cfg.model.modality == super::config::Modality::Lyrics {
+        "this model has no audio tower (modality `lyrics`), so no SE block"
+    } else {
+        "this model has no SE block (attention `se`)"
+    }
+}
+
 /// The gates of `split`'s songs (`which`, indices into `data.songs`), grouped by true quadrant
 /// and by the quadrant of `rows`' prediction for the song. None when the model has no SE block.
 /// In eval mode, in batches of the run's batch size: each song's gates are its own (BatchNorm uses
