@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::params::ParamStore;
 use crate::train::config::{Config, Modality};
 use crate::train::dataset::SongRecord;
-pub(super) use crate::train::infer::forward_windows;
+use crate::train::infer::forward_windows;
 use crate::train::lyrics_encoder::{self, LyricsPlaces};
 use crate::train::metrics::Quadrant;
 use crate::train::run_dir::RunDir;

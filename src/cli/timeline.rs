@@ -2,14 +2,14 @@
 //! windows), written per song as `<out>/<song>_timeline.csv` and `<song>_timeline.png`; the
 //! song-level answer, the mean of the windows, is what `predict` prints.
 
-use super::predict::{PredictArgs, Prediction, forward_windows, open_run, read_songs};
+use super::predict::{PredictArgs, Prediction, open_run, read_songs};
 use crate::audio::PreprocessParams;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::train::config::Config;
 use crate::train::metrics::Quadrant;
-use crate::train::plot::{TimelinePoint, timeline_plot};
-use crate::train::timeline::WindowPlan;
+use crate::train::plot::timeline_plot;
+use crate::train::timeline::{WindowPlan, song_timeline};
 
 pub fn timeline_on<B: Backend>(
     be: B,
@@ -28,20 +28,7 @@ pub fn timeline_on<B: Backend>(
     crate::data::create_dir(&dir)?;
     let mut out = Vec::with_capacity(songs.len());
     for (i, (song, mel)) in songs.iter().zip(&mels).enumerate() {
-        let windows = plan.windows(mel.frames);
-        let inputs: Vec<(usize, Vec<f32>)> =
-            windows.iter().map(|&w| (i, plan.slice(&mel.data, mel.n_mels, mel.frames, w, params.pad_value))).collect();
-        let preds = forward_windows(&mut s, &songs, &inputs, (mel.n_mels, plan.frames))?;
-        let points: Vec<TimelinePoint> = windows
-            .iter()
-            .zip(&preds)
-            .map(|(&(start, end), &(valence, arousal))| TimelinePoint {
-                start_s: start as f64 / frames_per_s,
-                end_s: end as f64 / frames_per_s,
-                valence,
-                arousal,
-            })
-            .collect();
+        let points = song_timeline(&mut s, &songs, i, mel, &plan, (params.pad_value, frames_per_s))?;
         let csv = dir.join(format!("{}_timeline.csv", song.id));
         let mut text = String::from("start_s,end_s,valence,arousal,quadrant\n");
         for p in &points {

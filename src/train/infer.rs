@@ -44,26 +44,35 @@ pub fn predict<B: Backend>(
         let f = forward_batch(s, &mut tape, songs, &b, false, 0)?;
         let pred = f.out.pred.value().to_f64(&s.store.backend)?;
         if let Some(l) = f.loss {
-            let v = l.value().to_f64(&s.store.backend)?[0];
-            if !v.is_finite() {
-                let ids: Vec<&str> = b.songs.iter().map(|&i| songs[i].id.as_str()).collect();
-                return Err(Error::NonFinite(format!("the evaluation loss is {v} on songs {}", ids.join(", "))));
-            }
-            loss_sum += v;
+            loss_sum += finite_loss(l.value().to_f64(&s.store.backend)?[0], songs, &b.songs)?;
             n_batches += 1;
         }
-        for (k, &i) in b.songs.iter().enumerate() {
-            let song = &songs[i];
-            rows.push(PredictionRow {
-                song: song.id.clone(),
-                truth: [song.valence, song.arousal],
-                pred: [pred[2 * k], pred[2 * k + 1]],
-                quadrant: song.quadrant,
-                duration_s: Some(song.duration_s),
-            });
-        }
+        push_rows(&mut rows, songs, &b.songs, &pred);
     }
     Ok((rows, if n_batches > 0 { loss_sum / n_batches as f64 } else { f64::NAN }))
+}
+
+/// A batch's evaluation loss, or an error naming its songs when it is not finite.
+fn finite_loss(v: f64, songs: &[SongRecord], batch: &[usize]) -> Result<f64> {
+    if v.is_finite() {
+        return Ok(v);
+    }
+    let ids: Vec<&str> = batch.iter().map(|&i| songs[i].id.as_str()).collect();
+    Err(Error::NonFinite(format!("the evaluation loss is {v} on songs {}", ids.join(", "))))
+}
+
+/// One row per song of `batch`, its prediction pred[2k], pred[2k + 1].
+fn push_rows(rows: &mut Vec<PredictionRow>, songs: &[SongRecord], batch: &[usize], pred: &[f64]) {
+    for (k, &i) in batch.iter().enumerate() {
+        let song = &songs[i];
+        rows.push(PredictionRow {
+            song: song.id.clone(),
+            truth: [song.valence, song.arousal],
+            pred: [pred[2 * k], pred[2 * k + 1]],
+            quadrant: song.quadrant,
+            duration_s: Some(song.duration_s),
+        });
+    }
 }
 
 /// `predict` shared between the ranks of `group`: the same batches as one process (so the same
@@ -108,25 +117,11 @@ pub fn predict_shared<B: Backend>(
         let vals = vals.ok_or_else(|| {
             Error::Invalid(format!("rank {} did not send the predictions of evaluation batch {k}", k % size))
         })?;
-        let (v, pred) = (vals[1], &vals[2..]);
         if vals[0] == 1.0 {
-            if !v.is_finite() {
-                let ids: Vec<&str> = b.iter().map(|&i| songs[i].id.as_str()).collect();
-                return Err(Error::NonFinite(format!("the evaluation loss is {v} on songs {}", ids.join(", "))));
-            }
-            loss_sum += v;
+            loss_sum += finite_loss(vals[1], songs, b)?;
             n_batches += 1;
         }
-        for (j, &i) in b.iter().enumerate() {
-            let song = &songs[i];
-            rows.push(PredictionRow {
-                song: song.id.clone(),
-                truth: [song.valence, song.arousal],
-                pred: [pred[2 * j], pred[2 * j + 1]],
-                quadrant: song.quadrant,
-                duration_s: Some(song.duration_s),
-            });
-        }
+        push_rows(&mut rows, songs, b, &vals[2..]);
     }
     Ok((rows, if n_batches > 0 { loss_sum / n_batches as f64 } else { f64::NAN }))
 }

@@ -5,15 +5,14 @@
 
 use super::config::Config;
 use super::dataset::{self, TrainData};
-use super::infer::forward_windows;
 use super::lyrics_encoder::LyricsPlaces;
-use super::plot::{TimelinePoint, timeline_plot};
+use super::plot::timeline_plot;
 use super::predictions::PredictionRow;
 use super::run::lyrics_side;
 use super::run_dir::RunDir;
 use super::se_quadrants::se_by_quadrant;
 use super::session::Session;
-use super::timeline::WindowPlan;
+use super::timeline::{WindowPlan, song_timeline};
 use crate::backend::Backend;
 use crate::device::{Device, DeviceChoice};
 use crate::error::{Error, Result};
@@ -189,20 +188,7 @@ fn timeline_of<B: Backend>(
     let mel = crate::audio::load_whole(path, &params)?;
     let fps = params.sample_rate as f64 / params.hop as f64;
     let plan = WindowPlan::from_seconds(TIMELINE_WINDOW_S, TIMELINE_HOP_S, fps);
-    let windows = plan.windows(mel.frames);
-    let inputs: Vec<(usize, Vec<f32>)> =
-        windows.iter().map(|&w| (i, plan.slice(&mel.data, mel.n_mels, mel.frames, w, params.pad_value))).collect();
-    let preds = forward_windows(s, &data.songs, &inputs, (mel.n_mels, plan.frames))?;
-    let points: Vec<TimelinePoint> = windows
-        .iter()
-        .zip(&preds)
-        .map(|(&(a, b), &(valence, arousal))| TimelinePoint {
-            start_s: a as f64 / fps,
-            end_s: b as f64 / fps,
-            valence,
-            arousal,
-        })
-        .collect();
+    let points = song_timeline(s, &data.songs, i, &mel, &plan, (params.pad_value, fps))?;
     let id = &data.songs[i].id;
     let file = format!("timeline_{id}.png");
     timeline_plot(&run.root.join(&file), id, &points)?;

@@ -4,7 +4,14 @@
 //! (`crop_or_pad`: the missing frames at the end set to the pad value). A song no longer than one
 //! window gives one window. The song-level answer is the mean of the windows' predictions.
 
+use super::dataset::SongRecord;
+use super::infer::forward_windows;
+use super::plot::TimelinePoint;
+use super::session::Session;
+use crate::audio::MelSpectrogram;
 use crate::audio::mel::crop_or_pad;
+use crate::backend::Backend;
+use crate::error::Result;
 
 /// Window length and hop in frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,4 +50,30 @@ impl WindowPlan {
         }
         crop_or_pad(&window, rows, len, self.frames, false, pad_value)
     }
+}
+
+/// The model (eval mode) on every window of song `i`'s whole spectrogram `mel`, each with its
+/// start and end in seconds; `pad_value` pads a last window that runs past the song.
+pub fn song_timeline<B: Backend>(
+    s: &mut Session<B>,
+    songs: &[SongRecord],
+    i: usize,
+    mel: &MelSpectrogram,
+    plan: &WindowPlan,
+    (pad_value, frames_per_s): (f32, f64),
+) -> Result<Vec<TimelinePoint>> {
+    let windows = plan.windows(mel.frames);
+    let inputs: Vec<(usize, Vec<f32>)> =
+        windows.iter().map(|&w| (i, plan.slice(&mel.data, mel.n_mels, mel.frames, w, pad_value))).collect();
+    let preds = forward_windows(s, songs, &inputs, (mel.n_mels, plan.frames))?;
+    Ok(windows
+        .iter()
+        .zip(&preds)
+        .map(|(&(start, end), &(valence, arousal))| TimelinePoint {
+            start_s: start as f64 / frames_per_s,
+            end_s: end as f64 / frames_per_s,
+            valence,
+            arousal,
+        })
+        .collect())
 }
