@@ -97,7 +97,8 @@ mod tests {
         for (block, c_out) in [64, 128, 256, 512].into_iter().enumerate() {
             for conv in 0..convs_per_block {
                 let g = ConvGeom { n: 256, c_in, h, w, c_out, kh: 3, kw: 3, stride: 1, pad: 1 };
-                let parts = caps.batch_parts("conv2d_forward", g.n, g.per_sample_extent()).unwrap();
+                let (x_len, y_len) = g.sample_lens();
+                let parts = caps.batch_parts("conv2d_forward", g.n, x_len.max(y_len)).unwrap();
                 covers(&parts, 256);
                 let pool = conv + 1 == convs_per_block && block < 3;
                 for p in &parts {

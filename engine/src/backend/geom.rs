@@ -71,12 +71,8 @@ impl ConvGeom {
     pub fn output_len(&self) -> usize {
         self.n * self.c_out * self.out_h() * self.out_w()
     }
-    /// The largest extent one sample gives a tensor the convolution kernels index (input, output;
-    /// the implicit GEMM's columns per sample, OH·OW, are fewer than the output's).
-    pub fn per_sample_extent(&self) -> usize {
-        (self.c_in * self.h * self.w).max(self.c_out * self.out_h() * self.out_w())
-    }
-    /// One sample's input and output lengths (the offsets of a batch part).
+    /// One sample's input and output lengths (the offsets of a batch part; the larger of the two
+    /// is the extent a batch part scales, the implicit GEMM's OH·OW columns per sample being fewer).
     pub fn sample_lens(&self) -> (usize, usize) {
         (self.c_in * self.h * self.w, self.c_out * self.out_h() * self.out_w())
     }

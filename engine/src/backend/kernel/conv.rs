@@ -78,17 +78,11 @@ impl KernelBackend {
     /// The batch parts of a convolution (one unless a tensor passes the launch caps).
     fn conv_parts(&self, op: &'static str, g: &ConvGeom) -> Result<Vec<(ConvGeom, usize, usize)>> {
         check_i32(op, "the weight", g.weight_len(), 0)?;
-        let (x_len, y_len) = g.sample_lens();
-        let parts = self.batch_parts(op, g.n, g.per_sample_extent())?;
-        Ok(parts
-            .into_iter()
-            .map(|part| (ConvGeom { n: part.n, ..*g }, part.start * x_len, part.start * y_len))
-            .collect())
+        self.batch_parts(op, g.n, g.sample_lens(), |n| ConvGeom { n, ..*g }, |part| part.check_i32(op))
     }
 
     /// One launch's forward: x and y at a batch part's first sample.
     fn conv2d_forward_part(&self, x: Arg, w: &DevBuf, b: Option<&DevBuf>, y: Arg, g: &ConvGeom) -> Result<()> {
-        g.check_i32("conv2d_forward")?;
         // The first layer's direct kernel (FP32, exact) serves either precision: the tensor-core
         // GEMM would pad its 9-tap reduction to 32.
         if cin1_forward_supported(g) {
@@ -106,7 +100,6 @@ impl KernelBackend {
 
     /// One launch's input gradient: dy and dx at a batch part's first sample.
     fn conv2d_backward_input_part(&self, dy: Arg, w: &DevBuf, dx: Arg, g: &ConvGeom) -> Result<()> {
-        g.check_i32("conv2d_backward_input")?;
         if self.conv_precision == Precision::Tf32 {
             return self.conv2d_backward_input_tf32(dy, w, dx, g);
         }
@@ -119,7 +112,6 @@ impl KernelBackend {
 
     /// One launch's weight gradient over a batch part (dy and x at its first sample).
     fn conv2d_backward_weight_part(&self, dy: Arg, x: Arg, g: &ConvGeom) -> Result<DevBuf> {
-        g.check_i32("conv2d_backward_weight")?;
         if cin1_wgrad_supported(g) {
             return self.conv_cin1_backward_weight(dy, x, g);
         }

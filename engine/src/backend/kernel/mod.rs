@@ -130,10 +130,27 @@ impl KernelBackend {
         self
     }
 
-    /// `n` samples in launches that each fit the caps (`per_sample`: the largest extent one
-    /// sample gives a tensor the op's kernels index).
-    fn batch_parts(&self, op: &'static str, n: usize, per_sample: usize) -> Result<Vec<BatchPart>> {
-        self.caps.batch_parts(op, n, per_sample)
+    /// The launches of an op over `n` samples whose input and output hold `sample_lens` elements
+    /// per sample: each part's geometry (`of_size(part size)`, its extents checked by `check`)
+    /// and the first input and output element of the part. One part unless a tensor passes the
+    /// caps.
+    fn batch_parts<G>(
+        &self,
+        op: &'static str,
+        n: usize,
+        (in_len, out_len): (usize, usize),
+        of_size: impl Fn(usize) -> G,
+        check: impl Fn(&G) -> Result<()>,
+    ) -> Result<Vec<(G, usize, usize)>> {
+        let parts: Vec<BatchPart> = self.caps.batch_parts(op, n, in_len.max(out_len))?;
+        parts
+            .into_iter()
+            .map(|part| {
+                let geom = of_size(part.n);
+                check(&geom)?;
+                Ok((geom, part.start * in_len, part.start * out_len))
+            })
+            .collect()
     }
 
     /// What the card allows: kernels and tiles are chosen by it.

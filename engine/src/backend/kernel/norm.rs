@@ -49,11 +49,10 @@ impl KernelBackend {
     pub(super) fn channel_parts(&self, op: &'static str, g: &ChannelGeom) -> Result<ChannelParts> {
         let mut parts = Vec::new();
         let mut slots = 0;
-        for bp in self.batch_parts(op, g.n, g.per_sample_extent())? {
-            let geom = ChannelGeom { n: bp.n, ..*g };
-            geom.check_i32(op)?;
+        let lens = (g.per_sample_extent(), 0);
+        for (geom, offset, _) in self.batch_parts(op, g.n, lens, |n| ChannelGeom { n, ..*g }, |p| p.check_i32(op))? {
             let chunks = channel_chunks(&geom);
-            parts.push(ChannelPart { geom, offset: bp.start * g.per_sample_extent(), chunks, slot0: slots });
+            parts.push(ChannelPart { geom, offset, chunks, slot0: slots });
             slots += chunks;
         }
         Ok(ChannelParts { parts, slots })

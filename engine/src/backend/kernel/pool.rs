@@ -15,29 +15,13 @@ impl KernelBackend {
     /// The batch parts of a max-pool: each part's geometry and its first input and output
     /// elements.
     fn pool_parts(&self, op: &'static str, g: &PoolGeom) -> Result<Vec<(PoolGeom, usize, usize)>> {
-        let (x_len, y_len) = g.sample_lens();
-        let parts = self.batch_parts(op, g.n, x_len)?;
-        parts
-            .into_iter()
-            .map(|bp| {
-                let part = PoolGeom { n: bp.n, ..*g };
-                part.check_i32(op)?;
-                Ok((part, bp.start * x_len, bp.start * y_len))
-            })
-            .collect()
+        self.batch_parts(op, g.n, g.sample_lens(), |n| PoolGeom { n, ..*g }, |part| part.check_i32(op))
     }
     /// The batch parts of a [n, c, hw] pass: each part's geometry and its first element and
     /// first plane.
     pub(super) fn plane_parts(&self, op: &'static str, g: &ChannelGeom) -> Result<Vec<(ChannelGeom, usize, usize)>> {
-        let parts = self.batch_parts(op, g.n, g.per_sample_extent())?;
-        parts
-            .into_iter()
-            .map(|bp| {
-                let part = ChannelGeom { n: bp.n, ..*g };
-                part.check_i32(op)?;
-                Ok((part, bp.start * g.per_sample_extent(), bp.start * g.c))
-            })
-            .collect()
+        let lens = (g.per_sample_extent(), g.c);
+        self.batch_parts(op, g.n, lens, |n| ChannelGeom { n, ..*g }, |part| part.check_i32(op))
     }
 }
 

@@ -85,16 +85,7 @@ impl KernelBackend {
     /// The batch parts of a fused unit: each part's geometry and its first input and output
     /// elements.
     fn unit_parts(&self, op: &'static str, g: &UnitGeom) -> Result<Vec<(UnitGeom, usize, usize)>> {
-        let (z_len, y_len) = g.sample_lens();
-        let parts = self.batch_parts(op, g.n, z_len)?;
-        parts
-            .into_iter()
-            .map(|bp| {
-                let part = UnitGeom { n: bp.n, ..*g };
-                part.check_i32(op)?;
-                Ok((part, bp.start * z_len, bp.start * y_len))
-            })
-            .collect()
+        self.batch_parts(op, g.n, g.sample_lens(), |n| UnitGeom { n, ..*g }, |part| part.check_i32(op))
     }
 }
 
